@@ -1,0 +1,227 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hsa_geo import Hierarchy, hsa
+from hsa_geo.reference import hsa_dense
+from hsa_geo.testing import flat_tree, random_forest, regular_tree
+
+
+def _inputs(h, heads, dim, dim_v, seed, dtype=torch.float64, pos=None, bias=None,
+            spread=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    n = h.num_leaves
+    q = torch.randn(n, heads, dim, generator=gen, dtype=dtype) * spread
+    k = torch.randn(n, heads, dim, generator=gen, dtype=dtype) * spread
+    v = torch.randn(n, heads, dim_v, generator=gen, dtype=dtype)
+    p = b = None
+    if pos == 'shared':
+        p = torch.randn(h.num_nodes, 3, generator=gen, dtype=dtype) * 0.7
+    elif pos == 'heads':
+        p = torch.randn(h.num_nodes, heads, 2, generator=gen, dtype=dtype) * 0.7
+    if bias == 'shared':
+        b = torch.randn(h.num_pairs, generator=gen, dtype=dtype)
+    elif bias == 'heads':
+        b = torch.randn(h.num_pairs, heads, generator=gen, dtype=dtype)
+    return q, k, v, p, b
+
+
+@given(seed=st.integers(0, 10**6), num_roots=st.integers(1, 4),
+       max_depth=st.integers(1, 4), max_branching=st.integers(1, 5),
+       heads=st.integers(1, 3), pos=st.sampled_from([None, 'shared', 'heads']),
+       bias=st.sampled_from([None, 'shared', 'heads']),
+       include_self=st.booleans(), causal=st.booleans())
+def test_dp_equals_dense_reference_on_random_forests(seed, num_roots, max_depth,
+                                                     max_branching, heads, pos,
+                                                     bias, include_self, causal):
+    parent, num_leaves = random_forest(seed, num_roots, max_depth, max_branching)
+    h = Hierarchy.from_parent(parent, num_leaves)
+    q, k, v, p, b = _inputs(h, heads, 4, 3, seed, pos=pos, bias=bias)
+    out = hsa(q, k, v, h, pos=p, bias=b, include_self=include_self, causal=causal)
+    ref = hsa_dense(q, k, v, h, pos=p, bias=b, include_self=include_self,
+                    causal=causal)
+    assert out.shape == (num_leaves, heads, 3)
+    assert torch.allclose(out, ref, atol=1e-12, rtol=1e-10), (out - ref).abs().max()
+
+
+@pytest.mark.parametrize('sizes', [[40, 1, 3, 2, 5, 5, 5, 6, 7, 9, 11, 30, 31]])
+def test_padded_buckets_match_reference(sizes):
+    # Many small families of different sizes are merged into padded buckets.
+    parent, next_id, leaves = [], sum(sizes), 0
+    for fam, size in enumerate(sizes):
+        parent += [next_id + fam] * size
+        leaves += size
+    parent += [next_id + len(sizes)] * len(sizes) + [-1]
+    h = Hierarchy.from_parent(torch.tensor(parent), leaves)
+    assert any(b.padded for lvl in h.levels for b in lvl.buckets)
+    for include_self in (False, True):
+        for causal in (False, True):
+            q, k, v, p, b = _inputs(h, 2, 4, 5, 1, pos='heads', bias='heads')
+            out = hsa(q, k, v, h, pos=p, bias=b, include_self=include_self,
+                      causal=causal)
+            ref = hsa_dense(q, k, v, h, pos=p, bias=b, include_self=include_self,
+                            causal=causal)
+            assert torch.allclose(out, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize('n', [1, 2, 7, 33])
+def test_flat_tree_is_softmax_without_diagonal(n):
+    h = Hierarchy.from_parent(*flat_tree(n))
+    q, k, v, _, _ = _inputs(h, 2, 8, 5, n)
+    out = hsa(q, k, v, h)
+    scores = torch.einsum('ihd,jhd->hij', q, k) / math.sqrt(8)
+    scores = scores.masked_fill(torch.eye(n, dtype=torch.bool), -math.inf)
+    expected = torch.einsum('hij,jhd->ihd', torch.softmax(scores, -1).nan_to_num(), v)
+    assert torch.allclose(out, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize('n', [1, 5, 33])
+@pytest.mark.parametrize('causal', [False, True])
+def test_flat_tree_with_self_is_sdpa(n, causal):
+    h = Hierarchy.from_parent(*flat_tree(n))
+    q, k, v, _, _ = _inputs(h, 3, 8, 8, n)
+    out = hsa(q, k, v, h, include_self=True, causal=causal)
+    expected = F.scaled_dot_product_attention(
+        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1),
+        is_causal=causal).transpose(0, 1)
+    assert torch.allclose(out, expected, atol=1e-12)
+
+
+def test_flat_causal_without_self_is_strictly_lower_softmax():
+    n = 9
+    h = Hierarchy.from_parent(*flat_tree(n))
+    q, k, v, _, _ = _inputs(h, 2, 4, 4, 0)
+    out = hsa(q, k, v, h, causal=True)
+    scores = torch.einsum('ihd,jhd->hij', q, k) / 2.0
+    allowed = torch.ones(n, n, dtype=torch.bool).tril(-1)
+    attn = torch.softmax(scores.masked_fill(~allowed, -math.inf), -1).nan_to_num()
+    assert torch.allclose(out, torch.einsum('hij,jhd->ihd', attn, v), atol=1e-12)
+    assert torch.all(out[0] == 0)
+
+
+def test_forest_roots_never_interact():
+    trees = [random_forest(s, 1, 3, 4, shuffle=False) for s in (3, 4, 5)]
+    parts, offset_leaf, outs = [], 0, []
+    # each tree alone
+    for parent, num_leaves in trees:
+        h = Hierarchy.from_parent(parent, num_leaves)
+        q, k, v, _, _ = _inputs(h, 2, 4, 4, num_leaves)
+        outs.append((q, k, v, hsa(q, k, v, h)))
+    # the same trees as one forest: leaves first, then internal nodes
+    leaf_ids, internal, parent_all = [], [], []
+    total_leaves = sum(n for _, n in trees)
+    leaf_base, internal_base = 0, total_leaves
+    mapped = []
+    for parent, num_leaves in trees:
+        ids = torch.empty(parent.numel(), dtype=torch.long)
+        ids[:num_leaves] = leaf_base + torch.arange(num_leaves)
+        ids[num_leaves:] = internal_base + torch.arange(parent.numel() - num_leaves)
+        mapped.append((ids, parent))
+        leaf_base += num_leaves
+        internal_base += parent.numel() - num_leaves
+    forest = torch.full((internal_base, ), -1, dtype=torch.long)
+    for ids, parent in mapped:
+        has = parent >= 0
+        forest[ids[has]] = ids[parent[has]]
+    h = Hierarchy.from_parent(forest, total_leaves)
+    q = torch.cat([o[0] for o in outs])
+    k = torch.cat([o[1] for o in outs])
+    v = torch.cat([o[2] for o in outs])
+    assert torch.allclose(hsa(q, k, v, h), torch.cat([o[3] for o in outs]), atol=1e-12)
+
+
+def test_lonely_leaf_gets_zero_or_itself():
+    parent = torch.tensor([-1, 3, 3, -1])   # leaf 0 alone; leaves 1, 2 under node 3
+    h = Hierarchy.from_parent(parent, 3)
+    q, k, v, _, _ = _inputs(h, 1, 2, 2, 0)
+    out = hsa(q, k, v, h)
+    assert torch.all(out[0] == 0)
+    assert torch.allclose(out[1], v[2]) and torch.allclose(out[2], v[1])
+    out = hsa(q, k, v, h, include_self=True)
+    assert torch.allclose(out[0], v[0])
+
+
+@pytest.mark.parametrize('include_self', [False, True])
+@pytest.mark.parametrize('causal', [False, True])
+def test_huge_scores_are_finite_and_exact(include_self, causal):
+    parent, num_leaves = random_forest(11, 2, 3, 4)
+    h = Hierarchy.from_parent(parent, num_leaves)
+    q, k, v, p, b = _inputs(h, 2, 4, 3, 2, pos='shared', spread=100.0)  # scores ~1e4
+    out = hsa(q, k, v, h, pos=p * 30, include_self=include_self, causal=causal)
+    assert torch.isfinite(out).all()
+    ref = hsa_dense(q, k, v, h, pos=p * 30, include_self=include_self, causal=causal)
+    assert torch.allclose(out, ref, atol=1e-9)
+    out32 = hsa(q.float(), k.float(), v.float(), h, pos=p.float() * 30,
+                include_self=include_self, causal=causal)
+    assert torch.isfinite(out32).all()
+
+
+@pytest.mark.parametrize('dtype,atol', [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+def test_low_precision(dtype, atol):
+    parent, num_leaves = random_forest(7, 2, 3, 5)
+    h = Hierarchy.from_parent(parent, num_leaves)
+    q, k, v, p, b = _inputs(h, 2, 8, 8, 0, pos='shared', bias='heads')
+    ref = hsa_dense(q, k, v, h, pos=p, bias=b)
+    out = hsa(q.to(dtype), k.to(dtype), v.to(dtype), h, pos=p.to(dtype), bias=b.to(dtype))
+    assert out.dtype == dtype
+    assert torch.allclose(out.double(), ref, atol=atol)
+
+
+@pytest.mark.parametrize('include_self,causal', [(False, False), (True, False),
+                                                 (False, True), (True, True)])
+def test_gradcheck(include_self, causal):
+    parent, num_leaves = random_forest(5, 2, 3, 3)
+    h = Hierarchy.from_parent(parent, num_leaves)
+    q, k, v, p, b = _inputs(h, 2, 3, 2, 3, pos='heads', bias='shared')
+    args = [t.clone().requires_grad_() for t in (q, k, v, p, b)]
+
+    def fn(q, k, v, p, b):
+        return hsa(q, k, v, h, pos=p, bias=b, include_self=include_self, causal=causal)
+
+    assert torch.autograd.gradcheck(fn, args)
+
+
+def test_gradients_finite_on_unary_chains_and_lone_leaves():
+    parent = torch.tensor([4, 6, 6, -1, 5, 7, 7, -1])  # a unary chain, a lone leaf
+    h = Hierarchy.from_parent(parent, 4)
+    q, k, v, _, _ = _inputs(h, 2, 4, 4, 0)
+    for include_self in (False, True):
+        for causal in (False, True):
+            args = [t.clone().float().requires_grad_() for t in (q, k, v)]
+            hsa(*args, h, include_self=include_self, causal=causal).sum().backward()
+            assert all(torch.isfinite(a.grad).all() for a in args)
+
+
+def test_regular_tree_large_matches_reference_float32():
+    parent, n = regular_tree(200, (4, 5))
+    h = Hierarchy.from_parent(parent, n)
+    q, k, v, p, b = _inputs(h, 2, 8, 8, 0, dtype=torch.float32)
+    out = hsa(q, k, v, h)
+    assert torch.allclose(out.double(), hsa_dense(q, k, v, h), atol=1e-5)
+
+
+def test_input_validation_messages():
+    h = Hierarchy.from_parent(*flat_tree(4))
+    q = torch.randn(4, 2, 8)
+    with pytest.raises(TypeError, match="'hierarchy' must be a compiled Hierarchy"):
+        hsa(q, q, q, torch.tensor([4, 4, -1]))
+    with pytest.raises(ValueError, match="'q' has 3 rows but the hierarchy has 4 leaves"):
+        hsa(q[:3], q[:3], q[:3], h)
+    with pytest.raises(ValueError, match=r"'q' must have shape \[num_leaves, heads"):
+        hsa(q[:, 0], q[:, 0], q[:, 0], h)
+    with pytest.raises(ValueError, match="'k' must have the shape of 'q'"):
+        hsa(q, q[:, :, :4], q, h)
+    with pytest.raises(ValueError, match="'v' must have shape"):
+        hsa(q, q, q[:, :1], h)
+    with pytest.raises(TypeError, match="must share a dtype"):
+        hsa(q, q, q.double(), h)
+    with pytest.raises(TypeError, match="floating-point"):
+        hsa(q.long(), q.long(), q.long(), h)
+    with pytest.raises(ValueError, match=r"'pos' must have shape \[num_nodes=5"):
+        hsa(q, q, q, h, pos=torch.randn(4, 3))
+    with pytest.raises(ValueError, match=r"'bias' must have shape \[num_pairs=12\]"):
+        hsa(q, q, q, h, bias=torch.randn(11))
