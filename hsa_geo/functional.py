@@ -24,10 +24,18 @@ and top-down, with :math:`\mu(C) = \sigma(\eta(C) - \phi(C))`,
     w(C) &= w(P) \, \mu(C)
 
 so that :math:`\text{out}_i = \text{acc}(i)` (plus :math:`w(i) v_i` with
-``include_self``).  Everything that can be infinite (:math:`\phi = +\infty` of
-single-leaf subtrees, :math:`\eta = +\infty` of nodes without siblings) is known
-from the structure alone, so it is handled by masks and never enters the
-arithmetic: no NaN in the forward or the backward pass.
+``include_self``).
+
+Implementation notes:
+
+* Everything that can be infinite (:math:`\phi = +\infty` of single-leaf
+  subtrees, :math:`\eta = +\infty` of nodes without siblings) is known from the
+  structure alone, so it is handled by masks and never enters the arithmetic.
+* Families are processed in cache-sized chunks (dense ``[F, heads, b, b]``
+  score blocks); very wide families are split by query rows, like
+  FlashAttention.  The backward pass is written by hand: it saves only
+  per-node statistics (:math:`\eta`, :math:`\mu`, :math:`w`, :math:`\theta`)
+  and recomputes the score blocks, so memory stays :math:`O(N d)`.
 """
 from __future__ import annotations
 
@@ -35,12 +43,18 @@ import math
 from typing import List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from hsa_geo.hierarchy import Bucket, Hierarchy
 
 __all__ = ['hsa']
+
+# Elements per [rows, heads, d] chunk tensor and per score block on the CPU:
+# small enough to stay in cache, large enough for efficient batched GEMMs.
+_CPU_ROW_ELEMENTS = 1 << 19
+_CPU_SCORE_ELEMENTS = 1 << 20
+_GPU_ROW_ELEMENTS = 1 << 27
+_GPU_SCORE_ELEMENTS = 1 << 28
 
 
 def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
@@ -71,14 +85,18 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
             (then a flat tree gives standard softmax attention with the
             diagonal). (default: :obj:`False`)
         causal (bool, optional): Siblings attend only to siblings of smaller
-            node index. (default: :obj:`False`)
+            node index.  Without :obj:`include_self` the first leaf of every
+            subtree has nothing inside it to attend to, so the block constraint
+            sends the whole subtree's attention outside it; use both together
+            for autoregressive models. (default: :obj:`False`)
         scale (float, optional): Score scale, :math:`1/\sqrt{d}` if
             :obj:`None`.
 
     Returns:
         Tensor ``[num_leaves, heads, d_v]`` in the dtype of :obj:`v`
         (float16/bfloat16 inputs are computed in float32).  A leaf with nothing
-        to attend to gets a zero row.
+        to attend to gets a zero row.  Differentiable in :obj:`q`, :obj:`k`,
+        :obj:`v`, :obj:`pos` and :obj:`bias` (first order).
     """
     _check_inputs(q, k, v, hierarchy, pos, bias)
     out_dtype = v.dtype
@@ -86,262 +104,562 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     pos = None if pos is None else pos.to(dtype)
     bias = None if bias is None else bias.to(dtype)
-    heads, dim = q.size(1), q.size(2)
-    scale = 1.0 / math.sqrt(dim) if scale is None else float(scale)
-    # phi = +inf is structural: nowhere with include_self, everywhere for
-    # causal attention without self, else exactly at single-leaf subtrees.
-    phi_mode = 'none' if include_self else ('all' if causal else 'single')
-
-    levels = hierarchy.levels
-    if hierarchy.leaf_perm is not None:
-        q, k, v = q[hierarchy.leaf_perm], k[hierarchy.leaf_perm], v[hierarchy.leaf_perm]
-    xq, xk, xv = q, k, v
-    phi: Optional[Tensor] = None
-    if include_self:
-        self_score = (q * k).sum(-1) * scale
-        if pos is not None:
-            self_score = self_score + _self_pos(pos[levels[0].rep])
-        phi = -self_score
-    elif phi_mode == 'single':
-        phi = q.new_zeros(q.shape[:2])  # placeholder: every leaf has phi = +inf
-
-    # ---------------------------------------------------------------- bottom-up
-    saved: List[List[Tuple]] = []
-    for h in range(len(levels) - 1):
-        level, upper = levels[h], levels[h + 1]
-        pos_level = None if pos is None else pos[level.rep]
-        fam_q, fam_k, fam_v, fam_phi, level_saved = [], [], [], [], []
-        for bucket in level.buckets:
-            out = _family_up(bucket, xq, xk, xv, phi, pos_level, bias,
-                             phi_mode, causal, scale)
-            fam_q.append(out[0])
-            fam_k.append(out[1])
-            fam_v.append(out[2])
-            fam_phi.append(out[3])
-            level_saved.append(out[4:])
-        saved.append(level_saved)
-        select = upper.family_of_child
-        xq = _take(torch.cat(fam_q), select, upper.num_children)
-        xk = _take(torch.cat(fam_k), select, upper.num_children)
-        xv = _take(torch.cat(fam_v), select, upper.num_children)
-        phi = None if phi_mode == 'all' else _take(torch.cat(fam_phi), select,
-                                                   upper.num_children)
-
-    # ----------------------------------------------------------------- top-down
-    top = levels[-1]
-    dim_v = v.size(-1)
-    acc = v.new_zeros(top.num_nodes, heads, dim_v)
-    weight = v.new_ones(top.num_nodes, heads)
-    for h in range(len(levels) - 2, -1, -1):
-        level, upper = levels[h], levels[h + 1]
-        acc_fam = _take(acc, level.parent_position, upper.num_nodes)
-        weight_fam = _take(weight, level.parent_position, upper.num_nodes)
-        accs, weights = [], []
-        for bucket, state in zip(level.buckets, saved[h]):
-            a, w = _family_down(bucket, state,
-                                acc_fam[bucket.family_start:bucket.family_end],
-                                weight_fam[bucket.family_start:bucket.family_end])
-            accs.append(a)
-            weights.append(w)
-        if level.num_roots:
-            accs.append(v.new_zeros(level.num_roots, heads, dim_v))
-            weights.append(v.new_ones(level.num_roots, heads))
-        acc = torch.cat(accs) if len(accs) > 1 else accs[0]
-        weight = torch.cat(weights) if len(weights) > 1 else weights[0]
-
-    out = acc
-    if include_self:
-        out = out + weight.unsqueeze(-1) * v
-    if hierarchy.leaf_perm is not None:
-        out = out[hierarchy.leaf_inv]
+    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else float(scale)
+    plan = _Plan(hierarchy, include_self, causal, scale, q)
+    out = _HSAFunction.apply(plan, q, k, v, pos, bias)
     return out.to(out_dtype)
+
+
+class _HSAFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, plan: '_Plan', q, k, v, pos, bias):
+        out, state = plan.forward(q, k, v, pos, bias)
+        ctx.plan, ctx.state = plan, state
+        ctx.save_for_backward(q, k, v, pos, bias)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        q, k, v, pos, bias = ctx.saved_tensors
+        grads = ctx.plan.backward(grad_out.contiguous(), q, k, v, pos, bias,
+                                  ctx.state, ctx.needs_input_grad[1:])
+        return (None, ) + grads
+
+
+class _Access:
+    r"""Reads and writes one bucket's children in a level-ordered tensor as
+    ``[F, b, ...]``: views for exact buckets, gathered copies for padded ones
+    (whose results are scattered back by :meth:`commit`)."""
+    def __init__(self, bucket: Bucket):
+        self.bucket = bucket
+        if bucket.index is not None:
+            count = bucket.child_end - bucket.child_start
+            self.valid = bucket.index < count
+            self.targets = bucket.child_start + bucket.index[self.valid]
+
+    def get(self, x: Tensor) -> Tensor:
+        b = self.bucket
+        rows = x[b.child_start:b.child_end]
+        if b.index is None:
+            return rows.view(b.num_families, b.size, *x.shape[1:])
+        rows = torch.cat([rows, rows.new_zeros((1, ) + rows.shape[1:])])
+        return rows[b.index]
+
+    def zeros(self, x: Tensor) -> Tensor:
+        r"""A zero-initialised ``[F, b, ...]`` accumulator for buffer ``x``."""
+        b = self.bucket
+        if b.index is None:
+            return self.get(x)
+        return x.new_zeros((b.num_families, b.size) + x.shape[1:])
+
+    def commit(self, x: Tensor, local: Tensor, accumulate: bool = False):
+        if self.bucket.index is not None:
+            x.index_put_((self.targets, ), local[self.valid], accumulate=accumulate)
+
+
+class _Plan:
+    r"""One call's static configuration: the hierarchy, flags and chunking."""
+    def __init__(self, hierarchy: Hierarchy, include_self: bool, causal: bool,
+                 scale: float, q: Tensor):
+        self.h = hierarchy
+        self.include_self = include_self
+        self.causal = causal
+        self.scale = scale
+        # phi = +inf is structural: nowhere with include_self, everywhere for
+        # causal attention without self, else exactly at single-leaf subtrees.
+        self.phi_mode = 'none' if include_self else ('all' if causal else 'single')
+        self.track_phi = self.phi_mode != 'all'
+        on_gpu = q.device.type != 'cpu'
+        self.row_budget = _GPU_ROW_ELEMENTS if on_gpu else _CPU_ROW_ELEMENTS
+        self.score_budget = _GPU_SCORE_ELEMENTS if on_gpu else _CPU_SCORE_ELEMENTS
+
+    # ------------------------------------------------------------ chunking
+    def chunks(self, bucket: Bucket, heads: int, width: int):
+        r"""Yields ``(f0, f1, i0, i1)``: families ``f0:f1`` of the bucket and
+        their query rows ``i0:i1``."""
+        b, num = bucket.size, bucket.num_families
+        if bucket.index is not None:
+            yield 0, num, 0, b
+            return
+        per_family = max(1, heads * b * b)
+        fam = min(self.row_budget // max(1, heads * width * b),
+                  self.score_budget // per_family)
+        if fam >= 1:
+            for f0 in range(0, num, fam):
+                yield f0, min(num, f0 + fam), 0, b
+            return
+        rows = max(1, self.score_budget // (heads * b))
+        for f0 in range(num):
+            for i0 in range(0, b, rows):
+                yield f0, f0 + 1, i0, min(b, i0 + rows)
+
+    # ------------------------------------------------------------- helpers
+    def masks(self, bucket: Bucket, access: _Access, f0: int, f1: int, i0: int,
+              i1: int, device):
+        r"""phi = +inf mask (True / False / ``[F, rows]``) and the causal
+        first-child mask (``[rows]`` or None) for the chunk's query rows."""
+        if self.phi_mode == 'all' or (self.phi_mode == 'single' and bucket.unit):
+            phi_inf = True
+        elif self.phi_mode == 'none':
+            phi_inf = False
+        else:
+            phi_inf = bucket.leaf_count[f0:f1, i0:i1] == 1
+        first = None
+        if self.causal and i0 == 0:
+            first = torch.arange(i1 - i0, device=device) == 0
+        return phi_inf, first
+
+    def scores(self, bucket: Bucket, access: _Access, query: Tensor, key: Tensor,
+               pos_block: Optional[Tensor], bias: Optional[Tensor], f0: int,
+               f1: int, i0: int, i1: int) -> Tensor:
+        r"""``[F, heads, rows, b]`` masked logits of the chunk (including
+        :math:`\log n(B)`)."""
+        b = bucket.size
+        logits = torch.matmul(query, key.transpose(-1, -2)).mul_(self.scale)
+        if pos_block is not None:
+            p_all = pos_block[f0:f1]
+            p_rows = p_all[:, i0:i1]
+            if p_all.dim() == 3:
+                logits.add_(torch.matmul(p_rows, p_all.transpose(-1, -2)).unsqueeze(1))
+            else:
+                logits.add_(torch.matmul(p_rows.transpose(1, 2),
+                                         p_all.permute(0, 2, 3, 1)))
+        if bias is not None:
+            logits.add_(self.bias_block(bucket, bias, f0, f1, i0, i1))
+        dtype, device = logits.dtype, logits.device
+        rows = torch.arange(i0, i1, device=device).view(-1, 1)
+        cols = torch.arange(b, device=device).view(1, -1)
+        if self.causal:
+            allowed = (cols < rows) | ((rows == 0) & (cols == 0))
+        else:
+            allowed = cols != rows
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+        mask.masked_fill_(~allowed, -math.inf)
+        if not (bucket.unit and bucket.index is None):
+            count = bucket.leaf_count[f0:f1].to(dtype)
+            mask = mask + count.log().view(f1 - f0, 1, 1, b)
+        return logits.add_(mask)
+
+    def bias_block(self, bucket: Bucket, bias: Tensor, f0: int, f1: int, i0: int,
+                   i1: int) -> Tensor:
+        r"""``[F, heads or 1, rows, b]`` pair biases (zero on the diagonal)."""
+        b, num = bucket.size, f1 - f0
+        trailing = bias.shape[1:]
+        if bucket.pair_index is not None:
+            padded = torch.cat([bias[bucket.pair_start:bucket.pair_end],
+                                bias.new_zeros((1, ) + trailing)])
+            block = padded[bucket.pair_index[f0:f1, i0:i1]]
+        else:
+            per = b * (b - 1)
+            start = bucket.pair_start + f0 * per
+            vals = bias[start:start + num * per].view(num, b, b - 1, *trailing)
+            vals = vals[:, i0:i1].reshape(num, (i1 - i0) * (b - 1), *trailing)
+            block = bias.new_zeros((num, i1 - i0, b) + trailing)
+            block[:, self._offdiag(b, i0, i1, bias.device)] = vals
+        if trailing:
+            return block.permute(0, 3, 1, 2)
+        return block.unsqueeze(1)
+
+    def bias_grad(self, bucket: Bucket, grad_bias: Tensor, grad_logits: Tensor,
+                  f0: int, f1: int, i0: int, i1: int):
+        r"""Adds the chunk's ``[F, heads, rows, b]`` logit gradient to the
+        pair-bias gradient."""
+        shared = grad_bias.dim() == 1
+        g = grad_logits.sum(1) if shared else grad_logits.permute(0, 2, 3, 1)
+        b, num = bucket.size, f1 - f0
+        if bucket.pair_index is not None:
+            idx = bucket.pair_index[f0:f1, i0:i1]
+            keep = idx < bucket.pair_end - bucket.pair_start
+            grad_bias.index_add_(0, bucket.pair_start + idx[keep], g[keep])
+            return
+        per = b * (b - 1)
+        vals = g[:, self._offdiag(b, i0, i1, g.device)]        # [F, rows*(b-1), ...]
+        target = grad_bias[bucket.pair_start + f0 * per:bucket.pair_start + f1 * per]
+        target = target.view(num, b, b - 1, *grad_bias.shape[1:])[:, i0:i1]
+        target.add_(vals.view(num, i1 - i0, b - 1, *grad_bias.shape[1:]))
+
+    @staticmethod
+    def _offdiag(b: int, i0: int, i1: int, device) -> Tensor:
+        rows = torch.arange(i0, i1, device=device).view(-1, 1)
+        return torch.arange(b, device=device).view(1, -1) != rows
+
+    def mu_terms(self, lse: Tensor, phi: Optional[Tensor], phi_inf, first):
+        r"""From ``-eta`` (``lse``) and ``phi`` of a chunk's children, all as
+        ``[F, rows, heads]``: ``mu``, ``1 - mu`` and the parent-energy term
+        :math:`\log(e^{-\phi} + e^{-\eta})` (None when phi is not tracked)."""
+        if phi_inf is True:
+            mu = torch.zeros_like(lse)
+            omm = torch.ones_like(lse)
+            term = lse if self.track_phi else None
+        else:
+            x = -lse - phi                                   # eta - phi
+            mu, omm = torch.sigmoid(x), torch.sigmoid(-x)
+            term = torch.logaddexp(-phi, lse)
+            if phi_inf is not False:
+                m = phi_inf.unsqueeze(-1)
+                mu = mu.masked_fill(m, 0.0)
+                omm = omm.masked_fill(m, 1.0)
+                term = torch.where(m, lse, term)
+        if first is not None:  # no left sibling: eta = +inf
+            m = first.view(1, -1, 1)
+            mu = mu.masked_fill(m, 1.0)
+            omm = omm.masked_fill(m, 0.0)
+            if term is not None:
+                term = torch.where(m, -phi, term)
+        return mu, omm, term
+
+    def family_weights(self, bucket: Bucket, f0: int, f1: int, dtype):
+        r"""``n(C) / n(P)`` of the chunk's children as ``[F, b]`` (None when
+        all children are single leaves of an exact bucket: then 1/b)."""
+        if bucket.unit and bucket.index is None:
+            return None
+        count = bucket.leaf_count[f0:f1].to(dtype)
+        return count / count.sum(1, keepdim=True)
+
+    # ------------------------------------------------------------- forward
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor],
+                bias: Optional[Tensor]):
+        h = self.h
+        levels = h.levels
+        heads, dim, dim_v = q.size(1), q.size(2), v.size(2)
+        if h.leaf_perm is not None:
+            q, k, v = q[h.leaf_perm], k[h.leaf_perm], v[h.leaf_perm]
+        xq, xk, xv = q, k, v
+        phi = None
+        if self.include_self:
+            phi = -self.self_score(q, k, pos)
+        elif self.phi_mode == 'single':
+            phi = q.new_zeros(q.shape[:2])  # every leaf has phi = +inf (masked)
+
+        saved = []
+        for depth in range(len(levels) - 1):
+            level, upper = levels[depth], levels[depth + 1]
+            num_kids = level.num_children
+            lse = q.new_zeros(num_kids, heads)
+            mu = q.new_ones(num_kids, heads)
+            omm = q.new_zeros(num_kids, heads)
+            theta = q.new_zeros(num_kids, heads, dim_v)
+            num_fam = upper.num_nodes
+            fam_q = q.new_empty(num_fam, heads, dim)
+            fam_k = q.new_empty(num_fam, heads, dim)
+            fam_v = q.new_empty(num_fam, heads, dim_v)
+            fam_phi = q.new_zeros(num_fam, heads) if self.track_phi else None
+            pos_level = None if pos is None else pos[level.rep]
+            for bucket in level.buckets:
+                self.up_bucket(bucket, xq, xk, xv, phi, pos_level, bias, lse, mu,
+                               omm, theta, fam_q, fam_k, fam_v, fam_phi)
+            # level 0's statistics are the inputs: not kept twice
+            kept = (None, None, None) if depth == 0 else (xq, xk, xv)
+            saved.append(kept + (phi, lse, mu, omm, theta))
+            select = upper.family_of_child
+            xq = _take(fam_q, select, upper.num_children)
+            xk = _take(fam_k, select, upper.num_children)
+            xv = _take(fam_v, select, upper.num_children)
+            phi = None if fam_phi is None else _take(fam_phi, select, upper.num_children)
+
+        # top-down
+        top = levels[-1]
+        acc = q.new_zeros(top.num_nodes, heads, dim_v)
+        weight = q.new_ones(top.num_nodes, heads)
+        weights = [weight]
+        for depth in range(len(levels) - 2, -1, -1):
+            level, upper = levels[depth], levels[depth + 1]
+            _, _, _, _, _, mu, omm, theta = saved[depth]
+            acc_fam = _take(acc, level.parent_position, upper.num_nodes)
+            weight_fam = _take(weight, level.parent_position, upper.num_nodes)
+            acc = q.new_zeros(level.num_nodes, heads, dim_v)
+            weight = q.new_ones(level.num_nodes, heads)
+            for bucket in level.buckets:
+                self.down_bucket(bucket, acc_fam, weight_fam, mu, omm, theta,
+                                 acc, weight)
+            weights.append(weight)
+        weights.reverse()
+        out = acc
+        if self.include_self:
+            out.addcmul_(weights[0].unsqueeze(-1), v)
+        if h.leaf_perm is not None:
+            out = out[h.leaf_inv]
+        return out, (saved, weights)
+
+    def self_score(self, q: Tensor, k: Tensor, pos: Optional[Tensor]) -> Tensor:
+        r"""``s(i, i)`` of the leaves in level order, ``[num_leaves, heads]``."""
+        score = torch.linalg.vecdot(q, k) * self.scale
+        if pos is not None:
+            p = pos[self.h.levels[0].rep]
+            pp = torch.linalg.vecdot(p, p)
+            score = score + (pp.unsqueeze(-1) if p.dim() == 2 else pp)
+        return score
+
+    def up_bucket(self, bucket: Bucket, xq, xk, xv, phi, pos_level, bias, lse_buf,
+                  mu_buf, omm_buf, theta_buf, fam_q, fam_k, fam_v, fam_phi):
+        fs, fe = bucket.family_start, bucket.family_end
+        if bucket.size == 1:  # lone children: no sibling, the parent is the child
+            c0, c1 = bucket.child_start, bucket.child_end
+            fam_q[fs:fe], fam_k[fs:fe], fam_v[fs:fe] = xq[c0:c1], xk[c0:c1], xv[c0:c1]
+            if fam_phi is not None:
+                fam_phi[fs:fe] = phi[c0:c1]
+            return
+        access = _Access(bucket)
+        heads, dim_v = xq.size(1), xv.size(2)
+        bq, bk, bv = access.get(xq), access.get(xk), access.get(xv)  # [F, b, H, d]
+        bphi = None if phi is None else access.get(phi)               # [F, b, H]
+        bpos = None if pos_level is None else access.get(pos_level)
+        out_lse, out_mu = access.zeros(lse_buf), access.zeros(mu_buf)
+        out_omm, out_theta = access.zeros(omm_buf), access.zeros(theta_buf)
+        for f0, f1, i0, i1 in self.chunks(bucket, heads, max(xq.size(2), dim_v)):
+            key = bk[f0:f1].transpose(1, 2)
+            query = bq[f0:f1, i0:i1].transpose(1, 2)
+            value = bv[f0:f1].transpose(1, 2)
+            logits = self.scores(bucket, access, query, key, bpos, bias, f0, f1, i0, i1)
+            lse = torch.logsumexp(logits, dim=-1)                     # [F, H, rows]
+            attn = logits.sub_(lse.unsqueeze(-1)).exp_()
+            theta = torch.matmul(attn, value)                         # [F, H, rows, dv]
+            out_theta[f0:f1, i0:i1] = theta.transpose(1, 2)
+            lse = lse.transpose(1, 2)                                 # [F, rows, H]
+            out_lse[f0:f1, i0:i1] = lse
+            phi_inf, first = self.masks(bucket, access, f0, f1, i0, i1, lse.device)
+            child_phi = None if bphi is None else bphi[f0:f1, i0:i1]
+            mu, omm, term = self.mu_terms(lse, child_phi, phi_inf, first)
+            out_mu[f0:f1, i0:i1] = mu
+            out_omm[f0:f1, i0:i1] = omm
+            weight = self.family_weights(bucket, f0, f1, lse.dtype)
+            if term is not None:
+                if weight is None:
+                    part = term.sum(1) / bucket.size
+                else:
+                    part = (term * weight[:, i0:i1].unsqueeze(-1)).sum(1)
+                fam_phi[fs + f0:fs + f1].sub_(part)
+            if i0 == 0:  # parent statistics: n-weighted means of the children
+                for src, dst in ((bq, fam_q), (bk, fam_k), (bv, fam_v)):
+                    blk = src[f0:f1]
+                    if weight is None:
+                        dst[fs + f0:fs + f1] = blk.mean(1)
+                    else:
+                        dst[fs + f0:fs + f1] = (blk * weight.view(f1 - f0, -1, 1, 1)).sum(1)
+        for buf, local in ((lse_buf, out_lse), (mu_buf, out_mu), (omm_buf, out_omm),
+                           (theta_buf, out_theta)):
+            access.commit(buf, local)
+
+    def down_bucket(self, bucket: Bucket, acc_fam, weight_fam, mu_buf, omm_buf,
+                    theta_buf, acc_buf, weight_buf):
+        c0, c1 = bucket.child_start, bucket.child_end
+        fs, fe = bucket.family_start, bucket.family_end
+        if bucket.index is None:
+            f, b = bucket.num_families, bucket.size
+            acc_p = acc_fam[fs:fe].unsqueeze(1)                  # [F, 1, H, dv]
+            w_p = weight_fam[fs:fe].unsqueeze(1)                 # [F, 1, H]
+            coef = (w_p * omm_buf[c0:c1].view(f, b, -1)).unsqueeze(-1)
+            torch.addcmul(acc_p, coef, theta_buf[c0:c1].view(f, b, *theta_buf.shape[1:]),
+                          out=acc_buf[c0:c1].view(f, b, *acc_buf.shape[1:]))
+            torch.mul(w_p, mu_buf[c0:c1].view(f, b, -1),
+                      out=weight_buf[c0:c1].view(f, b, -1))
+            return
+        family = _padded_family(bucket)
+        acc_p, w_p = acc_fam[fs + family], weight_fam[fs + family]
+        acc_buf[c0:c1] = torch.addcmul(acc_p, (w_p * omm_buf[c0:c1]).unsqueeze(-1),
+                                       theta_buf[c0:c1])
+        weight_buf[c0:c1] = w_p * mu_buf[c0:c1]
+
+    # ------------------------------------------------------------ backward
+    def backward(self, grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor,
+                 pos: Optional[Tensor], bias: Optional[Tensor], state, needs):
+        h = self.h
+        levels = h.levels
+        saved, weights = state
+        heads = q.size(1)
+        if h.leaf_perm is not None:
+            grad_out = grad_out[h.leaf_perm]
+            q, k, v = q[h.leaf_perm], k[h.leaf_perm], v[h.leaf_perm]
+        # ---- pass 1, bottom-up: gradients of acc and w for every node
+        g_acc = grad_out
+        g_w = None
+        if self.include_self:
+            g_w = torch.linalg.vecdot(grad_out, v)
+        pass_one = []
+        for depth in range(len(levels) - 1):
+            level, upper = levels[depth], levels[depth + 1]
+            _, _, _, _, _, mu, omm, theta = saved[depth]
+            num_kids = level.num_children
+            d = _rowdot(g_acc[:num_kids], theta)                       # [C, H]
+            g_wk = d * omm if g_w is None else d * omm + g_w[:num_kids] * mu
+            num_fam = upper.num_nodes
+            fam_acc = g_acc.new_zeros(num_fam, heads, g_acc.size(-1))
+            fam_w = g_acc.new_zeros(num_fam, heads)
+            for bucket in level.buckets:
+                _family_sum(bucket, g_acc, fam_acc)
+                _family_sum(bucket, g_wk, fam_w)
+            pass_one.append((g_acc, g_w, d))
+            g_acc = _take(fam_acc, upper.family_of_child, upper.num_children)
+            g_w = _take(fam_w, upper.family_of_child, upper.num_children)
+
+        # ---- pass 2, top-down: gradients of the statistics
+        grad_pos = None if pos is None else torch.zeros_like(pos)
+        grad_bias = None if bias is None else torch.zeros_like(bias)
+        top = levels[-1]
+        g_q = q.new_zeros(top.num_nodes, heads, q.size(-1))
+        g_k = torch.zeros_like(g_q)
+        g_v = q.new_zeros(top.num_nodes, heads, v.size(-1))
+        g_phi = q.new_zeros(top.num_nodes, heads) if self.track_phi else None
+        for depth in range(len(levels) - 2, -1, -1):
+            level, upper = levels[depth], levels[depth + 1]
+            xq, xk, xv, phi, lse, mu, omm, theta = saved[depth]
+            if depth == 0:
+                xq, xk, xv = q, k, v
+            g_acc, g_w, d = pass_one[depth]
+            par = level.parent_position
+            fam = (_take(g_q, par, upper.num_nodes), _take(g_k, par, upper.num_nodes),
+                   _take(g_v, par, upper.num_nodes),
+                   None if g_phi is None else _take(g_phi, par, upper.num_nodes),
+                   _take(weights[depth + 1], par, upper.num_nodes))
+            rows = level.num_nodes
+            g_q = q.new_zeros(rows, heads, q.size(-1))
+            g_k = torch.zeros_like(g_q)
+            g_v = q.new_zeros(rows, heads, v.size(-1))
+            g_phi = q.new_zeros(rows, heads) if self.track_phi else None
+            pos_level = None if pos is None else pos[level.rep]
+            g_pos_level = None if pos is None else torch.zeros_like(pos_level)
+            for bucket in level.buckets:
+                self.back_bucket(bucket, fam, (xq, xk, xv, phi, lse, mu, omm, theta),
+                                 (g_acc, g_w, d), pos_level, bias,
+                                 (g_q, g_k, g_v, g_phi, g_pos_level, grad_bias))
+            if depth == 0:
+                self.leaf_grads(q, k, v, pos, g_q, g_k, g_v, g_phi, g_pos_level,
+                                grad_out, weights[0])
+            if grad_pos is not None:
+                grad_pos.index_add_(0, level.rep[:rows], g_pos_level[:rows])
+        if h.leaf_perm is not None:
+            g_q, g_k, g_v = g_q[h.leaf_inv], g_k[h.leaf_inv], g_v[h.leaf_inv]
+        return g_q, g_k, g_v, grad_pos, grad_bias
+
+    def leaf_grads(self, q, k, v, pos, g_q, g_k, g_v, g_phi, g_pos, grad_out, weight):
+        if not self.include_self:
+            return
+        # phi(leaf) = -s(i, i) = -(scale q.k + pos.pos); out gains w * v
+        g_self = -g_phi.unsqueeze(-1) * self.scale                   # [L, H, 1]
+        g_q.addcmul_(g_self, k)
+        g_k.addcmul_(g_self, q)
+        g_v.addcmul_(weight.unsqueeze(-1), grad_out)
+        if pos is not None:
+            p = pos[self.h.levels[0].rep]
+            if p.dim() == 2:
+                g_pos.addcmul_(-2 * g_phi.sum(-1, keepdim=True), p)
+            else:
+                g_pos.addcmul_(-2 * g_phi.unsqueeze(-1), p)
+
+    def back_bucket(self, bucket: Bucket, fam, stats, pass_one, pos_level, bias, grads):
+        gq_p, gk_p, gv_p, gphi_p, w_p = fam
+        xq, xk, xv, phi, lse_buf, mu_buf, omm_buf, theta_buf = stats
+        g_acc, g_w, d_buf = pass_one
+        g_q, g_k, g_v, g_phi, g_pos, grad_bias = grads
+        fs, fe = bucket.family_start, bucket.family_end
+        if bucket.size == 1:  # the child is its parent
+            c0, c1 = bucket.child_start, bucket.child_end
+            g_q[c0:c1] += gq_p[fs:fe]
+            g_k[c0:c1] += gk_p[fs:fe]
+            g_v[c0:c1] += gv_p[fs:fe]
+            if g_phi is not None:
+                g_phi[c0:c1] = gphi_p[fs:fe]
+            return
+        access = _Access(bucket)
+        heads, dim_v = xq.size(1), xv.size(2)
+        bq, bk, bv = access.get(xq), access.get(xk), access.get(xv)
+        bpos = None if pos_level is None else access.get(pos_level)
+        blse, bmu, bomm = access.get(lse_buf), access.get(mu_buf), access.get(omm_buf)
+        bacc, bd = access.get(g_acc), access.get(d_buf)
+        bgw = None if g_w is None else access.get(g_w)
+        out_q, out_k, out_v = access.zeros(g_q), access.zeros(g_k), access.zeros(g_v)
+        out_phi = None if g_phi is None else access.zeros(g_phi)
+        out_pos = None if g_pos is None else access.zeros(g_pos)
+        for f0, f1, i0, i1 in self.chunks(bucket, heads, max(xq.size(2), dim_v)):
+            nf = f1 - f0
+            key = bk[f0:f1].transpose(1, 2)
+            query = bq[f0:f1, i0:i1].transpose(1, 2)
+            value = bv[f0:f1].transpose(1, 2)
+            logits = self.scores(bucket, access, query, key, bpos, bias, f0, f1, i0, i1)
+            lse = blse[f0:f1, i0:i1]                                  # [F, rows, H]
+            attn = logits.sub_(lse.transpose(1, 2).unsqueeze(-1)).exp_()
+            mu, omm = bmu[f0:f1, i0:i1], bomm[f0:f1, i0:i1]
+            wp = w_p[fs + f0:fs + f1].unsqueeze(1)                    # [F, 1, H]
+            d = bd[f0:f1, i0:i1]
+            gw = 0.0 if bgw is None else bgw[f0:f1, i0:i1]
+            g_x = mu * omm * wp * (gw - d)                            # d/d(eta - phi)
+            g_lse = -g_x
+            weight = self.family_weights(bucket, f0, f1, lse.dtype)
+            if gphi_p is not None:
+                gpp = gphi_p[fs + f0:fs + f1].unsqueeze(1)            # [F, 1, H]
+                wr = (1.0 / bucket.size if weight is None
+                      else weight[:, i0:i1].unsqueeze(-1))
+                g_lse = g_lse - wr * omm * gpp
+                out_phi[f0:f1, i0:i1] = -g_x + wr * mu * gpp
+            coef = (wp * omm).transpose(1, 2).unsqueeze(-1)           # [F, H, rows, 1]
+            g_theta = coef * bacc[f0:f1, i0:i1].transpose(1, 2)       # [F, H, rows, dv]
+            theta_dot = (wp * omm * d).transpose(1, 2)                # g_theta . theta
+            g_attn = torch.matmul(g_theta, value.transpose(-1, -2))   # [F, H, rows, b]
+            g_logits = attn * g_attn.add_((g_lse.transpose(1, 2) - theta_dot).unsqueeze(-1))
+            out_v[f0:f1] += torch.matmul(attn.transpose(-1, -2), g_theta).transpose(1, 2)
+            out_q[f0:f1, i0:i1] += torch.matmul(g_logits, key).mul_(self.scale).transpose(1, 2)
+            out_k[f0:f1] += torch.matmul(g_logits.transpose(-1, -2),
+                                         query).mul_(self.scale).transpose(1, 2)
+            if bpos is not None:
+                p_all = bpos[f0:f1]
+                p_rows = p_all[:, i0:i1]
+                if p_all.dim() == 3:
+                    gl = g_logits.sum(1)                              # [F, rows, b]
+                    out_pos[f0:f1, i0:i1] += torch.matmul(gl, p_all)
+                    out_pos[f0:f1] += torch.matmul(gl.transpose(-1, -2), p_rows)
+                else:
+                    ph_all, ph_rows = p_all.transpose(1, 2), p_rows.transpose(1, 2)
+                    out_pos[f0:f1, i0:i1] += torch.matmul(g_logits, ph_all).transpose(1, 2)
+                    out_pos[f0:f1] += torch.matmul(g_logits.transpose(-1, -2),
+                                                   ph_rows).transpose(1, 2)
+            if bias is not None:
+                self.bias_grad(bucket, grad_bias, g_logits, f0, f1, i0, i1)
+            if i0 == 0:  # the parents' statistics are means of the children
+                for gp, out in ((gq_p, out_q), (gk_p, out_k), (gv_p, out_v)):
+                    gpar = gp[fs + f0:fs + f1].unsqueeze(1)
+                    if weight is None:
+                        out[f0:f1] += gpar / bucket.size
+                    else:
+                        out[f0:f1] += gpar * weight.view(nf, -1, 1, 1)
+        for buf, local in ((g_q, out_q), (g_k, out_k), (g_v, out_v)):
+            access.commit(buf, local, accumulate=True)
+        if out_phi is not None:
+            access.commit(g_phi, out_phi)
+        if out_pos is not None:
+            access.commit(g_pos, out_pos, accumulate=True)
 
 
 def _take(x: Tensor, index: Optional[Tensor], count: int) -> Tensor:
     return x[:count] if index is None else x[index]
 
 
-def _self_pos(pos: Tensor) -> Tensor:
-    r"""``pos . pos`` per node, as ``[num, 1]`` (shared) or ``[num, heads]``."""
-    if pos.dim() == 2:
-        return (pos * pos).sum(-1, keepdim=True)
-    return (pos * pos).sum(-1)
-
-
-def _block(x: Tensor, bucket: Bucket) -> Tensor:
-    r"""The bucket's children of a level-ordered tensor as ``[F, b, ...]``."""
-    x = x[bucket.child_start:bucket.child_end]
-    if bucket.index is None:
-        return x.view(bucket.num_families, bucket.size, *x.shape[1:])
-    x = torch.cat([x, x.new_zeros((1, ) + x.shape[1:])])
-    return x[bucket.index]
-
-
-def _structural_mask(size: int, causal: bool, dtype, device) -> Tensor:
-    r"""``[b, b]`` 0 where child ``i`` may attend sibling ``j``, else -inf.
-
-    With ``causal``, the first child has no sibling to attend to; its row keeps
-    the (0, 0) entry open so that no row is all -inf (its results are masked
-    out by ``mu = 1`` later), which keeps the backward pass free of NaN."""
-    idx = torch.arange(size, device=device)
-    if causal:
-        allowed = (idx.view(-1, 1) > idx.view(1, -1))
-        allowed[0, 0] = True
-    else:
-        allowed = idx.view(-1, 1) != idx.view(1, -1)
-    zero = torch.zeros((), dtype=dtype, device=device)
-    return torch.where(allowed, zero, -math.inf)
-
-
-def _bias_block(bias: Tensor, bucket: Bucket) -> Tensor:
-    r"""The bucket's pair biases as ``[F, heads or 1, b, b]``."""
-    f, b = bucket.num_families, bucket.size
-    x = bias[bucket.pair_start:bucket.pair_end]
-    trailing = x.shape[1:]
-    if bucket.pair_index is None:
-        # [F, b, b-1] off-diagonal entries -> [F, b, b] with a zero diagonal
-        x = x.reshape(f, b - 1, b, *trailing)
-        x = F.pad(x, _pad_arg(len(trailing), 1, after=True))
-        x = x.reshape(f, (b - 1) * (b + 1), *trailing)
-        x = F.pad(x, _pad_arg(len(trailing), 1, after=False))
-        x = x.view(f, b, b, *trailing)
-    else:
-        x = torch.cat([x, x.new_zeros((1, ) + trailing)])[bucket.pair_index]
-    if trailing:
-        return x.permute(0, 3, 1, 2)
-    return x.unsqueeze(1)
-
-
-def _pad_arg(num_trailing: int, amount: int, after: bool) -> Tuple[int, ...]:
-    # F.pad pads from the last dimension backwards
-    pad = [0, 0] * num_trailing
-    pad += [0, amount] if after else [amount, 0]
-    return tuple(pad)
-
-
-def _family_up(bucket: Bucket, xq: Tensor, xk: Tensor, xv: Tensor,
-               phi: Optional[Tensor], pos: Optional[Tensor],
-               bias: Optional[Tensor], phi_mode: str, causal: bool,
-               scale: float):
-    r"""Sibling attention inside the bucket's families and the statistics of
-    their parents.
-
-    Returns the parents' ``rho_q, rho_k, rho_v`` (``[F, heads, d]``) and
-    ``phi`` (``[F, heads]`` or :obj:`None`), then what the top-down pass needs:
-    ``theta`` (``[F, heads, b, d_v]``), ``mu`` and ``1 - mu``
-    (``[F, heads, b]``; :obj:`None` for mu = 0, 1 - mu = 1)."""
-    if bucket.size == 1:  # a lone child: no sibling, mu = 1, parent = child
-        lo, hi = bucket.child_start, bucket.child_end
-        parent_phi = None if phi is None else phi[lo:hi]
-        return xq[lo:hi], xk[lo:hi], xv[lo:hi], parent_phi, None, None, None
-
-    f, b = bucket.num_families, bucket.size
-    query = _block(xq, bucket).transpose(1, 2)   # [F, H, b, d]
-    key = _block(xk, bucket).transpose(1, 2)
-    value = _block(xv, bucket).transpose(1, 2)
-    dtype, device = query.dtype, query.device
-
-    logits = torch.matmul(query, key.transpose(-1, -2)) * scale   # [F, H, b, b]
-    if pos is not None:
-        p = _block(pos, bucket)
-        if p.dim() == 3:            # shared by heads: [F, b, c]
-            logits = logits + torch.matmul(p, p.transpose(-1, -2)).unsqueeze(1)
-        else:                       # per head: [F, b, H, c]
-            p = p.transpose(1, 2)
-            logits = logits + torch.matmul(p, p.transpose(-1, -2))
-    if bias is not None:
-        logits = logits + _bias_block(bias, bucket)
-    mask = _structural_mask(b, causal, dtype, device)
-    count = None
-    if bucket.unit and not bucket.padded:
-        logits = logits + mask
-    else:
-        count = bucket.leaf_count.to(dtype)                       # [F, b]
-        logits = logits + (mask + count.log().view(f, 1, 1, b))   # n(B) weights
-    lse = torch.logsumexp(logits, dim=-1)                         # = -eta
-    attn = torch.exp(logits - lse.unsqueeze(-1))
-    theta = torch.matmul(attn, value)                             # [F, H, b, d_v]
-
-    # ---- which children have phi = +inf, which have a sibling
-    if phi_mode == 'all':
-        phi_inf = True
-    elif phi_mode == 'none':
-        phi_inf = False
-    elif bucket.unit:
-        phi_inf = True
-    else:
-        phi_inf = (bucket.leaf_count == 1).view(f, 1, b)
-    first = None
-    if causal:
-        first = torch.arange(b, device=device) == 0                # no left sibling
-
-    # ---- mu and 1 - mu
-    mu = one_minus_mu = None
-    child_phi = None
-    if phi_inf is not True:
-        child_phi = _block(phi, bucket).transpose(1, 2)           # [F, H, b]
-        x = -lse - child_phi                                      # eta - phi
-        mu, one_minus_mu = torch.sigmoid(x), torch.sigmoid(-x)
-        if phi_inf is not False:
-            mu = mu.masked_fill(phi_inf, 0.0)
-            one_minus_mu = one_minus_mu.masked_fill(phi_inf, 1.0)
-    if first is not None:
-        if mu is None:
-            mu = first.to(dtype).expand(f, lse.size(1), b)
-            one_minus_mu = (~first).to(dtype).expand(f, lse.size(1), b)
-        else:
-            mu = mu.masked_fill(first, 1.0)
-            one_minus_mu = one_minus_mu.masked_fill(first, 0.0)
-
-    # ---- parent statistics (n-weighted means)
-    if count is None:
-        parent_q, parent_k, parent_v = query.mean(2), key.mean(2), value.mean(2)
-        weight = None
-    else:
-        weight = (count / count.sum(1, keepdim=True)).view(f, 1, b)
-        w4 = weight.unsqueeze(-1)
-        parent_q = (query * w4).sum(2)
-        parent_k = (key * w4).sum(2)
-        parent_v = (value * w4).sum(2)
-
-    parent_phi = None
-    if phi_mode != 'all':
-        # log(exp(-phi) + exp(-eta)) per child, each infinite case by structure
-        if phi_inf is True:
-            term = lse
-        elif phi_inf is False:
-            term = torch.logaddexp(-child_phi, lse)
-        else:
-            term = torch.where(phi_inf, lse, torch.logaddexp(-child_phi, lse))
-        if first is not None:  # no sibling: eta = +inf, so the term is -phi
-            term = torch.where(first, -child_phi, term)
-        parent_phi = -(term.mean(-1) if weight is None else (term * weight).sum(-1))
-    return parent_q, parent_k, parent_v, parent_phi, theta, mu, one_minus_mu
-
-
-def _family_down(bucket: Bucket, state: Tuple, acc_parent: Tensor,
-                 weight_parent: Tensor) -> Tuple[Tensor, Tensor]:
-    r"""Top-down step for the bucket's children; returns their ``acc``
-    (``[children, heads, d_v]``) and ``w`` (``[children, heads]``) in level
-    order."""
-    theta, mu, one_minus_mu = state
-    if theta is None:  # lone children inherit everything
-        return acc_parent, weight_parent
-    f, b = bucket.num_families, bucket.size
-    coef = weight_parent.unsqueeze(-1)                          # [F, H, 1]
-    if one_minus_mu is not None:
-        coef = coef * one_minus_mu                              # [F, H, b]
-    acc = acc_parent.unsqueeze(2) + coef.unsqueeze(-1) * theta  # [F, H, b, d_v]
-    if mu is None:
-        weight = weight_parent.new_zeros(f, b, weight_parent.size(-1))
-    else:
-        weight = (weight_parent.unsqueeze(-1) * mu).transpose(1, 2)
-    acc = acc.transpose(1, 2)                                   # [F, b, H, d_v]
-    if bucket.index is None:
-        return (acc.reshape(f * b, *acc.shape[2:]),
-                weight.reshape(f * b, weight.size(-1)))
+def _padded_family(bucket: Bucket) -> Tensor:
+    r"""Family (relative to the bucket) of each child of a padded bucket."""
     valid = bucket.index < (bucket.child_end - bucket.child_start)
-    return acc[valid], weight[valid]
+    fam = torch.arange(bucket.num_families, device=valid.device)
+    return fam.view(-1, 1).expand_as(valid)[valid]
+
+
+def _family_sum(bucket: Bucket, x: Tensor, out: Tensor):
+    r"""``out[family] += sum of x over the family's children``."""
+    c0, c1 = bucket.child_start, bucket.child_end
+    fs, fe = bucket.family_start, bucket.family_end
+    if bucket.index is None:
+        out[fs:fe] += x[c0:c1].view(bucket.num_families, bucket.size,
+                                    *x.shape[1:]).sum(1)
+    else:
+        out.index_add_(0, fs + _padded_family(bucket), x[c0:c1])
+
+
+def _rowdot(a: Tensor, b: Tensor) -> Tensor:
+    r"""``(a * b).sum(-1)`` in chunks, without a full-size temporary."""
+    out = a.new_empty(a.shape[:-1])
+    budget = _CPU_ROW_ELEMENTS if a.device.type == 'cpu' else _GPU_ROW_ELEMENTS
+    step = max(1, budget // max(1, a.shape[1:].numel()))
+    for i in range(0, a.size(0), step):
+        out[i:i + step] = torch.linalg.vecdot(a[i:i + step], b[i:i + step])
+    return out
 
 
 def _check_inputs(q, k, v, hierarchy, pos, bias):

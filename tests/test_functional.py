@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hsa_geo import Hierarchy, hsa
@@ -225,3 +225,65 @@ def test_input_validation_messages():
         hsa(q, q, q, h, pos=torch.randn(4, 3))
     with pytest.raises(ValueError, match=r"'bias' must have shape \[num_pairs=12\]"):
         hsa(q, q, q, h, bias=torch.randn(11))
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch):
+    r"""Forces the engine to split buckets into many chunks and wide families
+    into query-row blocks."""
+    import hsa_geo.functional as fn
+    monkeypatch.setattr(fn, '_CPU_ROW_ELEMENTS', 64)
+    monkeypatch.setattr(fn, '_CPU_SCORE_ELEMENTS', 16)
+
+
+def _padded_forest():
+    sizes = [6, 1, 3, 2, 5, 5, 4, 7]
+    parent, base = [], sum(sizes)
+    for fam, size in enumerate(sizes):
+        parent += [base + fam] * size
+    parent += [base + len(sizes)] * 5 + [base + len(sizes) + 1] * 3
+    parent += [-1, -1]
+    return torch.tensor(parent), base
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+@pytest.mark.parametrize('include_self,causal', [(False, False), (True, False),
+                                                 (False, True), (True, True)])
+def test_chunked_and_row_split_match_reference(tiny_chunks, seed, include_self, causal):
+    parent, n = random_forest(seed, 2, 3, 6)
+    for parent, n in ((parent, n), _padded_forest(), flat_tree(9)):
+        h = Hierarchy.from_parent(parent, n)
+        q, k, v, p, b = _inputs(h, 2, 3, 2, seed, pos='shared', bias='heads')
+        out = hsa(q, k, v, h, pos=p, bias=b, include_self=include_self, causal=causal)
+        ref = hsa_dense(q, k, v, h, pos=p, bias=b, include_self=include_self,
+                        causal=causal)
+        assert torch.allclose(out, ref, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('include_self,causal,pos,bias', [
+    (False, False, 'shared', 'heads'), (True, True, 'heads', 'shared')])
+def test_gradcheck_chunked_padded(tiny_chunks, include_self, causal, pos, bias):
+    for parent, n in (_padded_forest(), flat_tree(7)):
+        h = Hierarchy.from_parent(parent, n)
+        q, k, v, p, b = _inputs(h, 2, 2, 2, 4, pos=pos, bias=bias)
+        args = [t.clone().requires_grad_() for t in (q, k, v, p, b)]
+
+        def fn(q, k, v, p, b):
+            return hsa(q, k, v, h, pos=p, bias=b, include_self=include_self,
+                       causal=causal)
+
+        assert torch.autograd.gradcheck(fn, args)
+
+
+@pytest.mark.slow
+@given(seed=st.integers(0, 10**6), include_self=st.booleans(), causal=st.booleans())
+@settings(max_examples=25)
+def test_gradcheck_random_forests(seed, include_self, causal):
+    parent, n = random_forest(seed, 2, 3, 3)
+    h = Hierarchy.from_parent(parent, n)
+    q, k, v, p, b = _inputs(h, 1, 2, 2, seed, pos='shared', bias='shared')
+    args = [t.clone().requires_grad_() for t in (q, k, v, p, b)]
+    assert torch.autograd.gradcheck(
+        lambda q, k, v, p, b: hsa(q, k, v, h, pos=p, bias=b, include_self=include_self,
+                                  causal=causal), args)
