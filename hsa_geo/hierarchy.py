@@ -249,11 +249,6 @@ class Hierarchy:
         self.num_leaves = num_leaves
         self.levels = levels
         self.leaf_perm = leaf_perm
-        self.leaf_inv: Optional[Tensor] = None
-        if leaf_perm is not None:
-            self.leaf_inv = torch.empty_like(leaf_perm)
-            self.leaf_inv[leaf_perm] = torch.arange(leaf_perm.numel(),
-                                                    device=leaf_perm.device)
         self.num_pairs = num_pairs
         self.depth = depth
         self.max_branching = max_branching

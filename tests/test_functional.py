@@ -231,9 +231,9 @@ def test_input_validation_messages():
 def tiny_chunks(monkeypatch):
     r"""Forces the engine to split buckets into many chunks and wide families
     into query-row blocks."""
-    import hsa_geo.functional as fn
-    monkeypatch.setattr(fn, '_CPU_ROW_ELEMENTS', 64)
-    monkeypatch.setattr(fn, '_CPU_SCORE_ELEMENTS', 16)
+    import hsa_geo._dp as dp
+    monkeypatch.setattr(dp, 'CPU_ROW_ELEMENTS', 64)
+    monkeypatch.setattr(dp, 'CPU_SCORE_ELEMENTS', 16)
 
 
 def _padded_forest():
