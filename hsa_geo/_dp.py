@@ -364,25 +364,28 @@ class Plan:
         fs = bucket.family_start
         heads, dim_v = xq.size(1), xv.size(2)
         for f0, f1, i0, i1 in self.chunks(bucket, heads, max(xq.size(2), dim_v)):
-            bq, bk, bv = access.load(xq, f0, f1), access.load(xk, f0, f1), \
-                access.load(xv, f0, f1)                                # [F, b, H, d]
+            # head-major copies [F, H, b, d]: contiguous for the batched GEMMs
+            # and cache-hot for the parents' means
+            key, value = _heads_first(access.load(xk, f0, f1)), \
+                _heads_first(access.load(xv, f0, f1))
+            query = _heads_first(access.load(xq, f0, f1))
             weight = self.family_weights(bucket, f0, f1, xq.dtype)
             if i0 == 0:  # parent statistics: n-weighted means of the children
-                for blk, dst in ((bq, fam_q), (bk, fam_k), (bv, fam_v)):
+                for blk, dst in ((query, fam_q), (key, fam_k), (value, fam_v)):
                     if weight is None:
-                        torch.mean(blk, 1, out=dst[fs + f0:fs + f1])
+                        torch.mean(blk, 2, out=dst[fs + f0:fs + f1])
                     else:
-                        torch.sum(blk * weight.view(f1 - f0, -1, 1, 1), 1,
+                        torch.sum(blk * weight.view(f1 - f0, 1, -1, 1), 2,
                                   out=dst[fs + f0:fs + f1])
             if bucket.size == 1:  # a lone child: no sibling, mu = 1, theta = 0
                 if fam_phi is not None:
                     fam_phi[fs + f0:fs + f1] = access.load(phi, f0, f1)[:, 0]
                 continue
             pos_block = None if pos_level is None else access.load(pos_level, f0, f1)
-            logits = self.scores(bucket, bq[:, i0:i1].transpose(1, 2), bk.transpose(1, 2),
-                                 pos_block, bias, f0, f1, i0, i1)
+            logits = self.scores(bucket, query[:, :, i0:i1], key, pos_block, bias,
+                                 f0, f1, i0, i1)
             attn, lse = _softmax_(logits)
-            theta = torch.matmul(attn, bv.transpose(1, 2))            # [F, H, rows, dv]
+            theta = torch.matmul(attn, value)                         # [F, H, rows, dv]
             access.store(theta_buf, theta.transpose(1, 2), f0, f1, i0, i1)
             lse = lse.transpose(1, 2)                                 # [F, rows, H]
             access.store(lse_buf, lse, f0, f1, i0, i1)
@@ -505,20 +508,24 @@ class Plan:
         for f0, f1, i0, i1 in self.chunks(bucket, heads, max(xq.size(2), dim_v)):
             nf = f1 - f0
             weight = self.family_weights(bucket, f0, f1, xq.dtype)
+            shares = [None, None, None]
             if i1 == b:  # the parents' statistics are means of the children
-                for gp, out in ((gq_p, g_q), (gk_p, g_k), (gv_p, g_v)):
-                    gpar = gp[fs + f0:fs + f1].unsqueeze(1)
-                    share = gpar / b if weight is None else gpar * weight.view(nf, -1, 1, 1)
-                    access.store(out, share.expand(nf, b, *share.shape[2:]), f0, f1, 0, b,
-                                 accumulate=True)
+                for slot, gp in enumerate((gq_p, gk_p, gv_p)):
+                    gpar = gp[fs + f0:fs + f1].unsqueeze(1)           # [F, 1, H, d]
+                    shares[slot] = (gpar / b if weight is None
+                                    else gpar * weight.view(nf, -1, 1, 1))
+                if b == 1 or i0 > 0:
+                    for share, out in zip(shares, (g_q, g_k, g_v)):
+                        access.store(out, share.expand(nf, b, *share.shape[2:]),
+                                     f0, f1, 0, b, accumulate=True)
+                    shares = [None, None, None]
             if b == 1:  # a lone child: its phi is the parent's
                 if g_phi is not None:
                     access.store(g_phi, gphi_p[fs + f0:fs + f1].unsqueeze(1), f0, f1, 0, 1)
                 continue
-            bq, bk, bv = access.load(xq, f0, f1), access.load(xk, f0, f1), \
-                access.load(xv, f0, f1)
-            key, query, value = bk.transpose(1, 2), bq[:, i0:i1].transpose(1, 2), \
-                bv.transpose(1, 2)
+            key, value = _heads_first(access.load(xk, f0, f1)), \
+                _heads_first(access.load(xv, f0, f1))
+            query = _heads_first(access.load(xq, f0, f1)[:, i0:i1])
             pos_block = None if pos_level is None else access.load(pos_level, f0, f1)
             logits = self.scores(bucket, query, key, pos_block, bias, f0, f1, i0, i1)
             lse = access.load(lse_buf, f0, f1)[:, i0:i1]              # [F, rows, H]
@@ -536,17 +543,20 @@ class Plan:
                 g_lse = g_lse - wr * omm * gpp
                 access.store(g_phi, wr * mu * gpp - g_x, f0, f1, i0, i1)
             coef = wp * omm                                           # [F, rows, H]
-            g_theta = (coef.unsqueeze(-1) *
-                       access.load(g_acc, f0, f1)[:, i0:i1]).transpose(1, 2)
+            g_theta = _heads_first(coef.unsqueeze(-1) * access.load(g_acc, f0, f1)[:, i0:i1])
             theta_dot = (coef * d).transpose(1, 2)                    # g_theta . theta
             g_attn = torch.matmul(g_theta, value.transpose(-1, -2))   # [F, H, rows, b]
             g_logits = attn * g_attn.add_((g_lse.transpose(1, 2) - theta_dot).unsqueeze(-1))
-            access.store(g_v, torch.matmul(attn.transpose(-1, -2), g_theta).transpose(1, 2),
-                         f0, f1, 0, b, accumulate=True)
-            access.store(g_q, torch.matmul(g_logits, key).mul_(self.scale).transpose(1, 2),
-                         f0, f1, i0, i1, accumulate=True)
-            access.store(g_k, torch.matmul(g_logits.transpose(-1, -2), query)
-                         .mul_(self.scale).transpose(1, 2), f0, f1, 0, b, accumulate=True)
+            grad_v = torch.matmul(attn.transpose(-1, -2), g_theta).transpose(1, 2)
+            grad_q = torch.matmul(g_logits, key).mul_(self.scale).transpose(1, 2)
+            grad_k = torch.matmul(g_logits.transpose(-1, -2), query).mul_(self.scale)
+            grad_k = grad_k.transpose(1, 2)
+            for grad, share, out, lo, hi in ((grad_q, shares[0], g_q, i0, i1),
+                                             (grad_k, shares[1], g_k, 0, b),
+                                             (grad_v, shares[2], g_v, 0, b)):
+                if share is not None:  # full rows: one pass over the buffer
+                    grad = grad + share
+                access.store(out, grad, f0, f1, lo, hi, accumulate=True)
             if pos_block is not None:
                 p_rows = pos_block[:, i0:i1]
                 if pos_block.dim() == 3:
@@ -562,6 +572,11 @@ class Plan:
                                  f0, f1, 0, b, True)
             if bias is not None:
                 self.bias_grad(bucket, grad_bias, g_logits, f0, f1, i0, i1)
+
+
+def _heads_first(block: Tensor) -> Tensor:
+    r"""``[F, b, H, d]`` -> contiguous ``[F, H, b, d]``."""
+    return block.transpose(1, 2).contiguous()
 
 
 def _offdiag(b: int, i0: int, i1: int, device) -> Tensor:
