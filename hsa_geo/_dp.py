@@ -48,26 +48,30 @@ class Access:
             self.valid = bucket.index < (bucket.child_end - bucket.child_start)
             rows = bucket.child_start + torch.where(self.valid, bucket.index, 0)
             self.rows = rows if row_map is None else row_map[rows]     # [F, b]
+            self.padding = ~self.valid
 
     def chunk_rows(self, f0: int, f1: int, i0: int, i1: int) -> Tensor:
+        r"""Storage rows of the children ``i0:i1`` of families ``f0:f1``
+        (partial rows only occur for a single family, see :meth:`Plan.chunks`)."""
         b = self.bucket
-        fam = torch.arange(f0, f1, device=b.leaf_count.device).view(-1, 1)
-        pos = b.child_start + fam * b.size + torch.arange(
-            i0, i1, device=fam.device).view(1, -1)
-        return self.row_map[pos.view(-1)]
+        lo = b.child_start + f0 * b.size
+        if i0 == 0 and i1 == b.size:
+            return self.row_map[lo:b.child_start + f1 * b.size]
+        return self.row_map[lo + i0:lo + i1]
 
     def load(self, x: Tensor, f0: int, f1: int) -> Tensor:
         r"""Families ``f0:f1`` as ``[F, b, ...]`` (a view when possible)."""
         b = self.bucket
-        if b.index is not None:
-            rows, valid = self.rows[f0:f1], self.valid[f0:f1]
-            out = x[rows]
-            mask = valid.view(valid.shape + (1, ) * (x.dim() - 1))
-            return out.masked_fill_(~mask, 0)
+        if b.index is not None:  # one chunk: the whole padded bucket
+            out = x.index_select(0, self.rows.view(-1)).view(b.num_families, b.size,
+                                                             *x.shape[1:])
+            return out.masked_fill_(self.padding.view(self.padding.shape + (1, ) *
+                                                      (x.dim() - 1)), 0)
         if self.row_map is None:
             lo = b.child_start + f0 * b.size
             return x[lo:b.child_start + f1 * b.size].view(f1 - f0, b.size, *x.shape[1:])
-        return x[self.chunk_rows(f0, f1, 0, b.size)].view(f1 - f0, b.size, *x.shape[1:])
+        rows = self.chunk_rows(f0, f1, 0, b.size)
+        return x.index_select(0, rows).view(f1 - f0, b.size, *x.shape[1:])
 
     def store(self, x: Tensor, value: Tensor, f0: int, f1: int, i0: int, i1: int,
               accumulate: bool = False):
