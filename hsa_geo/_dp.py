@@ -49,6 +49,7 @@ class Access:
             rows = bucket.child_start + torch.where(self.valid, bucket.index, 0)
             self.rows = rows if row_map is None else row_map[rows]     # [F, b]
             self.padding = ~self.valid
+            self.targets = self.rows.view(-1).index_select(0, bucket.child_slots)
 
     def chunk_rows(self, f0: int, f1: int, i0: int, i1: int) -> Tensor:
         r"""Storage rows of the children ``i0:i1`` of families ``f0:f1``
@@ -78,10 +79,12 @@ class Access:
         r"""Writes (or adds) ``value``, ``[F, rows, ...]``, to the children
         rows ``i0:i1`` of families ``f0:f1``."""
         b = self.bucket
-        if b.index is not None:
-            valid = self.valid[f0:f1, i0:i1]
-            rows = self.rows[f0:f1, i0:i1][valid]
-            x.index_put_((rows, ), value[valid], accumulate=accumulate)
+        if b.index is not None:  # one chunk, all rows: the whole padded bucket
+            flat = value.reshape(-1, *x.shape[1:]).index_select(0, b.child_slots)
+            if accumulate:
+                x.index_add_(0, self.targets, flat)
+            else:
+                x.index_copy_(0, self.targets, flat)
             return
         if self.row_map is None:
             lo = b.child_start + f0 * b.size
@@ -193,7 +196,8 @@ class Plan:
         keeps the (0, 0) entry open so that no row is all -inf (its results are
         discarded through ``mu = 1``), which keeps both passes free of NaN."""
         key = (b, i0, i1, dtype, device)
-        if key not in self._masks:
+        # under torch.compile the cache would leak traced tensors: no caching
+        if key not in self._masks or torch.compiler.is_compiling():
             rows = torch.arange(i0, i1, device=device).view(-1, 1)
             cols = torch.arange(b, device=device).view(1, -1)
             if self.causal:
@@ -201,7 +205,10 @@ class Plan:
             else:
                 allowed = cols != rows
             mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
-            self._masks[key] = mask.masked_fill_(~allowed, -math.inf)
+            mask = mask.masked_fill_(~allowed, -math.inf)
+            if torch.compiler.is_compiling():
+                return mask
+            self._masks[key] = mask
         return self._masks[key]
 
     def bias_block(self, bucket: Bucket, bias: Tensor, f0: int, f1: int, i0: int,
@@ -209,11 +216,11 @@ class Plan:
         r"""``[F, heads or 1, rows, b]`` pair biases (zero on the diagonal)."""
         b, num = bucket.size, f1 - f0
         trailing = bias.shape[1:]
-        if bucket.pair_index is not None:
-            idx = bucket.pair_index[f0:f1, i0:i1]
-            keep = idx < bucket.pair_end - bucket.pair_start
-            block = bias[bucket.pair_start + torch.where(keep, idx, 0)]
-            block = block.masked_fill_(~keep.view(keep.shape + (1, ) * len(trailing)), 0)
+        if bucket.pair_index is not None:  # padded: the whole bucket, all rows
+            block = bias.new_zeros((num * b * b, ) + trailing)
+            block.index_copy_(0, bucket.pair_slots,
+                              bias[bucket.pair_start:bucket.pair_end])
+            block = block.view(num, b, b, *trailing)
         else:
             per = b * (b - 1)
             start = bucket.pair_start + f0 * per
@@ -231,10 +238,9 @@ class Plan:
         pair-bias gradient."""
         g = grad_logits.sum(1) if grad_bias.dim() == 1 else grad_logits.permute(0, 2, 3, 1)
         b, num = bucket.size, f1 - f0
-        if bucket.pair_index is not None:
-            idx = bucket.pair_index[f0:f1, i0:i1]
-            keep = idx < bucket.pair_end - bucket.pair_start
-            grad_bias.index_add_(0, bucket.pair_start + idx[keep], g[keep])
+        if bucket.pair_index is not None:  # padded: the whole bucket, all rows
+            flat = g.reshape(num * b * b, *g.shape[3:]).index_select(0, bucket.pair_slots)
+            grad_bias[bucket.pair_start:bucket.pair_end] += flat
             return
         per = b * (b - 1)
         vals = g[:, _offdiag(b, i0, i1, g.device)]              # [F, rows*(b-1), ...]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -58,6 +58,10 @@ class Bucket:
         pair_index (Tensor, optional): ``[F, size, size]`` positions of the
             pairs relative to ``pair_start`` for padded buckets (invalid pairs
             point to ``pair_end - pair_start``).
+        child_slots (Tensor, optional): For padded buckets, the flat positions
+            in ``[F * size]`` of the real children, in level order.
+        pair_slots (Tensor, optional): For padded buckets, the flat positions
+            in ``[F * size * size]`` of the real pairs, in pair order.
         leaf_count (Tensor): ``[F, size]`` number of leaves :math:`n(C)` below
             each child, zero at padding (float64).
         unit (bool): Every child is a single-leaf subtree (:math:`n = 1`).
@@ -74,6 +78,8 @@ class Bucket:
     pair_index: Optional[Tensor]
     leaf_count: Tensor
     unit: bool
+    child_slots: Optional[Tensor] = None
+    pair_slots: Optional[Tensor] = None
 
     @property
     def padded(self) -> bool:
@@ -86,7 +92,8 @@ class Bucket:
         return Bucket(self.size, self.num_families, self.child_start,
                       self.child_end, self.family_start, self.family_end,
                       self.pair_start, self.pair_end, move(self.index),
-                      move(self.pair_index), move(self.leaf_count), self.unit)
+                      move(self.pair_index), move(self.leaf_count), self.unit,
+                      move(self.child_slots), move(self.pair_slots))
 
 
 @dataclass
@@ -254,6 +261,9 @@ class Hierarchy:
         self.max_branching = max_branching
         self.num_roots = num_roots
         self._sibling_index: Optional[Tensor] = None
+        # set by from_hetero: node type -> (start, end) in the global numbering
+        self.node_slices: Dict[str, Tuple[int, int]] = {}
+        self.leaf_types: List[str] = []
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -367,6 +377,80 @@ class Hierarchy:
                   tree_depth, max_branching, num_roots)
         return out.to(device) if device.type != 'cpu' else out
 
+    @classmethod
+    def from_hetero(cls, data, num_nodes_dict: Optional[Dict[str, int]] = None,
+                    relation: str = 'in') -> 'Hierarchy':
+        r"""Compiles a hierarchy stored as PyG heterogeneous graph.
+
+        Every node type that is the destination of a ``(child_type, relation,
+        parent_type)`` edge type is a cluster type; the other node types are
+        leaf types.  Each edge goes from a node to its parent; a node without
+        an outgoing edge is a root.  Batched :class:`HeteroData` (from PyG's
+        :class:`~torch_geometric.loader.DataLoader`) is a forest whose edge
+        indices PyG has already offset.
+
+        Nodes are numbered leaf types first, then cluster types, each type in
+        the order of ``data.node_types`` and its nodes in their own order; the
+        result's :attr:`node_slices` maps each type to its ``(start, end)``.
+
+        Args:
+            data (HeteroData or dict): A (batched) ``HeteroData``, or its
+                ``edge_index_dict`` together with :obj:`num_nodes_dict`.
+            num_nodes_dict (dict, optional): Number of nodes per node type;
+                taken from :obj:`data` when it is a ``HeteroData``.
+            relation (str, optional): The relation name of the node-to-parent
+                edges. (default: :obj:`'in'`)
+        """
+        if isinstance(data, dict):
+            edge_index_dict = data
+            if num_nodes_dict is None:
+                raise ValueError("'num_nodes_dict' is required when 'data' is an "
+                                 "edge_index_dict")
+            node_types = list(num_nodes_dict)
+        else:
+            edge_index_dict = data.edge_index_dict
+            node_types = list(data.node_types)
+            if num_nodes_dict is None:
+                num_nodes_dict = {t: int(data[t].num_nodes) for t in node_types}
+        links = {key: ei for key, ei in edge_index_dict.items() if key[1] == relation}
+        if not links:
+            raise ValueError(f"'data' has no edge type (child, '{relation}', parent); "
+                             f"found {list(edge_index_dict)}")
+        for src, _, dst in links:
+            for t in (src, dst):
+                if t not in num_nodes_dict:
+                    raise ValueError(f"edge type ({src}, '{relation}', {dst}) names "
+                                     f"node type '{t}' whose number of nodes is unknown")
+                if t not in node_types:
+                    node_types.append(t)
+        cluster = {dst for _, _, dst in links}
+        leaf_types = [t for t in node_types if t not in cluster]
+        if not leaf_types:
+            raise ValueError("every node type is the parent of some edge; expected "
+                             "at least one leaf node type")
+        order = leaf_types + [t for t in node_types if t in cluster]
+        slices, start = {}, 0
+        for t in order:
+            slices[t] = (start, start + int(num_nodes_dict[t]))
+            start = slices[t][1]
+        device = next(iter(links.values())).device
+        parent = torch.full((start, ), -1, dtype=torch.long, device=device)
+        seen = torch.zeros(start, dtype=torch.long, device=device)
+        for (src, _, dst), ei in links.items():
+            child = ei[0] + slices[src][0]
+            parent[child] = ei[1] + slices[dst][0]
+            seen.index_add_(0, child, torch.ones_like(child))
+        if bool((seen > 1).any()):
+            node = int((seen > 1).nonzero()[0])
+            kind = next(t for t in order if slices[t][0] <= node < slices[t][1])
+            raise ValueError(f"node {node - slices[kind][0]} of type '{kind}' has "
+                             f"more than one parent edge; a hierarchy is a forest")
+        num_leaves = slices[leaf_types[-1]][1]
+        out = cls.from_parent(parent, num_leaves)
+        out.node_slices = slices
+        out.leaf_types = leaf_types
+        return out
+
     # ------------------------------------------------------------ properties
     @property
     def num_nodes(self) -> int:
@@ -395,6 +479,7 @@ class Hierarchy:
                         self.num_roots)
         if self._sibling_index is not None:
             out._sibling_index = self._sibling_index.to(device)
+        out.node_slices, out.leaf_types = dict(self.node_slices), list(self.leaf_types)
         return out
 
     def cpu(self) -> 'Hierarchy':
@@ -498,9 +583,14 @@ def _make_buckets(sizes: Tensor, child_leaf_count: Tensor, pair_offset: int):
             pair_index[flat] = torch.arange(num_pairs)
             pair_index = pair_index.view(num_fam, width, width)
         unit = bool((counts_here == 1).all())
+        child_slots = pair_slots = None
+        if index is not None:
+            child_slots = valid.view(-1).nonzero().view(-1)
+            pair_slots = flat.nonzero().view(-1)
         buckets.append(Bucket(width, num_fam, child, child + num_child, fam,
                               fam + num_fam, pair_offset, pair_offset + num_pairs,
-                              index, pair_index, leaf_count, unit))
+                              index, pair_index, leaf_count, unit, child_slots,
+                              pair_slots))
         fam += num_fam
         child += num_child
         pair_offset += num_pairs

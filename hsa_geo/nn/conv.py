@@ -1,0 +1,249 @@
+r"""The :class:`HSAConv` layer."""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Union
+
+import torch
+from torch import Tensor
+from torch.nn import LayerNorm, ModuleDict
+from torch_geometric.nn.dense.linear import Linear
+
+from hsa_geo.functional import hsa
+from hsa_geo.hierarchy import Hierarchy
+
+__all__ = ['HSAConv']
+
+_LEAF = '_leaf'  # the key of the single leaf type when inputs are plain tensors
+
+
+class HSAConv(torch.nn.Module):
+    r"""The Hierarchical Self-Attention layer of `"Hierarchical Self-Attention:
+    Generalizing Neural Attention Mechanics to Multi-Scale Problems"
+    <https://arxiv.org/abs/2509.15448>`_ (Amizadeh et al., NeurIPS 2025).
+
+    Every leaf :math:`i` of the hierarchy gets queries, keys and values per
+    head, :math:`q_i = \mathrm{LN}(W_Q x_i)`, :math:`k_i = \mathrm{LN}(W_K x_i)`,
+    :math:`v_i = W_V x_i` (LayerNorm only with ``qk_norm``), and attends to the
+    other leaves with the HSA weights :math:`\hat\theta_{ij}`: the
+    row-stochastic matrix, constant on the hierarchy's blocks, closest in KL
+    divergence to softmax attention with sibling scores
+
+    .. math::
+        s(A, B) = \frac{\rho_q(A) \cdot \rho_k(B)}{\sqrt{d}}
+        + \epsilon(A) \cdot \epsilon(B)
+
+    (:math:`\rho` are means over a node's leaves, :math:`\epsilon` the projected
+    position vectors of the nodes).  The output is
+
+    .. math::
+        \mathbf{x}^{\prime}_i = W_O \, \big\Vert_{h=1}^{H}
+        \sum_j \hat\theta^{(h)}_{ij} v^{(h)}_j \;+\; W_S \mathbf{x}_i,
+
+    computed by the linear-time dynamic program :func:`hsa_geo.hsa`.
+
+    For multi-modal input, :obj:`in_channels` (and :obj:`x`) are dictionaries
+    over leaf node types; each leaf type gets its own projections into the
+    common attention width, as in the paper, and the output is a dictionary
+    over the same types.
+
+    Args:
+        in_channels (int or Dict[str, int]): Size of each input sample, or
+            ``-1`` to derive it lazily; a dictionary per leaf node type for
+            multi-modal input.
+        out_channels (int): Size of each output sample per head.
+        heads (int, optional): Number of attention heads. (default: :obj:`1`)
+        concat (bool, optional): Concatenate the heads (else average them).
+            (default: :obj:`True`)
+        pos_channels (int or Dict[str, int], optional): Size of the node
+            position vectors (a dictionary per node type when they differ);
+            they are projected per head by this layer. (default: :obj:`None`)
+        include_self (bool, optional): Let a leaf attend to itself too; on a
+            flat hierarchy this is exactly multi-head softmax attention.
+            (default: :obj:`False`)
+        causal (bool, optional): Siblings attend only to siblings of smaller
+            node index. (default: :obj:`False`)
+        qk_norm (bool, optional): LayerNorm on queries and keys after the
+            projection, as the paper's encoder does. (default: :obj:`True`)
+        bias (bool, optional): Learn additive biases in the projections.
+            (default: :obj:`True`)
+        root_weight (bool, optional): Add the skip connection
+            :math:`W_S \mathbf{x}_i`. (default: :obj:`True`)
+    """
+    def __init__(
+        self,
+        in_channels: Union[int, Dict[str, int]],
+        out_channels: int,
+        heads: int = 1,
+        concat: bool = True,
+        pos_channels: Optional[Union[int, Dict[str, int]]] = None,
+        include_self: bool = False,
+        causal: bool = False,
+        qk_norm: bool = True,
+        bias: bool = True,
+        root_weight: bool = True,
+    ):
+        super().__init__()
+        if heads < 1 or out_channels < 1:
+            raise ValueError(f"'heads' and 'out_channels' must be positive, got "
+                             f"{heads} and {out_channels}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.heads = heads
+        self.concat = concat
+        self.pos_channels = pos_channels
+        self.include_self = include_self
+        self.causal = causal
+        self.qk_norm = qk_norm
+        self.root_weight = root_weight
+        self.multimodal = isinstance(in_channels, dict)
+        types = dict(in_channels) if self.multimodal else {_LEAF: in_channels}
+        width = heads * out_channels
+        self.out_dim = width if concat else out_channels
+
+        self.lin_query = ModuleDict({t: Linear(c, width, bias=bias) for t, c in types.items()})
+        self.lin_key = ModuleDict({t: Linear(c, width, bias=bias) for t, c in types.items()})
+        self.lin_value = ModuleDict({t: Linear(c, width, bias=bias) for t, c in types.items()})
+        self.lin_out = Linear(self.out_dim, self.out_dim, bias=bias)
+        if root_weight:
+            self.lin_skip = ModuleDict({t: Linear(c, self.out_dim, bias=bias)
+                                        for t, c in types.items()})
+        else:
+            self.lin_skip = None
+        if qk_norm:
+            self.norm_query = LayerNorm(out_channels)
+            self.norm_key = LayerNorm(out_channels)
+        else:
+            self.norm_query = self.norm_key = None
+        if pos_channels is None:
+            self.lin_pos = None
+        elif isinstance(pos_channels, dict):
+            self.lin_pos = ModuleDict({t: Linear(c, width, bias=False)
+                                       for t, c in pos_channels.items()})
+        else:
+            self.lin_pos = Linear(pos_channels, width, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        r"""Resets all learnable parameters of the module."""
+        for module in self.modules():
+            if module is not self and hasattr(module, 'reset_parameters'):
+                module.reset_parameters()
+
+    def forward(
+        self,
+        x: Union[Tensor, Dict[str, Tensor]],
+        hierarchy,
+        pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None,
+    ) -> Union[Tensor, Dict[str, Tensor]]:
+        r"""Runs the layer.
+
+        Args:
+            x (Tensor or Dict[str, Tensor]): Leaf features ``[num_leaves,
+                in_channels]`` in the hierarchy's leaf order, or a dictionary
+                over leaf node types.
+            hierarchy (Hierarchy or HeteroData or dict): The compiled
+                :class:`~hsa_geo.Hierarchy` (compile once and pass it to every
+                layer), or a (batched) ``HeteroData`` / ``edge_index_dict`` to
+                compile on the fly (see :meth:`Hierarchy.from_hetero`).
+            pos (Tensor or Dict[str, Tensor], optional): Position vectors of
+                all nodes ``[num_nodes, pos_channels]`` in the hierarchy's node
+                order, or a dictionary over node types (types without an entry
+                get zeros).
+        """
+        hierarchy = self._compile(x, hierarchy)
+        xs = self._leaf_inputs(x, hierarchy)
+        num_leaves = hierarchy.num_leaves
+        shape = (num_leaves, self.heads, self.out_channels)
+        query = torch.cat([self.lin_query[t](v) for t, v in xs.items()]).view(shape)
+        key = torch.cat([self.lin_key[t](v) for t, v in xs.items()]).view(shape)
+        value = torch.cat([self.lin_value[t](v) for t, v in xs.items()]).view(shape)
+        if self.norm_query is not None:
+            query, key = self.norm_query(query), self.norm_key(key)
+        pos_vectors = self._positions(pos, hierarchy, query)
+        out = hsa(query, key, value, hierarchy, pos=pos_vectors,
+                  include_self=self.include_self, causal=self.causal)
+        out = out.reshape(num_leaves, -1) if self.concat else out.mean(dim=1)
+        out = self.lin_out(out)
+        if self.lin_skip is not None:
+            out = out + torch.cat([self.lin_skip[t](v) for t, v in xs.items()])
+        if not self.multimodal:
+            return out
+        return {t: out[hierarchy.node_slices[t][0]:hierarchy.node_slices[t][1]]
+                for t in xs}
+
+    def _compile(self, x, hierarchy) -> Hierarchy:
+        if isinstance(hierarchy, Hierarchy):
+            return hierarchy
+        if isinstance(hierarchy, dict):
+            raise TypeError("an edge_index_dict does not say how many cluster nodes "
+                            "there are: compile it with Hierarchy.from_hetero("
+                            "edge_index_dict, num_nodes_dict) and pass the Hierarchy")
+        if hasattr(hierarchy, 'edge_index_dict'):
+            return Hierarchy.from_hetero(hierarchy)
+        raise TypeError(f"'hierarchy' must be a Hierarchy or a HeteroData, got "
+                        f"{type(hierarchy).__name__}")
+
+    def _leaf_inputs(self, x, hierarchy: Hierarchy) -> Dict[str, Tensor]:
+        if not self.multimodal:
+            if isinstance(x, dict):
+                raise TypeError("this HSAConv was built for a single leaf type: pass "
+                                "'x' as a Tensor (or build it with in_channels as a dict)")
+            if x.size(0) != hierarchy.num_leaves:
+                raise ValueError(f"'x' has {x.size(0)} rows but the hierarchy has "
+                                 f"{hierarchy.num_leaves} leaves")
+            return {_LEAF: x}
+        if not isinstance(x, dict):
+            raise TypeError("this HSAConv was built for multi-modal input: pass 'x' "
+                            "as a dict over leaf node types")
+        if not hierarchy.leaf_types:
+            raise ValueError("multi-modal input needs a hierarchy compiled with "
+                             "Hierarchy.from_hetero (it records the leaf node types)")
+        if set(x) != set(hierarchy.leaf_types):
+            raise ValueError(f"'x' has leaf types {sorted(x)} but the hierarchy has "
+                             f"{sorted(hierarchy.leaf_types)}")
+        missing = [t for t in x if t not in self.lin_query]
+        if missing:
+            raise ValueError(f"no projection for leaf types {missing}; in_channels "
+                             f"has {sorted(self.lin_query)}")
+        out = {}
+        for t in hierarchy.leaf_types:
+            start, end = hierarchy.node_slices[t]
+            if x[t].size(0) != end - start:
+                raise ValueError(f"'x[{t!r}]' has {x[t].size(0)} rows but the "
+                                 f"hierarchy has {end - start} nodes of that type")
+            out[t] = x[t]
+        return out
+
+    def _positions(self, pos, hierarchy: Hierarchy, like: Tensor) -> Optional[Tensor]:
+        if pos is None:
+            return None
+        if self.lin_pos is None:
+            raise ValueError("'pos' was given but this HSAConv has no position "
+                             "projection (set pos_channels)")
+        shape = (-1, self.heads, self.out_channels)
+        # scaled so that eps(A) . eps(B) is on the scale of q . k / sqrt(d)
+        scale = self.out_channels ** -0.25
+        if isinstance(pos, Tensor):
+            if isinstance(self.lin_pos, ModuleDict):
+                raise TypeError("pos_channels is a dict: pass 'pos' as a dict over "
+                                "node types")
+            if pos.size(0) != hierarchy.num_nodes:
+                raise ValueError(f"'pos' has {pos.size(0)} rows but the hierarchy has "
+                                 f"{hierarchy.num_nodes} nodes")
+            return self.lin_pos(pos).view(shape) * scale
+        if not hierarchy.node_slices:
+            raise ValueError("'pos' as a dict needs a hierarchy compiled with "
+                             "Hierarchy.from_hetero")
+        out = like.new_zeros(hierarchy.num_nodes, self.heads, self.out_channels)
+        for t, p in pos.items():
+            if t not in hierarchy.node_slices:
+                raise ValueError(f"'pos' has node type {t!r}, not in the hierarchy")
+            lin = self.lin_pos[t] if isinstance(self.lin_pos, ModuleDict) else self.lin_pos
+            start, end = hierarchy.node_slices[t]
+            out[start:end] = lin(p).view(shape) * scale
+        return out
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, '
+                f'{self.out_channels}, heads={self.heads})')
