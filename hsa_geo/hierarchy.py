@@ -378,6 +378,25 @@ class Hierarchy:
         return out.to(device) if device.type != 'cpu' else out
 
     @classmethod
+    def from_batch(cls, batch: Optional[Tensor], num_nodes: int) -> 'Hierarchy':
+        r"""One flat family per graph: node ``i`` is a leaf whose parent is
+        the root of graph ``batch[i]`` (all nodes under one root when
+        :obj:`batch` is :obj:`None`).  HSA over it is softmax attention within
+        each graph."""
+        if batch is None:
+            parent = torch.full((num_nodes + 1, ), num_nodes, dtype=torch.long)
+            parent[-1] = -1
+            return cls.from_parent(parent, num_nodes)
+        if batch.dim() != 1 or batch.numel() != num_nodes:
+            raise ValueError(f"'batch' must have shape [{num_nodes}], got "
+                             f"{list(batch.shape)}")
+        num_graphs = int(batch.max()) + 1 if num_nodes else 0
+        parent = torch.cat([num_nodes + batch.long().cpu(),
+                            torch.full((num_graphs, ), -1, dtype=torch.long)])
+        out = cls.from_parent(parent, num_nodes)
+        return out.to(batch.device) if batch.device.type != 'cpu' else out
+
+    @classmethod
     def from_hetero(cls, data, num_nodes_dict: Optional[Dict[str, int]] = None,
                     relation: str = 'in') -> 'Hierarchy':
         r"""Compiles a hierarchy stored as PyG heterogeneous graph.

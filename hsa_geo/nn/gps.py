@@ -1,0 +1,143 @@
+r"""GPS-style hybrid layer with HSA as its global attention."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Dropout, Linear, Sequential
+from torch_geometric.nn.inits import reset
+from torch_geometric.nn.resolver import activation_resolver, normalization_resolver
+from torch_geometric.typing import Adj
+
+from hsa_geo.hierarchy import Hierarchy
+from hsa_geo.nn.conv import HSAConv
+
+__all__ = ['HSAGPSConv']
+
+
+class HSAGPSConv(torch.nn.Module):
+    r"""The GPS layer of `"Recipe for a General, Powerful, Scalable Graph
+    Transformer" <https://arxiv.org/abs/2205.12505>`_ with Hierarchical
+    Self-Attention (:class:`HSAConv`, Amizadeh et al., NeurIPS 2025) as its
+    global attention, mirroring :class:`torch_geometric.nn.conv.GPSConv`:
+
+    .. math::
+        \mathbf{h}_L &= \mathrm{Norm}_1(\mathrm{MPNN}(\mathbf{x}) + \mathbf{x}),
+        \quad \mathbf{h}_G = \mathrm{Norm}_2(\mathrm{HSA}(\mathbf{x}) + \mathbf{x}) \\
+        \mathbf{x}' &= \mathrm{Norm}_3(\mathbf{h} + \mathrm{MLP}(\mathbf{h})),
+        \quad \mathbf{h} = \mathbf{h}_L + \mathbf{h}_G
+
+    Swapping ``GPSConv(channels, conv, heads=heads)`` for
+    ``HSAGPSConv(channels, conv, heads=heads)`` is a one-line change: without a
+    ``hierarchy`` argument every graph of the batch is one flat family, and the
+    layer computes exactly what ``GPSConv(attn_type='multihead')`` computes.
+    Pass a :class:`~hsa_geo.Hierarchy` whose leaves are the batch's nodes to
+    attend hierarchically in time linear in the number of nodes.
+
+    Args:
+        channels (int): Size of each input sample.
+        conv (MessagePassing, optional): The local message-passing layer.
+        heads (int, optional): Number of attention heads. (default: :obj:`1`)
+        dropout (float, optional): Dropout after the local layer, the attention
+            and in the MLP. (default: :obj:`0.0`)
+        act (str or Callable, optional): The MLP's non-linearity.
+            (default: :obj:`"relu"`)
+        act_kwargs (Dict[str, Any], optional): Arguments of :obj:`act`.
+        norm (str or Callable, optional): The normalization.
+            (default: :obj:`"batch_norm"`)
+        norm_kwargs (Dict[str, Any], optional): Arguments of :obj:`norm`.
+        attn_kwargs (Dict[str, Any], optional): Arguments of the inner
+            :class:`HSAConv` (defaults: ``include_self=True``,
+            ``qk_norm=False``, ``root_weight=False``, which make a flat
+            hierarchy standard multi-head attention).
+    """
+    def __init__(
+        self,
+        channels: int,
+        conv: Optional[torch.nn.Module],
+        heads: int = 1,
+        dropout: float = 0.0,
+        act: str = 'relu',
+        act_kwargs: Optional[Dict[str, Any]] = None,
+        norm: Optional[str] = 'batch_norm',
+        norm_kwargs: Optional[Dict[str, Any]] = None,
+        attn_kwargs: Optional[Dict[str, Any]] = None,
+    ):
+        super().__init__()
+        if channels % heads != 0:
+            raise ValueError(f"'channels' ({channels}) must be divisible by 'heads' "
+                             f"({heads})")
+        self.channels = channels
+        self.conv = conv
+        self.heads = heads
+        self.dropout = dropout
+        options = dict(include_self=True, qk_norm=False, root_weight=False)
+        options.update(attn_kwargs or {})
+        self.attn = HSAConv(channels, channels // heads, heads=heads, concat=True,
+                            **options)
+        self.mlp = Sequential(
+            Linear(channels, channels * 2),
+            activation_resolver(act, **(act_kwargs or {})),
+            Dropout(dropout),
+            Linear(channels * 2, channels),
+            Dropout(dropout),
+        )
+        norm_kwargs = norm_kwargs or {}
+        self.norm1 = normalization_resolver(norm, channels, **norm_kwargs)
+        self.norm2 = normalization_resolver(norm, channels, **norm_kwargs)
+        self.norm3 = normalization_resolver(norm, channels, **norm_kwargs)
+        self.norm_with_batch = False
+        if self.norm1 is not None:
+            signature = inspect.signature(self.norm1.forward)
+            self.norm_with_batch = 'batch' in signature.parameters
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        r"""Resets all learnable parameters of the module."""
+        if self.conv is not None:
+            self.conv.reset_parameters()
+        self.attn.reset_parameters()
+        reset(self.mlp)
+        for norm in (self.norm1, self.norm2, self.norm3):
+            if norm is not None:
+                norm.reset_parameters()
+
+    def _norm(self, norm, h: Tensor, batch: Optional[Tensor]) -> Tensor:
+        if norm is None:
+            return h
+        return norm(h, batch=batch) if self.norm_with_batch else norm(h)
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Adj,
+        batch: Optional[Tensor] = None,
+        hierarchy: Optional[Hierarchy] = None,
+        pos: Optional[Tensor] = None,
+        **kwargs,
+    ) -> Tensor:
+        r"""Runs the layer.  :obj:`hierarchy` has the batch's nodes as its
+        leaves (default: one flat family per graph, from :obj:`batch`);
+        :obj:`pos` are the hierarchy's node position vectors (needs
+        ``attn_kwargs=dict(pos_channels=...)``); other keyword arguments go to
+        the local layer."""
+        hs = []
+        if self.conv is not None:  # local message passing
+            h = self.conv(x, edge_index, **kwargs)
+            h = F.dropout(h, p=self.dropout, training=self.training)
+            hs.append(self._norm(self.norm1, h + x, batch))
+        if hierarchy is None:
+            hierarchy = Hierarchy.from_batch(batch, x.size(0))
+        h = self.attn(x, hierarchy, pos=pos)
+        h = F.dropout(h, p=self.dropout, training=self.training)
+        hs.append(self._norm(self.norm2, h + x, batch))
+        out = sum(hs)
+        out = out + self.mlp(out)
+        return self._norm(self.norm3, out, batch)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.channels}, conv={self.conv}, '
+                f'heads={self.heads})')
