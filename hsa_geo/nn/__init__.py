@@ -1,5 +1,16 @@
 r"""Neural-network layers built on Hierarchical Self-Attention."""
 from hsa_geo.nn.conv import HSAConv
+from hsa_geo.nn.encoder import HSAEncoderLayer, HSATransformer
 from hsa_geo.nn.gps import HSAGPSConv
+from hsa_geo.nn.pool import depth_pool, root_pool, subtree_pool, type_pool
 
-__all__ = ['HSAConv', 'HSAGPSConv']
+__all__ = [
+    'HSAConv',
+    'HSAGPSConv',
+    'HSAEncoderLayer',
+    'HSATransformer',
+    'subtree_pool',
+    'root_pool',
+    'depth_pool',
+    'type_pool',
+]

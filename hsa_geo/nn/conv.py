@@ -69,6 +69,9 @@ class HSAConv(torch.nn.Module):
             (default: :obj:`True`)
         root_weight (bool, optional): Add the skip connection
             :math:`W_S \mathbf{x}_i`. (default: :obj:`True`)
+        query_residual (bool, optional): Add each head's (normalised) query
+            to its attention output before the heads are combined, the
+            residual of the paper's encoder. (default: :obj:`False`)
     """
     def __init__(
         self,
@@ -82,6 +85,7 @@ class HSAConv(torch.nn.Module):
         qk_norm: bool = True,
         bias: bool = True,
         root_weight: bool = True,
+        query_residual: bool = False,
     ):
         super().__init__()
         if heads < 1 or out_channels < 1:
@@ -96,6 +100,7 @@ class HSAConv(torch.nn.Module):
         self.causal = causal
         self.qk_norm = qk_norm
         self.root_weight = root_weight
+        self.query_residual = query_residual
         self.multimodal = isinstance(in_channels, dict)
         types = dict(in_channels) if self.multimodal else {_LEAF: in_channels}
         width = heads * out_channels
@@ -163,6 +168,8 @@ class HSAConv(torch.nn.Module):
         pos_vectors = self._positions(pos, hierarchy, query)
         out = hsa(query, key, value, hierarchy, pos=pos_vectors,
                   include_self=self.include_self, causal=self.causal)
+        if self.query_residual:
+            out = out + query
         out = out.reshape(num_leaves, -1) if self.concat else out.mean(dim=1)
         out = self.lin_out(out)
         if self.lin_skip is not None:

@@ -1,0 +1,147 @@
+r"""Transformer blocks built on :class:`HSAConv`."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Dropout, LayerNorm, ModuleList, Sequential
+from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.resolver import activation_resolver
+
+from hsa_geo.hierarchy import Hierarchy
+from hsa_geo.nn.conv import HSAConv
+
+__all__ = ['HSAEncoderLayer', 'HSATransformer']
+
+STYLES = ('hte', 'prenorm')
+
+
+class HSAEncoderLayer(torch.nn.Module):
+    r"""One encoder layer with Hierarchical Self-Attention (Amizadeh et al.,
+    NeurIPS 2025, arXiv 2509.15448), in one of two styles:
+
+    * ``'hte'``, the paper's hierarchical transformer encoder: per-head
+      projections, LayerNorm on queries and keys, HSA with a residual from the
+      queries, heads concatenated, a linear map, LayerNorm, and a feed-forward
+      network with a residual:
+
+      .. math::
+          \mathbf{h} = \mathrm{LN}\Big(W_O \big\Vert_h \big(\mathrm{HSA}_h
+          + q_h\big)\Big), \qquad \mathbf{x}' = \mathbf{h} + \mathrm{FFN}(\mathbf{h})
+
+    * ``'prenorm'``, the standard pre-norm block:
+      :math:`\mathbf{h} = \mathbf{x} + \mathrm{HSA}(\mathrm{LN}(\mathbf{x}))`,
+      :math:`\mathbf{x}' = \mathbf{h} + \mathrm{FFN}(\mathrm{LN}(\mathbf{h}))`.
+
+    Args:
+        in_channels (int): Input size (``-1`` for lazy); for ``'prenorm'`` it
+            must equal :obj:`channels`.
+        channels (int): Output size, a multiple of :obj:`heads`.
+        heads (int, optional): Attention heads. (default: :obj:`1`)
+        style (str, optional): ``'hte'`` or ``'prenorm'``. (default: ``'hte'``)
+        ff_channels (int, optional): Hidden size of the feed-forward network.
+            (default: ``2 * channels``)
+        dropout (float, optional): Dropout after attention and in the FFN.
+            (default: :obj:`0.0`)
+        act (str, optional): The FFN's activation. (default: ``'gelu'``)
+        pos_channels, include_self, causal: As in :class:`HSAConv`.
+    """
+    def __init__(self, in_channels: int, channels: int, heads: int = 1,
+                 style: str = 'hte', ff_channels: Optional[int] = None,
+                 dropout: float = 0.0, act: str = 'gelu',
+                 pos_channels: Optional[int] = None, include_self: bool = False,
+                 causal: bool = False):
+        super().__init__()
+        if style not in STYLES:
+            raise ValueError(f"'style' must be one of {STYLES}, got {style!r}")
+        if channels % heads != 0:
+            raise ValueError(f"'channels' ({channels}) must be divisible by 'heads' "
+                             f"({heads})")
+        if style == 'prenorm' and in_channels not in (-1, channels):
+            raise ValueError(f"a 'prenorm' layer keeps its width: 'in_channels' "
+                             f"({in_channels}) must equal 'channels' ({channels})")
+        self.in_channels, self.channels, self.heads = in_channels, channels, heads
+        self.style = style
+        self.dropout = dropout
+        hte = style == 'hte'
+        self.attn = HSAConv(in_channels if hte else channels, channels // heads,
+                            heads=heads, pos_channels=pos_channels,
+                            include_self=include_self, causal=causal, qk_norm=hte,
+                            root_weight=False, query_residual=hte)
+        self.norm1 = LayerNorm(channels)
+        self.norm2 = None if hte else LayerNorm(channels)
+        ff_channels = ff_channels or 2 * channels
+        self.ffn = Sequential(Linear(channels, ff_channels), activation_resolver(act),
+                              Dropout(dropout), Linear(ff_channels, channels),
+                              Dropout(dropout))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        r"""Resets all learnable parameters of the module."""
+        for module in self.modules():
+            if module is not self and hasattr(module, 'reset_parameters'):
+                module.reset_parameters()
+
+    def forward(self, x: Tensor, hierarchy: Hierarchy,
+                pos: Optional[Tensor] = None) -> Tensor:
+        if self.style == 'hte':
+            h = self.attn(x, hierarchy, pos=pos)
+            h = self.norm1(F.dropout(h, p=self.dropout, training=self.training))
+            return h + self.ffn(h)
+        h = self.attn(self.norm1(x), hierarchy, pos=pos)
+        h = x + F.dropout(h, p=self.dropout, training=self.training)
+        return h + self.ffn(self.norm2(h))
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, {self.channels}, '
+                f'heads={self.heads}, style={self.style!r})')
+
+
+class HSATransformer(torch.nn.Module):
+    r"""A stack of :class:`HSAEncoderLayer` over the leaves of a hierarchy,
+    compiled once per call and shared by every layer.
+
+    Args:
+        in_channels (int): Input size (``-1`` for lazy).
+        channels (int): Hidden size.
+        num_layers (int): Number of layers.
+        heads (int, optional): Attention heads. (default: :obj:`1`)
+        style (str, optional): ``'hte'`` or ``'prenorm'``. (default: ``'hte'``)
+        **kwargs: Further arguments of :class:`HSAEncoderLayer`.
+    """
+    def __init__(self, in_channels: int, channels: int, num_layers: int,
+                 heads: int = 1, style: str = 'hte', **kwargs):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"'num_layers' must be at least 1, got {num_layers}")
+        self.in_channels, self.channels, self.num_layers = in_channels, channels, num_layers
+        self.lin_in = None if style == 'hte' else Linear(in_channels, channels)
+        first = in_channels if style == 'hte' else channels
+        self.layers = ModuleList([
+            HSAEncoderLayer(first if i == 0 else channels, channels, heads, style, **kwargs)
+            for i in range(num_layers)
+        ])
+
+    def reset_parameters(self):
+        r"""Resets all learnable parameters of the module."""
+        if self.lin_in is not None:
+            self.lin_in.reset_parameters()
+        for layer in self.layers:
+            layer.reset_parameters()
+
+    def forward(self, x: Tensor, hierarchy, pos: Optional[Tensor] = None) -> Tensor:
+        r""":obj:`hierarchy` as in :meth:`HSAConv.forward`; a ``HeteroData``
+        is compiled once here."""
+        if not isinstance(hierarchy, Hierarchy):
+            hierarchy = self.layers[0].attn._compile(x, hierarchy)
+        if self.lin_in is not None:
+            x = self.lin_in(x)
+        for layer in self.layers:
+            x = layer(x, hierarchy, pos=pos)
+        return x
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, {self.channels}, '
+                f'num_layers={self.num_layers})')
