@@ -123,6 +123,9 @@ class Plan:
         self.row_budget = GPU_ROW_ELEMENTS if on_gpu else CPU_ROW_ELEMENTS
         self.score_budget = GPU_SCORE_ELEMENTS if on_gpu else CPU_SCORE_ELEMENTS
         self._masks = {}
+        # when set to a [num_pairs, heads] tensor, the bottom-up pass writes
+        # the block weights delta of every sibling pair into it
+        self.pair_weights: Optional[Tensor] = None
 
     # ------------------------------------------------------------ chunking
     def row_map(self, depth: int) -> Optional[Tensor]:
@@ -247,6 +250,24 @@ class Plan:
         target = grad_bias[bucket.pair_start + f0 * per:bucket.pair_start + f1 * per]
         target = target.view(num, b, b - 1, *grad_bias.shape[1:])[:, i0:i1]
         target.add_(vals.view(num, i1 - i0, b - 1, *grad_bias.shape[1:]))
+
+    def store_pair_weights(self, bucket: Bucket, attn: Tensor, omm: Tensor, f0: int,
+                           f1: int, i0: int, i1: int):
+        r"""delta(B, C) = (1 - mu(B)) exp(s(B, C) + eta(B)) = (1 - mu(B)) *
+        attn(B, C) / n(C) for the chunk's pairs, into :attr:`pair_weights`."""
+        count = bucket.leaf_count[f0:f1].to(attn.dtype)               # [F, b]
+        delta = attn * omm.transpose(1, 2).unsqueeze(-1)              # [F, H, rows, b]
+        delta = delta / count.clamp(min=1).view(f1 - f0, 1, 1, -1)
+        delta = delta.permute(0, 2, 3, 1)                             # [F, rows, b, H]
+        out, b, num = self.pair_weights, bucket.size, f1 - f0
+        if bucket.pair_index is not None:
+            flat = delta.reshape(num * b * b, -1).index_select(0, bucket.pair_slots)
+            out[bucket.pair_start:bucket.pair_end] = flat
+            return
+        per = b * (b - 1)
+        vals = delta[:, _offdiag(b, i0, i1, delta.device)]            # [F, rows*(b-1), H]
+        target = out[bucket.pair_start + f0 * per:bucket.pair_start + f1 * per]
+        target.view(num, b, b - 1, -1)[:, i0:i1] = vals.view(num, i1 - i0, b - 1, -1)
 
     def mu_terms(self, lse: Tensor, phi: Optional[Tensor], phi_inf, first):
         r"""From ``-eta`` (``lse``) and ``phi`` of a chunk's children, all as
@@ -404,6 +425,8 @@ class Plan:
             mu, omm, term = self.mu_terms(lse, child_phi, phi_inf, first)
             access.store(mu_buf, mu, f0, f1, i0, i1)
             access.store(omm_buf, omm, f0, f1, i0, i1)
+            if self.pair_weights is not None:
+                self.store_pair_weights(bucket, attn, omm, f0, f1, i0, i1)
             if term is not None:
                 if weight is None:
                     part = term.sum(1) / bucket.size

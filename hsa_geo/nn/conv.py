@@ -11,6 +11,7 @@ from torch_geometric.nn.dense.linear import Linear
 
 from hsa_geo.functional import hsa
 from hsa_geo.hierarchy import Hierarchy
+from hsa_geo.weights import hsa_weights
 
 __all__ = ['HSAConv']
 
@@ -140,7 +141,8 @@ class HSAConv(torch.nn.Module):
         x: Union[Tensor, Dict[str, Tensor]],
         hierarchy,
         pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None,
-    ) -> Union[Tensor, Dict[str, Tensor]]:
+        return_attention_weights: Optional[bool] = None,
+    ):
         r"""Runs the layer.
 
         Args:
@@ -155,6 +157,13 @@ class HSAConv(torch.nn.Module):
                 all nodes ``[num_nodes, pos_channels]`` in the hierarchy's node
                 order, or a dictionary over node types (types without an entry
                 get zeros).
+            return_attention_weights (bool, optional): Also return the
+                attention weights in block form, an
+                :class:`~hsa_geo.weights.AttentionWeights` (``sibling_index``,
+                per-pair ``delta``, per-node ``mu``; ``.dense()`` expands them
+                to the full matrix, ``.plot()`` draws it).  They are computed
+                by a second, detached pass of the dynamic program.
+                (default: :obj:`None`)
         """
         hierarchy = self._compile(x, hierarchy)
         xs = self._leaf_inputs(x, hierarchy)
@@ -174,10 +183,14 @@ class HSAConv(torch.nn.Module):
         out = self.lin_out(out)
         if self.lin_skip is not None:
             out = out + torch.cat([self.lin_skip[t](v) for t, v in xs.items()])
-        if not self.multimodal:
-            return out
-        return {t: out[hierarchy.node_slices[t][0]:hierarchy.node_slices[t][1]]
-                for t in xs}
+        if self.multimodal:
+            out = {t: out[hierarchy.node_slices[t][0]:hierarchy.node_slices[t][1]]
+                   for t in xs}
+        if return_attention_weights:
+            weights = hsa_weights(query, key, hierarchy, pos=pos_vectors,
+                                  include_self=self.include_self, causal=self.causal)
+            return out, weights
+        return out
 
     def _compile(self, x, hierarchy) -> Hierarchy:
         if isinstance(hierarchy, Hierarchy):

@@ -162,3 +162,18 @@ def test_compile_fullgraph_without_breaks():
     assert explain.graph_break_count == 0
     compiled = torch.compile(conv, fullgraph=True)
     assert torch.allclose(compiled(x, h), conv(x, h), atol=1e-5)
+
+
+def test_return_attention_weights_match_the_layer():
+    from hsa_geo.reference import hsa_dense
+    data = _hetero(7)
+    h = Hierarchy.from_hetero(data)
+    conv = HSAConv(8, 4, heads=2, root_weight=False)
+    x = data['leaf'].x
+    out, weights = conv(x, h, return_attention_weights=True)
+    assert torch.allclose(out, conv(x, h))
+    assert weights.delta.shape == (h.num_pairs, 2)
+    theta = weights.dense()                                        # [H, L, L]
+    v = conv.lin_value['_leaf'](x).view(-1, 2, 4).double()
+    att = torch.einsum('hij,jhd->ihd', theta, v).reshape(-1, 8).float()
+    assert torch.allclose(conv.lin_out(att), out, atol=1e-5)

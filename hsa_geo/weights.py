@@ -1,0 +1,180 @@
+r"""The HSA attention weights in block form, their dense expansion and a plot.
+
+HSA attention is constant on blocks (sections 3 of ``shared/HSA_SPEC.md``): it
+is fully described by
+
+* ``mu[A]``: the share of attention that the leaves of node :math:`A` keep
+  inside :math:`A`'s subtree (1 for nodes without siblings; for a leaf, the
+  share it keeps on itself, 0 unless ``include_self``), and
+* ``delta[p]``: the weight that each leaf of :math:`A` gives to each leaf of
+  its sibling :math:`B`, for the sibling pair ``(A, B) = sibling_index[:, p]``,
+
+and :math:`\hat\theta_{ij} = \mu(N_1) \cdots \mu(N_m)\, \delta(A', B')`.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from hsa_geo._dp import Plan
+from hsa_geo.functional import _check_inputs
+from hsa_geo.hierarchy import Hierarchy
+
+__all__ = ['AttentionWeights', 'hsa_weights']
+
+
+class AttentionWeights(NamedTuple):
+    r"""HSA attention weights in block form (see the module docstring).
+
+    Attributes:
+        sibling_index (LongTensor): ``[2, num_pairs]`` ordered sibling pairs.
+        delta (Tensor): ``[num_pairs, heads]`` per-leaf weight of each pair.
+        mu (Tensor): ``[num_nodes, heads]`` share kept inside each subtree.
+        hierarchy (Hierarchy): The hierarchy.
+        include_self (bool): Whether leaves attend to themselves.
+    """
+    sibling_index: Tensor
+    delta: Tensor
+    mu: Tensor
+    hierarchy: Hierarchy
+    include_self: bool
+
+    def dense(self) -> Tensor:
+        r"""The full attention matrix :math:`\hat\theta`, ``[heads,
+        num_leaves, num_leaves]`` (``O(num_pairs * num_leaves^2)``: for small
+        inputs)."""
+        h = self.hierarchy
+        parent = h.parent.cpu()
+        mu = self.mu.detach().double().cpu()
+        members = _membership(h)                                  # [num_nodes, L]
+        # prefix[A] = product of mu over A's proper ancestors below the root
+        prefix = torch.ones_like(mu)
+        for node in _top_down(parent):
+            p = int(parent[node])
+            if p >= 0 and int(parent[p]) >= 0:
+                prefix[node] = prefix[p] * mu[p]
+        src, dst = self.sibling_index.cpu()
+        coef = prefix[src] * self.delta.detach().double().cpu()   # [P, H]
+        theta = torch.einsum('ph,pi,pj->hij', coef, members[src], members[dst])
+        if self.include_self:
+            leaves = torch.arange(h.num_leaves)
+            theta[:, leaves, leaves] = (prefix[:h.num_leaves] * mu[:h.num_leaves]).t()
+        return theta
+
+    def plot(self, path: Optional[str] = None, head: int = 0, ax=None):
+        r"""Heatmap of :math:`\hat\theta` for one head, leaves in tree order,
+        with the leaf span of every internal node drawn as a block boundary.
+        Writes a PNG to :obj:`path` when given; returns the matplotlib axes."""
+        import matplotlib
+        if path is not None and ax is None:
+            matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        h = self.hierarchy
+        order = _tree_order(h)
+        theta = self.dense()[head][order][:, order]
+        fig = None
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(6, 5))
+        image = ax.imshow(theta.numpy(), cmap='viridis', interpolation='nearest')
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        position = torch.empty(h.num_leaves, dtype=torch.long)
+        position[order] = torch.arange(h.num_leaves)
+        members = _membership(h)
+        depth = _depths(h.parent.cpu())
+        for node in range(h.num_leaves, h.num_nodes):
+            span = position[members[node].bool()]
+            lo, hi = int(span.min()) - 0.5, int(span.max()) + 0.5
+            width = max(0.5, 2.0 - 0.5 * int(depth[node]))
+            ax.add_patch(matplotlib.patches.Rectangle(
+                (lo, lo), hi - lo, hi - lo, fill=False, edgecolor='white',
+                linewidth=width))
+        if h.num_leaves <= 40:
+            ax.set_xticks(range(h.num_leaves), [str(i) for i in order.tolist()])
+            ax.set_yticks(range(h.num_leaves), [str(i) for i in order.tolist()])
+        ax.set_title(f'HSA attention, head {head}')
+        ax.set_xlabel('attended leaf')
+        ax.set_ylabel('attending leaf')
+        if path is not None:
+            (fig or ax.figure).savefig(path, dpi=120, bbox_inches='tight')
+        return ax
+
+
+def hsa_weights(q: Tensor, k: Tensor, hierarchy: Hierarchy,
+                pos: Optional[Tensor] = None, bias: Optional[Tensor] = None,
+                include_self: bool = False, causal: bool = False,
+                scale: Optional[float] = None) -> AttentionWeights:
+    r"""The block weights of :func:`hsa_geo.hsa` for the same arguments
+    (without values), computed by the same dynamic program, detached from
+    autograd."""
+    _check_inputs(q, k, k, hierarchy, pos, bias)
+    dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    q, k = q.detach().to(dtype), k.detach().to(dtype)
+    pos = None if pos is None else pos.detach().to(dtype)
+    bias = None if bias is None else bias.detach().to(dtype)
+    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else float(scale)
+    heads = q.size(1)
+    plan = Plan(hierarchy, include_self, causal, scale, q.device)
+    plan.keep_for_backward = False
+    plan.pair_weights = q.new_zeros(hierarchy.num_pairs, heads)
+    with torch.no_grad():
+        _, (saved, _) = plan.forward(q, k, q.new_zeros(q.size(0), heads, 1), pos, bias)
+    mu = q.new_ones(hierarchy.num_nodes, heads)
+    for depth, stats in enumerate(saved):
+        level_mu = stats[5]
+        if depth == 0:
+            ids = torch.arange(hierarchy.num_leaves, device=q.device)
+        else:
+            ids = hierarchy.levels[depth].rep
+        # pass-through nodes stand for the node below them and have mu = 1;
+        # the node's own share is the smallest value written for it
+        mu.scatter_reduce_(0, ids.view(-1, 1).expand(-1, heads), level_mu, 'amin')
+    return AttentionWeights(hierarchy.sibling_index, plan.pair_weights, mu,
+                            hierarchy, include_self)
+
+
+def _membership(h: Hierarchy) -> Tensor:
+    r"""``[num_nodes, num_leaves]`` float64, 1 where the node holds the leaf."""
+    parent = h.parent.cpu()
+    out = torch.zeros(h.num_nodes, h.num_leaves, dtype=torch.float64)
+    node = torch.arange(h.num_leaves)
+    leaves = torch.arange(h.num_leaves)
+    while node.numel():
+        out[node, leaves] = 1
+        up = parent[node]
+        keep = up >= 0
+        node, leaves = up[keep], leaves[keep]
+    return out
+
+
+def _depths(parent: Tensor) -> Tensor:
+    depth = torch.zeros_like(parent)
+    node = parent.clone()
+    while bool((node >= 0).any()):
+        alive = node >= 0
+        depth = depth + alive.long()
+        node = torch.where(alive, parent[node.clamp(min=0)], -1)
+    return depth
+
+
+def _top_down(parent: Tensor):
+    return torch.argsort(_depths(parent), stable=True).tolist()
+
+
+def _tree_order(h: Hierarchy) -> Tensor:
+    r"""Leaves in depth-first order (children by node index)."""
+    parent = h.parent.cpu().tolist()
+    children = [[] for _ in parent]
+    for node, p in enumerate(parent):
+        if p >= 0:
+            children[p].append(node)
+    out = []
+    stack = [r for r in range(len(parent)) if parent[r] < 0][::-1]
+    while stack:
+        node = stack.pop()
+        if node < h.num_leaves:
+            out.append(node)
+        stack.extend(children[node][::-1])
+    return torch.tensor(out, dtype=torch.long)
