@@ -126,6 +126,10 @@ class Plan:
         # when set to a [num_pairs, heads] tensor, the bottom-up pass writes
         # the block weights delta of every sibling pair into it
         self.pair_weights: Optional[Tensor] = None
+        # attention dropout on the sibling weights (the block weights delta);
+        # the keep masks are kept for the backward pass
+        self.dropout = 0.0
+        self.dropout_keep = {}
 
     # ------------------------------------------------------------ chunking
     def row_map(self, depth: int) -> Optional[Tensor]:
@@ -250,6 +254,16 @@ class Plan:
         target = grad_bias[bucket.pair_start + f0 * per:bucket.pair_start + f1 * per]
         target = target.view(num, b, b - 1, *grad_bias.shape[1:])[:, i0:i1]
         target.add_(vals.view(num, i1 - i0, b - 1, *grad_bias.shape[1:]))
+
+    def drop(self, attn: Tensor, bucket: Bucket, f0: int, i0: int) -> Tensor:
+        r"""Dropout on the sibling attention weights of a chunk (so on the
+        block weights delta; eta, mu and phi keep the undropped statistics)."""
+        if self.dropout <= 0:
+            return attn
+        keep = torch.rand_like(attn) >= self.dropout
+        if self.keep_for_backward:
+            self.dropout_keep[(id(bucket), f0, i0)] = keep
+        return attn * keep / (1 - self.dropout)
 
     def store_pair_weights(self, bucket: Bucket, attn: Tensor, omm: Tensor, f0: int,
                            f1: int, i0: int, i1: int):
@@ -416,7 +430,7 @@ class Plan:
             logits = self.scores(bucket, query[:, :, i0:i1], key, pos_block, bias,
                                  f0, f1, i0, i1)
             attn, lse = _softmax_(logits)
-            theta = torch.matmul(attn, value)                         # [F, H, rows, dv]
+            theta = torch.matmul(self.drop(attn, bucket, f0, i0), value)  # [F, H, rows, dv]
             access.store(theta_buf, theta.transpose(1, 2), f0, f1, i0, i1)
             lse = lse.transpose(1, 2)                                 # [F, rows, H]
             access.store(lse_buf, lse, f0, f1, i0, i1)
@@ -579,8 +593,13 @@ class Plan:
             g_theta = _heads_first(coef.unsqueeze(-1) * access.load(g_acc, f0, f1)[:, i0:i1])
             theta_dot = (coef * d).transpose(1, 2)                    # g_theta . theta
             g_attn = torch.matmul(g_theta, value.transpose(-1, -2))   # [F, H, rows, b]
+            dropped = attn
+            if self.dropout > 0:  # theta used attn * keep / (1 - p)
+                scaled_keep = self.dropout_keep[(id(bucket), f0, i0)] / (1 - self.dropout)
+                g_attn.mul_(scaled_keep)
+                dropped = attn * scaled_keep
+            grad_v = torch.matmul(dropped.transpose(-1, -2), g_theta).transpose(1, 2)
             g_logits = attn * g_attn.add_((g_lse.transpose(1, 2) - theta_dot).unsqueeze(-1))
-            grad_v = torch.matmul(attn.transpose(-1, -2), g_theta).transpose(1, 2)
             grad_q = torch.matmul(g_logits, key).mul_(self.scale).transpose(1, 2)
             grad_k = torch.matmul(g_logits.transpose(-1, -2), query).mul_(self.scale)
             grad_k = grad_k.transpose(1, 2)

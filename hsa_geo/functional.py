@@ -54,7 +54,7 @@ __all__ = ['hsa']
 def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
         pos: Optional[Tensor] = None, bias: Optional[Tensor] = None,
         include_self: bool = False, causal: bool = False,
-        scale: Optional[float] = None) -> Tensor:
+        scale: Optional[float] = None, dropout: float = 0.0) -> Tensor:
     r"""Hierarchical Self-Attention over the leaves of a forest.
 
     Computes :math:`\mathrm{out}_i = \sum_j \hat\theta_{ij} v_j` where
@@ -85,6 +85,12 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
             for autoregressive models. (default: :obj:`False`)
         scale (float, optional): Score scale, :math:`1/\sqrt{d}` if
             :obj:`None`.
+        dropout (float, optional): Dropout probability on the attention
+            weights between siblings, i.e. on the block weights
+            :math:`\delta(A, B)`: each is zeroed with this probability (and the
+            rest scaled by :math:`1/(1-p)`) for all leaves of the block at once;
+            the kept shares :math:`\mu` are not dropped.  Pass it only in
+            training. (default: :obj:`0.0`)
 
     Returns:
         Tensor ``[num_leaves, heads, d_v]`` in the dtype of :obj:`v`
@@ -99,7 +105,10 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
     pos = None if pos is None else pos.to(dtype)
     bias = None if bias is None else bias.to(dtype)
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else float(scale)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"'dropout' must be in [0, 1), got {dropout}")
     plan = Plan(hierarchy, include_self, causal, scale, q.device)
+    plan.dropout = float(dropout)
     plan.keep_for_backward = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (q, k, v, pos, bias))
     out = _HSAFunction.apply(plan, q, k, v, pos, bias)

@@ -287,3 +287,44 @@ def test_gradcheck_random_forests(seed, include_self, causal):
     assert torch.autograd.gradcheck(
         lambda q, k, v, p, b: hsa(q, k, v, h, pos=p, bias=b, include_self=include_self,
                                   causal=causal), args)
+
+
+@pytest.fixture
+def fixed_dropout_masks(monkeypatch):
+    r"""Makes every forward draw the same dropout masks, so that gradcheck
+    can compare the hand-written backward with finite differences."""
+    def rand_like(x):
+        gen = torch.Generator().manual_seed(x.numel())
+        return torch.rand(x.shape, generator=gen, dtype=x.dtype)
+
+    import hsa_geo._dp as dp
+    monkeypatch.setattr(dp.torch, 'rand_like', rand_like)
+
+
+@pytest.mark.parametrize('include_self,causal', [(False, False), (True, True)])
+def test_gradcheck_with_attention_dropout(fixed_dropout_masks, include_self, causal):
+    parent, num_leaves = random_forest(8, 2, 3, 4)
+    h = Hierarchy.from_parent(parent, num_leaves)
+    q, k, v, p, b = _inputs(h, 2, 3, 2, 1, pos='shared', bias='heads')
+    args = [t.clone().requires_grad_() for t in (q, k, v, p, b)]
+
+    def fn(q, k, v, p, b):
+        return hsa(q, k, v, h, pos=p, bias=b, include_self=include_self, causal=causal,
+                   dropout=0.3)
+
+    assert torch.autograd.gradcheck(fn, args)
+    assert not torch.allclose(fn(*args), hsa(*args[:3], h, pos=args[3], bias=args[4],
+                                             include_self=include_self, causal=causal))
+
+
+def test_attention_dropout_is_unbiased():
+    parent, num_leaves = random_forest(9, 1, 3, 5)
+    h = Hierarchy.from_parent(parent, num_leaves)
+    q, k, v, _, _ = _inputs(h, 2, 4, 3, 0)
+    torch.manual_seed(0)
+    runs = torch.stack([hsa(q, k, v, h, dropout=0.5) for _ in range(4000)])
+    expected = hsa(q, k, v, h)
+    stderr = runs.std(0) / math.sqrt(runs.size(0))
+    assert ((runs.mean(0) - expected).abs() <= 5 * stderr + 1e-9).all()
+    with pytest.raises(ValueError, match="'dropout' must be in"):
+        hsa(q, k, v, h, dropout=1.0)

@@ -70,6 +70,10 @@ class HSAConv(torch.nn.Module):
             (default: :obj:`True`)
         root_weight (bool, optional): Add the skip connection
             :math:`W_S \mathbf{x}_i`. (default: :obj:`True`)
+        dropout (float, optional): Dropout probability on the attention
+            weights between siblings, i.e. on the block weights
+            :math:`\delta(A, B)` (see :func:`hsa_geo.hsa`), in training.
+            (default: :obj:`0.0`)
         query_residual (bool, optional): Add each head's (normalised) query
             to its attention output before the heads are combined, the
             residual of the paper's encoder. (default: :obj:`False`)
@@ -86,6 +90,7 @@ class HSAConv(torch.nn.Module):
         qk_norm: bool = True,
         bias: bool = True,
         root_weight: bool = True,
+        dropout: float = 0.0,
         query_residual: bool = False,
     ):
         super().__init__()
@@ -102,6 +107,7 @@ class HSAConv(torch.nn.Module):
         self.qk_norm = qk_norm
         self.root_weight = root_weight
         self.query_residual = query_residual
+        self.dropout = dropout
         self.multimodal = isinstance(in_channels, dict)
         types = dict(in_channels) if self.multimodal else {_LEAF: in_channels}
         width = heads * out_channels
@@ -176,7 +182,8 @@ class HSAConv(torch.nn.Module):
             query, key = self.norm_query(query), self.norm_key(key)
         pos_vectors = self._positions(pos, hierarchy, query)
         out = hsa(query, key, value, hierarchy, pos=pos_vectors,
-                  include_self=self.include_self, causal=self.causal)
+                  include_self=self.include_self, causal=self.causal,
+                  dropout=self.dropout if self.training else 0.0)
         if self.query_residual:
             out = out + query
         out = out.reshape(num_leaves, -1) if self.concat else out.mean(dim=1)

@@ -177,3 +177,14 @@ def test_return_attention_weights_match_the_layer():
     v = conv.lin_value['_leaf'](x).view(-1, 2, 4).double()
     att = torch.einsum('hij,jhd->ihd', theta, v).reshape(-1, 8).float()
     assert torch.allclose(conv.lin_out(att), out, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compile_training_with_attention_dropout():
+    data = _hetero(4)
+    h = Hierarchy.from_hetero(data)
+    conv = HSAConv(8, 4, heads=2, dropout=0.2).train()
+    x = data['leaf'].x
+    assert torch._dynamo.explain(conv)(x, h).graph_break_count == 0
+    torch.compile(conv, fullgraph=True)(x, h).pow(2).sum().backward()
+    assert all(p.grad is not None for p in conv.parameters())
