@@ -56,6 +56,10 @@ class HSAConv(torch.nn.Module):
         heads (int, optional): Number of attention heads. (default: :obj:`1`)
         concat (bool, optional): Concatenate the heads (else average them).
             (default: :obj:`True`)
+        dropout (float, optional): Dropout probability on the attention
+            weights between siblings, i.e. on the block weights
+            :math:`\delta(A, B)` (see :func:`hsa_geo.hsa`), in training.
+            (default: :obj:`0.0`)
         pos_channels (int or Dict[str, int], optional): Size of the node
             position vectors (a dictionary per node type when they differ);
             they are projected per head by this layer. (default: :obj:`None`)
@@ -70,10 +74,6 @@ class HSAConv(torch.nn.Module):
             (default: :obj:`True`)
         root_weight (bool, optional): Add the skip connection
             :math:`W_S \mathbf{x}_i`. (default: :obj:`True`)
-        dropout (float, optional): Dropout probability on the attention
-            weights between siblings, i.e. on the block weights
-            :math:`\delta(A, B)` (see :func:`hsa_geo.hsa`), in training.
-            (default: :obj:`0.0`)
         query_residual (bool, optional): Add each head's (normalised) query
             to its attention output before the heads are combined, the
             residual of the paper's encoder. (default: :obj:`False`)
@@ -84,13 +84,13 @@ class HSAConv(torch.nn.Module):
         out_channels: int,
         heads: int = 1,
         concat: bool = True,
+        dropout: float = 0.0,
         pos_channels: Optional[Union[int, Dict[str, int]]] = None,
         include_self: bool = False,
         causal: bool = False,
         qk_norm: bool = True,
         bias: bool = True,
         root_weight: bool = True,
-        dropout: float = 0.0,
         query_residual: bool = False,
     ):
         super().__init__()
@@ -203,9 +203,7 @@ class HSAConv(torch.nn.Module):
         if isinstance(hierarchy, Hierarchy):
             return hierarchy
         if isinstance(hierarchy, dict):
-            raise TypeError("an edge_index_dict does not say how many cluster nodes "
-                            "there are: compile it with Hierarchy.from_hetero("
-                            "edge_index_dict, num_nodes_dict) and pass the Hierarchy")
+            return Hierarchy.from_hetero(hierarchy, _infer_num_nodes(x, hierarchy))
         if hasattr(hierarchy, 'edge_index_dict'):
             return Hierarchy.from_hetero(hierarchy)
         raise TypeError(f"'hierarchy' must be a Hierarchy or a HeteroData, got "
@@ -274,3 +272,26 @@ class HSAConv(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.out_channels}, heads={self.heads})')
+
+
+def _infer_num_nodes(x, edge_index_dict) -> Dict[str, int]:
+    r"""Node counts for an ``edge_index_dict`` hierarchy: leaf types from
+    :obj:`x`, cluster types from the largest index their edges use (every
+    cluster node has a child, so none is missed)."""
+    links = [key for key in edge_index_dict if key[1] == 'in']
+    clusters = {dst for _, _, dst in links}
+    leaves = [src for src, _, _ in links if src not in clusters]
+    counts: Dict[str, int] = {}
+    if isinstance(x, dict):
+        counts.update({t: v.size(0) for t, v in x.items()})
+    elif len(set(leaves)) == 1:
+        counts[leaves[0]] = x.size(0)
+    else:
+        raise TypeError("with several leaf node types, pass 'x' as a dict")
+    for (src, _, dst), ei in edge_index_dict.items():
+        if (src, _, dst) not in links or ei.numel() == 0:
+            continue
+        for t, row in ((src, ei[0]), (dst, ei[1])):
+            if t not in counts or t in clusters:
+                counts[t] = max(counts.get(t, 0), int(row.max()) + 1)
+    return counts

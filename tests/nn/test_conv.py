@@ -70,8 +70,9 @@ def test_batched_forest_equals_each_sample_alone():
     pos = {'leaf': batch['leaf'].hsa_pos, 'node': batch['node'].hsa_pos}
     out = conv(batch['leaf'].x, h, pos=pos)
     assert torch.allclose(out, torch.cat(alone), atol=1e-5)
-    # compiling on the fly from the HeteroData gives the same
+    # compiling on the fly from the HeteroData or its edge_index_dict gives the same
     assert torch.allclose(conv(batch['leaf'].x, batch, pos=pos), out)
+    assert torch.allclose(conv(batch['leaf'].x, batch.edge_index_dict, pos=pos), out)
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
