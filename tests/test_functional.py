@@ -105,14 +105,13 @@ def test_flat_causal_without_self_is_strictly_lower_softmax():
 
 def test_forest_roots_never_interact():
     trees = [random_forest(s, 1, 3, 4, shuffle=False) for s in (3, 4, 5)]
-    parts, offset_leaf, outs = [], 0, []
+    outs = []
     # each tree alone
     for parent, num_leaves in trees:
         h = Hierarchy.from_parent(parent, num_leaves)
         q, k, v, _, _ = _inputs(h, 2, 4, 4, num_leaves)
         outs.append((q, k, v, hsa(q, k, v, h)))
     # the same trees as one forest: leaves first, then internal nodes
-    leaf_ids, internal, parent_all = [], [], []
     total_leaves = sum(n for _, n in trees)
     leaf_base, internal_base = 0, total_leaves
     mapped = []

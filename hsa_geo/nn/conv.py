@@ -1,13 +1,13 @@
 r"""The :class:`HSAConv` layer."""
 from __future__ import annotations
 
-import math
 from typing import Dict, Optional, Union
 
 import torch
 from torch import Tensor
 from torch.nn import LayerNorm, ModuleDict
 from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.inits import reset
 
 from hsa_geo.functional import hsa
 from hsa_geo.hierarchy import Hierarchy
@@ -138,9 +138,8 @@ class HSAConv(torch.nn.Module):
 
     def reset_parameters(self):
         r"""Resets all learnable parameters of the module."""
-        for module in self.modules():
-            if module is not self and hasattr(module, 'reset_parameters'):
-                module.reset_parameters()
+        for child in self.children():
+            reset(child)
 
     def forward(
         self,

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Dropout, LayerNorm, ModuleList, Sequential
 from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver
 
 from hsa_geo.hierarchy import Hierarchy
@@ -80,9 +81,8 @@ class HSAEncoderLayer(torch.nn.Module):
 
     def reset_parameters(self):
         r"""Resets all learnable parameters of the module."""
-        for module in self.modules():
-            if module is not self and hasattr(module, 'reset_parameters'):
-                module.reset_parameters()
+        for child in self.children():
+            reset(child)
 
     def forward(self, x: Tensor, hierarchy: Hierarchy,
                 pos: Optional[Tensor] = None) -> Tensor:

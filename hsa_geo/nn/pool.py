@@ -1,7 +1,6 @@
 r"""Pooling leaf features over the subtrees of a hierarchy."""
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 from torch import Tensor

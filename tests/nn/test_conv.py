@@ -166,7 +166,6 @@ def test_compile_fullgraph_without_breaks():
 
 
 def test_return_attention_weights_match_the_layer():
-    from hsa_geo.reference import hsa_dense
     data = _hetero(7)
     h = Hierarchy.from_hetero(data)
     conv = HSAConv(8, 4, heads=2, root_weight=False)
