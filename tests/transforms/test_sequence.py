@@ -3,7 +3,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from hsa_geo import Hierarchy, HSAConv, hsa
+from hsa_geo import Hierarchy, HSAConv
 from hsa_geo.transforms import SequenceHierarchy, grid_positions, window_parent
 
 
