@@ -10,6 +10,8 @@ from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
 
+from hsa_geo.transforms._attributes import copy_attributes
+
 __all__ = ['SequenceHierarchy', 'window_parent', 'grid_positions']
 
 
@@ -111,15 +113,7 @@ class SequenceHierarchy(BaseTransform):
                              "no hierarchy")
         parent, sizes = window_parent(length, self.branching)
         out = HeteroData()
-        for key, value in data.items():
-            if isinstance(value, Tensor) and value.dim() > 0 and \
-                    value.size(0) == length and 'index' not in key:
-                out[self.leaf_type][key] = value
-            elif key == 'edge_index':
-                out[self.leaf_type, 'to', self.leaf_type].edge_index = value
-            else:
-                out[key] = value
-        out[self.leaf_type].num_nodes = length
+        copy_attributes(data, out, self.leaf_type, 'to')
         types = [self.leaf_type] + [f'window{i}' for i in range(1, len(sizes) - 1)]
         types.append('root')
         offsets = [0]
