@@ -1,0 +1,44 @@
+import pytest
+import torch
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from hsa_geo import Hierarchy
+from hsa_geo.transforms import TextHierarchy
+
+TEXT = """HSA is exact. It is fast, too!
+
+A second paragraph: don't panic. End"""
+
+
+def test_structure_of_a_small_document():
+    out = TextHierarchy(pos_dim=4)(Data(text=TEXT, y=torch.tensor([1])))
+    assert out.tokens[:4] == ['HSA', 'is', 'exact', '.']
+    counts = {t: out[t].num_nodes for t in ('word', 'sentence', 'paragraph', 'document')}
+    assert counts == {'word': 13, 'sentence': 4, 'paragraph': 2, 'document': 1}
+    token_word = out['token', 'in', 'word'].edge_index[1]
+    assert token_word[:4].tolist() == [0, 1, 2, 2]          # 'exact.' is one word
+    sentence_paragraph = out['sentence', 'in', 'paragraph'].edge_index[1]
+    assert sentence_paragraph.tolist() == [0, 0, 1, 1]
+    assert out.y.tolist() == [1]
+    h = Hierarchy.from_hetero(out)
+    assert h.num_leaves == len(out.tokens) and h.num_roots == 1
+
+
+def test_batches_texts_of_different_shapes():
+    data = [TextHierarchy()(Data(text=t)) for t in (TEXT, 'one', 'Two words.')]
+    batch = next(iter(DataLoader(data, batch_size=3)))
+    h = Hierarchy.from_hetero(batch)
+    assert h.num_roots == 3
+
+
+def test_custom_tokenizer_and_errors():
+    def chars(text):
+        return list(text.replace(' ', '')), [(i, i + 1) for i, c in enumerate(text) if c != ' ']
+
+    out = TextHierarchy(tokenizer=chars)(Data(text='ab c'))
+    assert out['token'].num_nodes == 3 and out['word'].num_nodes == 2
+    with pytest.raises(ValueError, match='no tokens'):
+        TextHierarchy()(Data(text='   '))
+    with pytest.raises(ValueError, match="'data.text' must be a string"):
+        TextHierarchy()(Data(x=torch.zeros(2, 1)))
