@@ -1,0 +1,62 @@
+import networkx as nx
+import pytest
+import torch
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+from torch_geometric.utils import from_networkx
+
+from hsa_geo import Hierarchy, HSAConv
+from hsa_geo.transforms import GraphHierarchy, family_laplacian_pe
+
+
+def _karate():
+    data = from_networkx(nx.karate_club_graph())
+    return Data(x=torch.eye(34), edge_index=data.edge_index, y=torch.tensor([0]))
+
+
+def test_karate_club_hierarchy():
+    out = GraphHierarchy(num_levels=2, pos_dim=4)(_karate())
+    assert out.node_types == ['node', 'community1', 'community2', 'root']
+    h = Hierarchy.from_hetero(out)
+    assert h.num_leaves == 34 and h.num_roots == 1
+    c1, c2 = out['community1'].num_nodes, out['community2'].num_nodes
+    assert 1 <= c2 <= c1 < 34
+    assert out['node', 'to', 'node'].edge_index.size(1) == 156
+    assert out['node'].hsa_pos.shape == (34, 4)
+    # deterministic given the seed
+    again = GraphHierarchy(num_levels=2, pos_dim=4)(_karate())
+    assert torch.equal(again['node', 'in', 'community1'].edge_index,
+                       out['node', 'in', 'community1'].edge_index)
+
+
+def test_disconnected_graphs_and_batching():
+    two = Data(x=torch.randn(6, 3), edge_index=torch.tensor([[0, 1, 1, 2, 3, 4, 4, 5],
+                                                            [1, 0, 2, 1, 4, 3, 5, 4]]))
+    samples = [GraphHierarchy(num_levels=3)(d) for d in (two, _karate_small())]
+    batch = next(iter(DataLoader(samples, batch_size=2)))
+    h = Hierarchy.from_hetero(batch)
+    assert h.num_roots == 2
+    conv = HSAConv(3, 4, pos_channels=8)
+    pos = {t: batch[t].hsa_pos for t in batch.node_types}
+    assert conv(batch['node'].x, h, pos=pos).shape == (12, 4)
+
+
+def _karate_small():
+    g = nx.path_graph(6)
+    data = from_networkx(g)
+    return Data(x=torch.randn(6, 3), edge_index=data.edge_index)
+
+
+def test_family_laplacian_pe_of_a_path():
+    # one family holding a path of 3 nodes: the Fiedler vector is (-1, 0, 1)/sqrt(2)-like
+    edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    pe = family_laplacian_pe(edge_index, torch.zeros(3, dtype=torch.long), 4)
+    assert pe.shape == (3, 4) and torch.allclose(pe[:, 2:], torch.zeros(3, 2))
+    assert abs(float(pe[1, 0])) < 1e-6 and float(pe[0, 0]) * float(pe[2, 0]) < 0
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match='empty graph'):
+        GraphHierarchy()(Data(x=torch.zeros(0, 2), edge_index=torch.zeros(2, 0).long()))
+    with pytest.raises(ValueError, match="'num_levels'"):
+        GraphHierarchy(num_levels=0)
