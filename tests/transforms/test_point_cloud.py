@@ -1,0 +1,49 @@
+import pytest
+import torch
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from hsa_geo import Hierarchy, HSAConv
+from hsa_geo.transforms import VoxelHierarchy, auto_depth
+
+
+@pytest.mark.parametrize('dim', [2, 3])
+def test_voxel_pyramid(dim):
+    torch.manual_seed(dim)
+    data = Data(pos=torch.rand(300, dim), x=torch.randn(300, 4), y=torch.tensor([2]))
+    out = VoxelHierarchy(depth=3)(data)
+    assert out.node_types == ['point', 'voxel1', 'voxel2', 'voxel3', 'root']
+    assert out['point'].x.shape == (300, 4) and out.y.tolist() == [2]
+    for child, parent in (('voxel1', 'voxel2'), ('voxel2', 'voxel3'), ('voxel3', 'root')):
+        families = torch.bincount(out[child, 'in', parent].edge_index[1])
+        assert families.max() <= 2 ** dim                       # bounded branching
+        assert out[child].hsa_pos.abs().max() <= 1 + 1e-6
+    # every point lies in its finest voxel: same cell at resolution 2^3
+    cell = ((data.pos - data.pos.min(0).values) /
+            (data.pos.max(0).values - data.pos.min(0).values) * 8).long().clamp(max=7)
+    voxel = out['point', 'in', 'voxel1'].edge_index[1]
+    for v in torch.unique(voxel)[:10]:
+        assert (cell[voxel == v] == cell[voxel == v][0]).all()
+    h = Hierarchy.from_hetero(out)
+    assert h.num_leaves == 300 and h.num_roots == 1
+
+
+def test_batching_and_conv():
+    clouds = [VoxelHierarchy(depth=2)(Data(pos=torch.rand(n, 3), x=torch.randn(n, 2)))
+              for n in (20, 50)]
+    batch = next(iter(DataLoader(clouds, batch_size=2)))
+    h = Hierarchy.from_hetero(batch)
+    assert h.num_roots == 2
+    conv = HSAConv(2, 4, pos_channels=3)
+    out = conv(batch['point'].x, h, pos={t: batch[t].hsa_pos for t in batch.node_types})
+    assert out.shape == (70, 4)
+
+
+def test_bad_input_and_auto_depth():
+    with pytest.raises(ValueError, match="'data.pos' is required"):
+        VoxelHierarchy()(Data(x=torch.randn(5, 2)))
+    with pytest.raises(ValueError, match=r"'data.pos' must have shape"):
+        VoxelHierarchy()(Data(pos=torch.randn(5, 4)))
+    with pytest.raises(ValueError, match="'depth'"):
+        VoxelHierarchy(depth=0)
+    assert auto_depth(1_000_000, 3) == 6 and auto_depth(10, 2) == 1
