@@ -402,8 +402,8 @@ class Hierarchy:
         r"""Compiles a hierarchy stored as PyG heterogeneous graph.
 
         Every node type that is the destination of a ``(child_type, relation,
-        parent_type)`` edge type is a cluster type; the other node types are
-        leaf types.  Each edge goes from a node to its parent; a node without
+        parent_type)`` edge type is a cluster type; the other node types with
+        such edges are leaf types; node types without them are ignored.  Each edge goes from a node to its parent; a node without
         an outgoing edge is a root.  Batched :class:`HeteroData` (from PyG's
         :class:`~torch_geometric.loader.DataLoader`) is a forest whose edge
         indices PyG has already offset.
@@ -443,6 +443,10 @@ class Hierarchy:
                 if t not in node_types:
                     node_types.append(t)
         cluster = {dst for _, _, dst in links}
+        # node types without any node-to-parent edge (e.g. a mesh's vertices)
+        # are not part of the hierarchy
+        linked = cluster | {src for src, _, _ in links}
+        node_types = [t for t in node_types if t in linked]
         leaf_types = [t for t in node_types if t not in cluster]
         if not leaf_types:
             raise ValueError("every node type is the parent of some edge; expected "

@@ -1,0 +1,73 @@
+r"""Hierarchies over triangle meshes: faces grouped by an octree."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data, HeteroData
+from torch_geometric.data.datapipes import functional_transform
+from torch_geometric.transforms import BaseTransform
+
+from hsa_geo.transforms.point_cloud import VoxelHierarchy
+
+__all__ = ['MeshHierarchy', 'face_features']
+
+
+def face_features(pos: Tensor, face: Tensor):
+    r"""Centroids ``[F, 3]``, unit normals ``[F, 3]`` and areas ``[F]`` of
+    the triangles ``face`` (``[3, F]`` vertex indices) of vertices ``pos``."""
+    tri = pos[face.t()]                                        # [F, 3, 3]
+    centroid = tri.mean(1)
+    cross = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    double_area = cross.norm(dim=-1)
+    normal = cross / double_area.clamp(min=1e-12).unsqueeze(-1)
+    return centroid, normal, double_area / 2
+
+
+@functional_transform('mesh_hierarchy')
+class MeshHierarchy(BaseTransform):
+    r"""Builds a hierarchy over the faces of a triangle mesh (functional name:
+    :obj:`mesh_hierarchy`): faces are the leaves, grouped by an octree over
+    their centroids (see :class:`VoxelHierarchy`).
+
+    Accepts a :class:`~torch_geometric.data.Data` with ``pos`` (vertices,
+    ``[V, 3]``) and ``face`` (``[3, F]``) or a ``trimesh.Trimesh``.  The output
+    keeps the vertices as node type ``'vertex'`` (with ``pos``; not part of the
+    hierarchy) and the incidences as ``('vertex', 'of', 'face')`` edges; the
+    leaf type ``'face'`` gets ``x = [centroid, normal, area]`` (7 features),
+    ``pos`` (centroid), ``normal``, ``area``, and every input attribute named
+    ``face_*`` (per-face labels, ...); graph-level attributes (``y``) are kept.
+
+    Args:
+        depth (int, optional): Octree levels. (default: 5)
+    """
+    def __init__(self, depth: int = 5):
+        self.voxels = VoxelHierarchy(depth, leaf_type='face')
+        self.depth = depth
+
+    def forward(self, mesh) -> HeteroData:
+        if hasattr(mesh, 'vertices') and hasattr(mesh, 'faces'):   # trimesh
+            mesh = Data(pos=torch.as_tensor(mesh.vertices, dtype=torch.float),
+                        face=torch.as_tensor(mesh.faces, dtype=torch.long).t().contiguous())
+        pos, face = getattr(mesh, 'pos', None), getattr(mesh, 'face', None)
+        if pos is None or face is None:
+            raise ValueError("a mesh needs 'pos' (vertices) and 'face' ([3, num_faces])")
+        if face.dim() != 2 or face.size(0) != 3 or face.size(1) == 0:
+            raise ValueError(f"'face' must have shape [3, num_faces > 0], got "
+                             f"{list(face.shape)}")
+        centroid, normal, area = face_features(pos.float(), face)
+        faces = Data(pos=centroid, x=torch.cat([centroid, normal, area.unsqueeze(-1)], -1),
+                     normal=normal, area=area)
+        for key, value in mesh.items():
+            if key.startswith('face_'):
+                faces[key] = value
+        out = self.voxels(faces)
+        out['vertex'].pos = pos
+        out['vertex', 'of', 'face'].edge_index = torch.stack(
+            [face.t().reshape(-1), torch.arange(face.size(1)).repeat_interleave(3)])
+        for key, value in mesh.items():
+            if key not in ('pos', 'face') and not key.startswith('face_'):
+                out[key] = value
+        return out
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(depth={self.depth})'
