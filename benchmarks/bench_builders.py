@@ -2,8 +2,8 @@ r"""Scale of the hierarchy builders (median wall time of a few runs).
 
 Targets of the builders issue on a 2-core CPU: octree on 1,000,000 points
 within 10 s; text of 10,000 words within 1 s; a graph of 1,000,000 nodes with
-10 edges per node within 60 s (the Louvain builder is networkx code and is
-measured on smaller graphs; see --graph-sizes).
+10 edges per node within 60 s (the spectral graph builder; the Louvain one is
+networkx code and is measured on smaller graphs, see --graph-sizes).
 
 Example::
 
@@ -33,7 +33,10 @@ def main(argv=None):
     parser.add_argument('--points', type=int, default=1_000_000)
     parser.add_argument('--words', type=int, default=10_000)
     parser.add_argument('--sequence', type=int, default=1_000_000)
-    parser.add_argument('--graph-sizes', type=int, nargs='+', default=[1_000, 10_000, 100_000])
+    parser.add_argument('--graph-sizes', type=int, nargs='+', default=[1_000, 10_000],
+                        help='graph sizes for the (networkx) Louvain builder')
+    parser.add_argument('--spectral-sizes', type=int, nargs='+', default=[1_000_000],
+                        help='graph sizes for the spectral builder')
     parser.add_argument('--repeats', type=int, default=3)
     args = parser.parse_args(argv)
 
@@ -63,6 +66,13 @@ def main(argv=None):
         edge_index = torch.randint(0, n, (2, 5 * n))
         jobs.append((f'Louvain graph, {n:,} nodes, 10 edges/node',
                      lambda n=n, e=edge_index: GraphHierarchy()(Data(num_nodes=n, edge_index=e)),
+                     None))
+    for n in args.spectral_sizes:
+        edge_index = torch.randint(0, n, (2, 5 * n))
+        jobs.append((f'spectral graph (16,16,16,16), {n:,} nodes, 10 edges/node',
+                     lambda n=n, e=edge_index: GraphHierarchy(
+                         method='spectral', branching=(16, 16, 16, 16))(
+                             Data(num_nodes=n, edge_index=e)),
                      60.0 if n >= 1_000_000 else None))
     for name, fn, target in tqdm(jobs, desc='builders', file=sys.stderr):
         out = fn()

@@ -60,3 +60,23 @@ def test_bad_input():
         GraphHierarchy()(Data(x=torch.zeros(0, 2), edge_index=torch.zeros(2, 0).long()))
     with pytest.raises(ValueError, match="'num_levels'"):
         GraphHierarchy(num_levels=0)
+
+
+def test_spectral_method_is_balanced_and_local():
+    # a 2D grid: spectral windows should be balanced and mostly connected
+    g = nx.grid_2d_graph(16, 16)
+    data = from_networkx(nx.convert_node_labels_to_integers(g))
+    data = Data(x=torch.randn(256, 2), edge_index=data.edge_index)
+    out = GraphHierarchy(method='spectral', branching=(8, 4))(data)
+    assert out.node_types == ['node', 'community1', 'community2', 'root']
+    sizes = torch.bincount(out['node', 'in', 'community1'].edge_index[1])
+    assert sizes.tolist() == [8] * 32
+    # most edges stay inside a community1 window far more often than at random
+    label = out['node', 'in', 'community1'].edge_index[1]
+    row, col = data.edge_index
+    inside = (label[row] == label[col]).float().mean()
+    assert inside > 0.2          # random windows of 8 out of 256 would give ~0.03
+    h = Hierarchy.from_hetero(out)
+    assert h.num_leaves == 256 and h.num_roots == 1
+    with pytest.raises(ValueError, match="'method'"):
+        GraphHierarchy(method='metis')
