@@ -47,3 +47,20 @@ def test_bad_input_and_auto_depth():
     with pytest.raises(ValueError, match="'depth'"):
         VoxelHierarchy(depth=0)
     assert auto_depth(1_000_000, 3) == 6 and auto_depth(10, 2) == 1
+
+
+def test_real_digits_point_sets():
+    datasets = pytest.importorskip('sklearn.datasets')
+    images = datasets.load_digits().images[:10]
+    clouds = []
+    for image in images:
+        image = torch.as_tensor(image)
+        ys, xs = (image > 4).nonzero(as_tuple=True)
+        pos = torch.stack([xs, 7 - ys], dim=1).float()
+        clouds.append(VoxelHierarchy(depth=2)(Data(pos=pos, x=image[ys, xs].view(-1, 1))))
+    batch = next(iter(DataLoader(clouds, batch_size=10)))
+    h = Hierarchy.from_hetero(batch)
+    assert h.num_roots == 10
+    # an 8x8 image in a depth-2 quadtree: at most 4 children per voxel, 4 pixels per finest voxel
+    for child, parent in (('point', 'voxel1'), ('voxel1', 'voxel2'), ('voxel2', 'root')):
+        assert torch.bincount(batch[child, 'in', parent].edge_index[1]).max() <= 4
