@@ -1,6 +1,7 @@
 r"""Hierarchy builders as PyG transforms."""
 from hsa_geo.transforms.graph import GraphHierarchy, family_laplacian_pe
-from hsa_geo.transforms.point_cloud import VoxelHierarchy, auto_depth
+from hsa_geo.transforms.point_cloud import (FPSHierarchy, VoxelHierarchy, auto_depth,
+                                            farthest_point_sampling)
 from hsa_geo.transforms.multimodal import MultiModalHierarchy, nest
 from hsa_geo.transforms.mesh import MeshHierarchy, face_features
 from hsa_geo.transforms.molecule import MoleculeHierarchy, molecule_clusters
@@ -14,6 +15,8 @@ __all__ = [
     'MultiModalHierarchy',
     'nest',
     'VoxelHierarchy',
+    'FPSHierarchy',
+    'farthest_point_sampling',
     'auto_depth',
     'GraphHierarchy',
     'family_laplacian_pe',

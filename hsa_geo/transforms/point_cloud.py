@@ -99,3 +99,84 @@ def auto_depth(num_points: int, dim: int, per_voxel: int = 8) -> int:
     r"""A depth that leaves about :obj:`per_voxel` points per finest voxel for
     uniformly spread points."""
     return max(1, math.ceil(math.log(max(1, num_points / per_voxel)) / math.log(2 ** dim)))
+
+
+def farthest_point_sampling(pos: Tensor, count: int, seed: int = 0) -> Tensor:
+    r"""Indices of :obj:`count` points chosen by farthest point sampling (the
+    first one drawn with :obj:`seed`); ``O(count * N)``."""
+    num = pos.size(0)
+    count = max(1, min(count, num))
+    gen = torch.Generator().manual_seed(seed)
+    chosen = torch.empty(count, dtype=torch.long)
+    chosen[0] = int(torch.randint(num, (1, ), generator=gen))
+    dist = (pos - pos[chosen[0]]).pow(2).sum(-1)
+    for i in range(1, count):
+        chosen[i] = int(dist.argmax())
+        dist = torch.minimum(dist, (pos - pos[chosen[i]]).pow(2).sum(-1))
+    return chosen
+
+
+def _nearest(pos: Tensor, centers: Tensor, chunk: int = 4096) -> Tensor:
+    out = torch.empty(pos.size(0), dtype=torch.long)
+    for i in range(0, pos.size(0), chunk):
+        out[i:i + chunk] = torch.cdist(pos[i:i + chunk], centers).argmin(1)
+    return out
+
+
+@functional_transform('fps_hierarchy')
+class FPSHierarchy(BaseTransform):
+    r"""Builds a hierarchy of farthest-point-sampling clusters over
+    ``data.pos`` (functional name: :obj:`fps_hierarchy`), as in PointNet++:
+    at each level a fraction :obj:`ratio` of the current centres is chosen by
+    farthest point sampling and every centre joins its nearest chosen one
+    (a Voronoi cell); the last level's centres join one root.
+
+    Same layout as :class:`VoxelHierarchy` (``'cluster1'`` ... ``'root'``,
+    relative centroid offsets in ``hsa_pos``, divided by the largest offset of
+    the family so they lie in [-1, 1]).  Sampling costs ``O(N^2 ratio)``: for
+    clouds of up to about 10^5 points; use :class:`VoxelHierarchy` beyond.
+
+    Args:
+        ratios (Sequence[float]): Kept fraction per level, bottom-up, each in
+            (0, 1). (default: ``(0.25, 0.25)``)
+        seed (int, optional): Seed of the first sample. (default: 0)
+        leaf_type (str, optional): The leaf node type. (default: ``'point'``)
+    """
+    def __init__(self, ratios=(0.25, 0.25), seed: int = 0, leaf_type: str = 'point'):
+        if not ratios or any(not 0 < r < 1 for r in ratios):
+            raise ValueError(f"every ratio must be in (0, 1), got {list(ratios)}")
+        self.ratios, self.seed, self.leaf_type = tuple(ratios), seed, leaf_type
+
+    def forward(self, data: Data) -> HeteroData:
+        pos: Optional[Tensor] = getattr(data, 'pos', None)
+        if pos is None or pos.dim() != 2 or pos.size(0) == 0:
+            raise ValueError("'data.pos' [num_points > 0, dims] is required: FPS "
+                             "clusters are built over point positions")
+        out = HeteroData()
+        copy_attributes(data, out, self.leaf_type, 'to')
+        types = [self.leaf_type] + [f'cluster{i + 1}' for i in range(len(self.ratios))]
+        types.append('root')
+        centers = pos.float()
+        for level in range(len(self.ratios) + 1):
+            if level < len(self.ratios):
+                count = math.ceil(centers.size(0) * self.ratios[level])
+                chosen = farthest_point_sampling(centers, count, self.seed + level)
+                parent = _nearest(centers, centers[chosen])
+            else:
+                parent = torch.zeros(centers.size(0), dtype=torch.long)
+            groups = int(parent.max()) + 1
+            mean = torch.zeros(groups, centers.size(1)).index_add_(0, parent, centers)
+            mean = mean / torch.bincount(parent, minlength=groups).clamp(min=1).view(-1, 1)
+            offset = centers - mean[parent]
+            radius = torch.zeros(groups).scatter_reduce_(
+                0, parent, offset.norm(dim=-1), reduce='amax', include_self=True)
+            out[types[level]].hsa_pos = offset / radius[parent].clamp(min=1e-12).view(-1, 1)
+            out[types[level + 1]].num_nodes = groups
+            out[types[level], 'in', types[level + 1]].edge_index = torch.stack(
+                [torch.arange(centers.size(0)), parent])
+            centers = mean
+        out['root'].hsa_pos = torch.zeros(1, pos.size(1))
+        return out
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(ratios={self.ratios})'

@@ -64,3 +64,23 @@ def test_real_digits_point_sets():
     # an 8x8 image in a depth-2 quadtree: at most 4 children per voxel, 4 pixels per finest voxel
     for child, parent in (('point', 'voxel1'), ('voxel1', 'voxel2'), ('voxel2', 'root')):
         assert torch.bincount(batch[child, 'in', parent].edge_index[1]).max() <= 4
+
+
+def test_fps_hierarchy():
+    from hsa_geo.transforms import FPSHierarchy, farthest_point_sampling
+    pos = torch.tensor([[0., 0], [0.1, 0], [5, 5], [5.1, 5], [10, 0], [10, 0.1]])
+    chosen = farthest_point_sampling(pos, 3, seed=0)
+    assert len(set(chosen.tolist())) == 3
+    # the three far-apart pairs end up in three different clusters
+    out = FPSHierarchy(ratios=(0.5, ))(Data(pos=pos, x=torch.randn(6, 2)))
+    label = out['point', 'in', 'cluster1'].edge_index[1]
+    assert label[0] == label[1] and label[2] == label[3] and label[4] == label[5]
+    assert len(set(label.tolist())) == 3
+    assert out['point'].hsa_pos.abs().max() <= 1 + 1e-6
+    clouds = [FPSHierarchy()(Data(pos=torch.rand(n, 3))) for n in (40, 70)]
+    h = Hierarchy.from_hetero(next(iter(DataLoader(clouds, batch_size=2))))
+    assert h.num_roots == 2 and h.num_leaves == 110
+    with pytest.raises(ValueError, match='ratio'):
+        FPSHierarchy(ratios=(1.5, ))
+    with pytest.raises(ValueError, match="'data.pos'"):
+        FPSHierarchy()(Data(x=torch.randn(3, 1)))
