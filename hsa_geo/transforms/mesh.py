@@ -1,15 +1,32 @@
 r"""Hierarchies over triangle meshes: faces grouped by an octree."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
 
+from hsa_geo.transforms.graph import GraphHierarchy
 from hsa_geo.transforms.point_cloud import VoxelHierarchy
 
-__all__ = ['MeshHierarchy', 'face_features']
+__all__ = ['MeshHierarchy', 'face_features', 'face_adjacency']
+
+
+def face_adjacency(face: Tensor) -> Tensor:
+    r"""``[2, E]`` pairs of faces that share an edge (both directions)."""
+    num = face.size(1)
+    edges = torch.cat([face[[0, 1]], face[[1, 2]], face[[2, 0]]], dim=1)   # [2, 3F]
+    edges = torch.sort(edges, dim=0).values
+    owner = torch.arange(num).repeat(3)
+    key = edges[0] * (int(edges.max()) + 1) + edges[1]
+    order = torch.argsort(key, stable=True)
+    key, owner = key[order], owner[order]
+    same = key[1:] == key[:-1]
+    a, b = owner[:-1][same], owner[1:][same]
+    return torch.cat([torch.stack([a, b]), torch.stack([b, a])], dim=1)
 
 
 def face_features(pos: Tensor, face: Tensor):
@@ -37,12 +54,28 @@ class MeshHierarchy(BaseTransform):
     ``pos`` (centroid), ``normal``, ``area``, and every input attribute named
     ``face_*`` (per-face labels, ...); graph-level attributes (``y``) are kept.
 
+    With ``method='faces'`` the faces are instead grouped by
+    :class:`GraphHierarchy` (spectral windows of :obj:`branching`) over the
+    face-adjacency graph (faces sharing an edge), so clusters follow the
+    surface rather than space.
+
     Args:
         depth (int, optional): Octree levels. (default: 5)
+        method (str, optional): ``'octree'`` or ``'faces'``.
+            (default: ``'octree'``)
+        branching (Sequence[int], optional): Window sizes for ``'faces'``.
+            (default: ``(16, 16)``)
     """
-    def __init__(self, depth: int = 5):
-        self.voxels = VoxelHierarchy(depth, leaf_type='face')
-        self.depth = depth
+    def __init__(self, depth: int = 5, method: str = 'octree',
+                 branching: Sequence[int] = (16, 16)):
+        if method not in ('octree', 'faces'):
+            raise ValueError(f"'method' must be 'octree' or 'faces', got {method!r}")
+        if method == 'octree':
+            self.builder = VoxelHierarchy(depth, leaf_type='face')
+        else:
+            self.builder = GraphHierarchy(method='spectral', branching=branching,
+                                          leaf_type='face')
+        self.depth, self.method = depth, method
 
     def forward(self, mesh) -> HeteroData:
         if hasattr(mesh, 'vertices') and hasattr(mesh, 'faces'):   # trimesh
@@ -60,7 +93,9 @@ class MeshHierarchy(BaseTransform):
         for key, value in mesh.items():
             if key.startswith('face_'):
                 faces[key] = value
-        out = self.voxels(faces)
+        if self.method == 'faces':
+            faces.edge_index = face_adjacency(face)
+        out = self.builder(faces)
         out['vertex'].pos = pos
         out['vertex', 'of', 'face'].edge_index = torch.stack(
             [face.t().reshape(-1), torch.arange(face.size(1)).repeat_interleave(3)])

@@ -40,3 +40,16 @@ def test_trimesh_input_and_errors():
     assert Hierarchy.from_hetero(out).num_roots == 1
     with pytest.raises(ValueError, match="needs 'pos'"):
         MeshHierarchy()(Data(pos=torch.randn(3, 3)))
+
+
+def test_face_adjacency_method():
+    from hsa_geo.transforms import MeshHierarchy
+    from hsa_geo.transforms.mesh import face_adjacency
+    mesh = _tetrahedron()
+    adjacency = face_adjacency(mesh.face)
+    assert adjacency.size(1) == 12          # every face of a tetrahedron touches 3 others
+    out = MeshHierarchy(method='faces', branching=(2, ))(mesh)
+    assert out.node_types[:2] == ['face', 'community1']
+    assert Hierarchy.from_hetero(out).num_leaves == 4
+    with pytest.raises(ValueError, match="'method'"):
+        MeshHierarchy(method='voxels')
