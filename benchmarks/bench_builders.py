@@ -14,18 +14,10 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import time
 
-
-def _median(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_time
 
 
 def main(argv=None):
@@ -76,7 +68,7 @@ def main(argv=None):
                      60.0 if n >= 1_000_000 else None))
     for name, fn, target in tqdm(jobs, desc='builders', file=sys.stderr):
         out = fn()
-        seconds = _median(fn, args.repeats)
+        seconds = median_time(fn, args.repeats, warmup=False)
         start = time.perf_counter()
         Hierarchy.from_hetero(out)
         compile_s = time.perf_counter() - start

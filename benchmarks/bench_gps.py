@@ -19,9 +19,9 @@ import argparse
 import multiprocessing as mp
 import os
 import resource
-import statistics
 import sys
-import time
+
+from timing import median_time
 
 DEFAULT_SIZES = [100, 1000, 10000, 100000]
 METHODS = ['hsa', 'multihead', 'performer']
@@ -75,12 +75,7 @@ def _measure(job: dict) -> dict:
     step()
     result['peak_gb'] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
                          - base) / 1e9
-    times = []
-    for _ in range(job['repeats']):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    result['step_s'] = statistics.median(times)
+    result['step_s'] = median_time(step, job['repeats'], warmup=False)
     result['params'] = sum(p.numel() for p in model.parameters())
     return result
 

@@ -24,9 +24,10 @@ import argparse
 import multiprocessing as mp
 import os
 import resource
-import statistics
 import sys
 import time
+
+from timing import median_time
 
 DEFAULT_SIZES = [1024, 4096, 16384, 65536, 262144, 1048576]
 
@@ -34,16 +35,6 @@ DEFAULT_SIZES = [1024, 4096, 16384, 65536, 262144, 1048576]
 def _rss_bytes() -> int:
     with open('/proc/self/statm') as f:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _measure(job: dict) -> dict:
@@ -92,9 +83,9 @@ def _measure(job: dict) -> dict:
         forward_backward()
         result['peak_gb'] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
                              - base) / 1e9
-    result['fwd_s'] = _median_time(forward, job['repeats'])
+    result['fwd_s'] = median_time(forward, job['repeats'])
     if job['backward']:
-        result['fwd_bwd_s'] = _median_time(forward_backward, max(1, job['repeats'] - 2))
+        result['fwd_bwd_s'] = median_time(forward_backward, max(1, job['repeats'] - 2))
     return result
 
 
@@ -104,7 +95,7 @@ def _copy_bandwidth() -> float:
     src = torch.randn(1 << 27)  # 512 MB
     dst = torch.empty_like(src)
     dst.copy_(src)
-    seconds = _median_time(lambda: dst.copy_(src), 5)
+    seconds = median_time(lambda: dst.copy_(src), 5)
     return 2 * src.numel() * src.element_size() / seconds
 
 
