@@ -1,6 +1,7 @@
 r"""Moving the attributes of an input ``Data`` into a hierarchy's HeteroData."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 
@@ -22,3 +23,11 @@ def copy_attributes(data: Data, out: HeteroData, leaf_type: str, edge_type: str)
         elif key != 'num_nodes':
             out[key] = value
     out[leaf_type].num_nodes = num_nodes
+
+
+def edge_index_of(data: Data) -> Tensor:
+    r"""``data.edge_index``, or an empty ``[2, 0]`` index for a graph without
+    edges."""
+    if data.edge_index is None:
+        return torch.empty(2, 0, dtype=torch.long)
+    return data.edge_index

@@ -11,7 +11,7 @@ from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
 
-from hsa_geo.transforms._attributes import copy_attributes
+from hsa_geo.transforms._attributes import copy_attributes, edge_index_of
 
 __all__ = ['GraphHierarchy', 'family_laplacian_pe']
 
@@ -119,8 +119,7 @@ class GraphHierarchy(BaseTransform):
         num_nodes = data.num_nodes
         if not num_nodes:
             raise ValueError("'data' has no nodes: an empty graph has no hierarchy")
-        edge_index = data.edge_index if data.edge_index is not None else \
-            torch.empty(2, 0, dtype=torch.long)
+        edge_index = edge_index_of(data)
         if self.method == 'louvain':
             labels = self._louvain_labels(edge_index, num_nodes)
         else:

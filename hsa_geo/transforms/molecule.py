@@ -10,7 +10,7 @@ from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
 
-from hsa_geo.transforms._attributes import copy_attributes
+from hsa_geo.transforms._attributes import copy_attributes, edge_index_of
 from hsa_geo.transforms.sequence import grid_positions
 
 __all__ = ['MoleculeHierarchy', 'molecule_clusters']
@@ -100,8 +100,7 @@ class MoleculeHierarchy(BaseTransform):
         num_atoms = data.num_nodes
         if not num_atoms:
             raise ValueError("'data' has no atoms")
-        edge_index = data.edge_index if data.edge_index is not None else \
-            torch.empty(2, 0, dtype=torch.long)
+        edge_index = edge_index_of(data)
         smiles = getattr(data, 'smiles', None) if self.use_smiles else None
         clusters = molecule_clusters(edge_index, num_atoms, smiles)
         owner = torch.full((num_atoms, ), -1, dtype=torch.long)
