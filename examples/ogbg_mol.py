@@ -91,9 +91,11 @@ class MolModel(Module):
                 for _ in range(layers)
             ])
         else:
+            self.use_pos = pos_dim > 0
             self.convs = ModuleList([
                 HSAGPSConv(hidden, _gine(hidden), heads=heads, dropout=dropout,
-                           attn_kwargs=dict(pos_channels=pos_dim)) for _ in range(layers)
+                           attn_kwargs=dict(pos_channels=pos_dim if self.use_pos else None))
+                for _ in range(layers)
             ])
         self.head = Sequential(Linear(hidden, hidden), ReLU(), Linear(hidden, out_channels))
 
@@ -118,7 +120,8 @@ class MolModel(Module):
                          edge_attr=bond_encoder(bonds.edge_attr))
         else:
             hierarchy = Hierarchy.from_hetero(batch)  # compiled once, used by every layer
-            pos = {t: batch[t].hsa_pos for t in ('atom', 'cluster', 'molecule')}
+            pos = ({t: batch[t].hsa_pos for t in ('atom', 'cluster', 'molecule')}
+                   if self.use_pos else None)
             for conv, bond_encoder in zip(self.convs, self.bond_encoders):
                 x = conv(x, bonds.edge_index, graph, hierarchy=hierarchy, pos=pos,
                          edge_attr=bond_encoder(bonds.edge_attr))
@@ -355,7 +358,8 @@ def parse_args(argv=None):
     parser.add_argument('--heads', type=int, default=4, help='(default: %(default)s)')
     parser.add_argument('--dropout', type=float, default=0.2, help='(default: %(default)s)')
     parser.add_argument('--pos-dim', type=int, default=16,
-                        help='size of the junction-tree position vectors (default: %(default)s)')
+                        help='size of the junction-tree position vectors; 0: the HSA model '
+                        'uses none (default: %(default)s)')
     parser.add_argument('--batch-size', type=int, default=32, help='(default: %(default)s)')
     parser.add_argument('--lr', type=float, default=1e-3, help='(default: %(default)s)')
     parser.add_argument('--weight-decay', type=float, default=0.0,
@@ -366,7 +370,8 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='results/ogbg_mol',
                         help='folder for results.json, table.md and curves.png '
                         '(default: %(default)s)')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    parser.add_argument('--quiet', action='store_true',
+                        help='no progress bars (one line per model and seed still)')
     return parser.parse_args(argv)
 
 
@@ -377,12 +382,12 @@ def main(argv=None) -> List[dict]:
     try:
         if ctx.main:  # rank 0 builds and processes the dataset, the others wait
             dataset = ogb_dataset(args.dataset, args.root,
-                                  pre_transform=MoleculeHierarchy(pos_dim=args.pos_dim))
+                                  pre_transform=MoleculeHierarchy(pos_dim=max(args.pos_dim, 2)))
         if ctx.enabled:
             dist.barrier()
         if not ctx.main:
             dataset = ogb_dataset(args.dataset, args.root,
-                                  pre_transform=MoleculeHierarchy(pos_dim=args.pos_dim))
+                                  pre_transform=MoleculeHierarchy(pos_dim=max(args.pos_dim, 2)))
         split = dataset.get_idx_split(args.split)
         if args.limit is not None:
             split = {k: v[:args.limit] for k, v in split.items()}
@@ -403,10 +408,10 @@ def main(argv=None) -> List[dict]:
                 if ctx.enabled:  # every rank reports: the metrics must agree
                     print(f"[rank {ctx.rank}] {kind} seed {seed}: valid {metric} "
                           f"{r['best_valid']!r}, test {metric} {r['test']!r}", flush=True)
-                if ctx.main and not args.quiet:
+                if ctx.main:
                     print(f"{MODEL_NAMES[kind]:>24} seed {seed}: test {metric} "
                           f"{r['test']:.4f} (valid {r['best_valid']:.4f}, epoch "
-                          f"{r['best_epoch'] + 1}), {r['epoch_time']:.2f} s/epoch")
+                          f"{r['best_epoch'] + 1}), {r['epoch_time']:.2f} s/epoch", flush=True)
         if ctx.main:
             table = results_table(results, metric, args.dataset)
             print(f'\nbest-validation epoch per seed; test {metric} mean ± std over seeds\n')

@@ -104,3 +104,17 @@ def test_torchrun_two_processes_agree(data_root, tmp_path):
     assert found['0'] == found['1']
     result = json.loads((tmp_path / 'results.json').read_text())
     assert result['world_size'] == 2
+
+
+@pytest.mark.slow
+def test_multiclass_dataset_smoke_run(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), '--dataset', 'ogbg-molsolubility-class', '--split',
+         'published', '--epochs', '1', '--seeds', '1', '--limit', '64', '--hidden', '16',
+         '--layers', '1', '--model', 'gin', 'hsa', '--quiet', '--root', str(tmp_path / 'data'),
+         '--out', str(tmp_path / 'out')],
+        capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'test acc' in out.stdout
+    results = json.loads((tmp_path / 'out' / 'results.json').read_text())['results']
+    assert all(0 <= r['test'] <= 1 for r in results)
