@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
 from torch import Tensor
 from torch.nn import BatchNorm1d, Linear, Module, ModuleList, ReLU, Sequential
+from torch.utils.data.distributed import DistributedSampler
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn import GINEConv, GPSConv, global_add_pool, global_mean_pool
 
@@ -256,10 +257,18 @@ def run(kind: str, seed: int, dataset, split, task: Task, args, ctx: Distributed
     optimizer = torch.optim.Adam(trained.parameters(), lr=args.lr,
                                  weight_decay=args.weight_decay)
     generator = torch.Generator().manual_seed(seed)
-    train_index = shard(split['train'][torch.randperm(len(split['train']),
-                                                      generator=generator)], ctx)
-    loader = DataLoader(dataset[train_index], batch_size=args.batch_size, shuffle=True,
-                        generator=generator, drop_last=len(train_index) > args.batch_size)
+    order = torch.randperm(len(split['train']), generator=generator)
+    train_set = dataset[split['train'][order]]
+    drop_last = len(train_set) > args.batch_size * ctx.world_size  # no batch of 1 for BatchNorm
+    sampler = None
+    if ctx.enabled:  # equal shards (DDP needs the same number of steps on every rank)
+        sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank,
+                                     shuffle=True, seed=seed)
+        loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
+                            drop_last=drop_last)
+    else:
+        loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                            generator=generator, drop_last=drop_last)
     better = higher_is_better(ogb_evaluator.eval_metric)
     history = {'loss': [], 'valid': [], 'test': []}
     best = None
@@ -267,6 +276,8 @@ def run(kind: str, seed: int, dataset, split, task: Task, args, ctx: Distributed
     progress = tqdm(total=args.epochs * len(loader), disable=not ctx.main or args.quiet,
                     desc=f'{MODEL_NAMES[kind]} seed {seed}', leave=False, file=sys.stdout)
     for epoch in range(args.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         start = time.perf_counter()
         loss = train_epoch(trained, loader, optimizer, task, ctx, progress)
         epoch_times.append(time.perf_counter() - start)

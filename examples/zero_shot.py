@@ -32,12 +32,12 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from hsa_geo import Hierarchy, hsa
+from hsa_geo import hsa
 from hsa_geo.datasets import text_corpus, text_split
 from hsa_geo.zero_shot import attention_flops, inject, restore, token_forest
 
