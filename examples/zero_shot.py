@@ -375,9 +375,11 @@ def main(argv=None) -> dict:
     with open(osp.join(args.out, 'results.json'), 'w') as f:
         json.dump(dict(args=vars(args), exactness=error, sweep=results, timing=timing,
                        attention_alone=alone), f, indent=1)
+    written = 'tables.md, results.json'
     if results:
         plot_sweep(results, osp.join(args.out, 'sweep.png'))
-    print(f"\nwrote {osp.join(args.out, 'tables.md')}, results.json, sweep.png")
+        written += ', sweep.png'
+    print(f'\nwrote {written} to {args.out}')
     return dict(exactness=error, sweep=results, timing=timing, attention_alone=alone)
 
 
