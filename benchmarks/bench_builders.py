@@ -17,7 +17,7 @@ import random
 import sys
 import time
 
-from timing import median_time
+from hsa_geo.testing import median_time
 
 
 def main(argv=None):

@@ -21,7 +21,7 @@ import os
 import resource
 import sys
 
-from timing import median_time
+from hsa_geo.testing import median_time
 
 DEFAULT_SIZES = [100, 1000, 10000, 100000]
 METHODS = ['hsa', 'multihead', 'performer']

@@ -27,7 +27,7 @@ import resource
 import sys
 import time
 
-from timing import median_time
+from hsa_geo.testing import median_time
 
 DEFAULT_SIZES = [1024, 4096, 16384, 65536, 262144, 1048576]
 

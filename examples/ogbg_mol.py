@@ -230,15 +230,15 @@ def evaluate(model, dataset, index: Tensor, task: Task, ogb_evaluator, ctx: Dist
     padding, so no molecule counts twice) and the shards are gathered."""
     model.eval()
     part = shard(index, ctx)
-    y_true, y_pred, order = [], [], []
+    y_true, y_pred = [], []
     for batch in DataLoader(dataset[part], batch_size=batch_size):
         batch = batch.to(ctx.device)
         y_pred.append(task.prediction(model(batch)).cpu())
         y_true.append(batch.y.cpu())
-    order = ctx.gather(part)
-    y_true = ctx.gather(torch.cat(y_true)) if y_true else ctx.gather(torch.empty(0, 1))
-    y_pred = ctx.gather(torch.cat(y_pred)) if y_pred else ctx.gather(torch.empty(0, 1))
-    perm = order.argsort()
+    empty = torch.empty(0, 1)  # a rank whose shard is empty
+    y_true = ctx.gather(torch.cat(y_true) if y_true else empty)
+    y_pred = ctx.gather(torch.cat(y_pred) if y_pred else empty)
+    perm = ctx.gather(part).argsort()
     result = ogb_evaluator.eval({'y_true': y_true[perm], 'y_pred': y_pred[perm]})
     return float(result[ogb_evaluator.eval_metric])
 
@@ -391,14 +391,14 @@ def main(argv=None) -> List[dict]:
     ctx = Distributed(args.device)
     torch.set_num_threads(max(1, torch.get_num_threads() // ctx.world_size))
     try:
-        if ctx.main:  # rank 0 builds and processes the dataset, the others wait
-            dataset = ogb_dataset(args.dataset, args.root,
-                                  pre_transform=MoleculeHierarchy(pos_dim=max(args.pos_dim, 2)))
-        if ctx.enabled:
+        # rank 0 builds and processes the dataset while the other ranks wait at
+        # the barrier, then they load its cache (one barrier on every rank)
+        if ctx.enabled and not ctx.main:
             dist.barrier()
-        if not ctx.main:
-            dataset = ogb_dataset(args.dataset, args.root,
-                                  pre_transform=MoleculeHierarchy(pos_dim=max(args.pos_dim, 2)))
+        dataset = ogb_dataset(args.dataset, args.root,
+                              pre_transform=MoleculeHierarchy(pos_dim=max(args.pos_dim, 2)))
+        if ctx.enabled and ctx.main:
+            dist.barrier()
         split = dataset.get_idx_split(args.split)
         if args.limit is not None:
             split = {k: v[:args.limit] for k, v in split.items()}

@@ -32,7 +32,6 @@ import json
 import os
 import os.path as osp
 import sys
-import time
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 
 from hsa_geo import hsa
 from hsa_geo.datasets import text_corpus, text_split
+from hsa_geo.testing import median_time
 from hsa_geo.zero_shot import attention_flops, inject, restore, token_forest
 
 HIERARCHIES = {'(2,2,2,2)': (2, 2, 2, 2), '(2,4,8,16)': (2, 4, 8, 16),
@@ -207,13 +207,9 @@ def wall_clock(model, lengths=(128, 512), batch=8, repeats=5) -> List[dict]:
             restore(model)
             if variant != 'original':
                 inject(model, hierarchy=(2, 4, 8, 16))
-            model(input_ids=ids, attention_mask=mask)  # warm-up (and hierarchy cache)
-            t = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                model(input_ids=ids, attention_mask=mask)
-                t.append(time.perf_counter() - start)
-            times[variant] = sorted(t)[len(t) // 2]
+            # the warm-up call also fills the hierarchy cache
+            times[variant] = median_time(lambda: model(input_ids=ids, attention_mask=mask),
+                                         repeats)
         restore(model)
         rows.append(dict(length=n, batch=batch, original=times['original'],
                          injected=times['HSA (2,4,8,16), all layers']))
@@ -237,13 +233,7 @@ def attention_alone(lengths=(512, 2048, 8192), repeats=5) -> List[dict]:
 
         row = dict(length=n)
         for name, fn in (('hsa', run_hsa), ('sdpa', run_sdpa)):
-            fn()
-            t = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                t.append(time.perf_counter() - start)
-            row[name] = sorted(t)[len(t) // 2]
+            row[name] = median_time(fn, repeats)
         f = attention_flops(n, WIDTH, HEADS, (2, 4, 8, 16), special_tokens=True,
                             include_self=True)
         row['flops_saved'] = f.saved

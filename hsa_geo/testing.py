@@ -1,13 +1,15 @@
 r"""Synthetic forests for tests and benchmarks."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+import statistics
+import time
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ['random_forest', 'regular_tree', 'random_ragged_tree', 'flat_tree']
+__all__ = ['random_forest', 'regular_tree', 'random_ragged_tree', 'flat_tree', 'median_time']
 
 
 def _relabel(parent_of: list, is_leaf: list, rng: Optional[np.random.Generator],
@@ -95,3 +97,16 @@ def flat_tree(num_leaves: int) -> Tuple[Tensor, int]:
     parent = torch.full((num_leaves + 1, ), num_leaves, dtype=torch.long)
     parent[-1] = -1
     return parent, num_leaves
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:
+    r"""Median wall time in seconds of :obj:`repeats` calls of :obj:`fn` (after
+    one untimed warm-up call), for the benchmark and example scripts."""
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPTS = sorted(p.name for p in (ROOT / 'benchmarks').glob('*.py') if p.name != 'timing.py')
+SCRIPTS = sorted(p.name for p in (ROOT / 'benchmarks').glob('*.py'))
 
 
 @pytest.mark.parametrize('script', SCRIPTS)

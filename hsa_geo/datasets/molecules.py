@@ -112,17 +112,21 @@ def _dir_name(name: str) -> str:
     return '_'.join(name.split('-'))  # OGB's own rule: ogbg-molhiv -> ogbg_molhiv
 
 
+def data_path(file: str) -> str:
+    r"""The path of a shipped data file in :data:`DATA_DIR`; a clear error
+    when it is missing."""
+    path = osp.join(DATA_DIR, file)
+    if not osp.exists(path):
+        raise FileNotFoundError(f"missing data file {path} (the repository's datasets/ "
+                                f"folder; set HSA_GEO_DATA to the folder holding {file})")
+    return path
+
+
 def read_molecules(name: str) -> Dict[str, list]:
     r"""The rows of an offline dataset's CSV file as columns (lists of strings),
     e.g. ``read_molecules('ogbg-molfreesolv')['iupac']`` for the molecules'
     names in the order of the dataset's graphs."""
-    spec = _spec(name)
-    path = osp.join(DATA_DIR, spec.file)
-    if not osp.exists(path):
-        raise FileNotFoundError(
-            f"the data file of '{name}' is missing: expected {path} (the repository's "
-            f"datasets/ folder; set HSA_GEO_DATA to the folder holding {spec.file})")
-    with open(path, newline='') as f:
+    with open(data_path(_spec(name).file), newline='') as f:
         rows = list(csv.DictReader(f))
     return {key: [row[key] for row in rows] for key in rows[0]}
 

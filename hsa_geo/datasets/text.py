@@ -14,7 +14,6 @@ seed (:func:`text_split`), stratified by class.
 """
 from __future__ import annotations
 
-import os.path as osp
 import zipfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -45,11 +44,8 @@ class TextCorpus:
 
 def _read_csv(path: str, member: Optional[str] = None):
     import pandas as pd
-    from hsa_geo.datasets.molecules import DATA_DIR
-    full = osp.join(DATA_DIR, path)
-    if not osp.exists(full):
-        raise FileNotFoundError(f"missing data file {full} (the repository's datasets/ "
-                                f"folder; set HSA_GEO_DATA to the folder holding {path})")
+    from hsa_geo.datasets.molecules import data_path
+    full = data_path(path)
     if member is None:
         return pd.read_csv(full)
     with zipfile.ZipFile(full) as archive, archive.open(member) as f:

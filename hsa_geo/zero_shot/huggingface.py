@@ -47,7 +47,6 @@ class _ModelState:
     attention_mask: Optional[Tensor] = None
     input_ids: Optional[Tensor] = None
     cache: TokenForestCache = field(default_factory=TokenForestCache)
-    layers: List[int] = field(default_factory=list)
 
 
 def _register() -> None:
@@ -113,7 +112,6 @@ def inject_huggingface(model: torch.nn.Module, layers: Optional[Sequence[int]] =
     for i in layers:
         setattr(modules[i], _SPEC, _LayerSpec(hierarchy, include_self,
                                               special_tokens == 'ends', state))
-    state.layers = sorted(set(state.layers) | set(layers))
     return model
 
 

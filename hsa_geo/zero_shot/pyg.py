@@ -93,8 +93,7 @@ class HSAMultiheadAttention(MultiheadAttention):
         if attn_mask is not None or is_causal:
             raise ValueError("'attn_mask' and 'is_causal' are not supported: the "
                              "hierarchy decides who attends to whom")
-        mha = self
-        x = query if mha.batch_first else query.transpose(0, 1)  # [batch, length, C]
+        x = query if self.batch_first else query.transpose(0, 1)  # [batch, length, C]
         batch, length, channels = x.shape
         if key_padding_mask is None:
             valid = torch.ones(batch, length, dtype=torch.bool, device=x.device)
@@ -104,23 +103,23 @@ class HSAMultiheadAttention(MultiheadAttention):
             valid = key_padding_mask == 0
         hierarchy = self._hierarchy(valid)
         tokens = x[valid]
-        if mha._qkv_same_embed_dim:
-            q, k, v = F.linear(tokens, mha.in_proj_weight, mha.in_proj_bias).chunk(3, -1)
+        if self._qkv_same_embed_dim:
+            q, k, v = F.linear(tokens, self.in_proj_weight, self.in_proj_bias).chunk(3, -1)
         else:
-            biases = (mha.in_proj_bias.chunk(3) if mha.in_proj_bias is not None else
+            biases = (self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else
                       (None, None, None))
-            q = F.linear(tokens, mha.q_proj_weight, biases[0])
-            k = F.linear(tokens, mha.k_proj_weight, biases[1])
-            v = F.linear(tokens, mha.v_proj_weight, biases[2])
-        heads = mha.num_heads
+            q = F.linear(tokens, self.q_proj_weight, biases[0])
+            k = F.linear(tokens, self.k_proj_weight, biases[1])
+            v = F.linear(tokens, self.v_proj_weight, biases[2])
+        heads = self.num_heads
         shape = (tokens.size(0), heads, -1)
         out = hsa(q.reshape(shape), k.reshape(shape), v.reshape(shape), hierarchy,
                   include_self=self.include_self,
-                  dropout=mha.dropout if self.training else 0.0)
-        out = mha.out_proj(out.reshape(tokens.size(0), -1))
+                  dropout=self.dropout if self.training else 0.0)
+        out = self.out_proj(out.reshape(tokens.size(0), -1))
         full = x.new_zeros(batch, length, out.size(-1))
         full[valid] = out
-        if not mha.batch_first:
+        if not self.batch_first:
             full = full.transpose(0, 1)
         return full, None
 

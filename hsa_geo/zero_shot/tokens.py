@@ -89,9 +89,8 @@ def token_forest(mask: Tensor, branching: Union[Sequence[int], str],
         if n == 0:
             continue
         parent = sequence_parent(n, branching, special_ends)
-        shift = torch.where(parent >= n, parent - n + internal_offset,
-                            parent + leaf_offset)  # only internal ids appear (>= n)
-        shift[parent < 0] = -1
+        # every parent is an internal node (id >= n) or -1 (the root)
+        shift = torch.where(parent >= 0, parent - n + internal_offset, parent)
         leaf_parts.append(shift[:n])
         internal_parts.append(shift[n:])
         leaf_offset += n
