@@ -21,15 +21,10 @@ import os
 import resource
 import sys
 
-from hsa_geo.testing import median_time
+from hsa_geo.testing import median_time, rss_bytes
 
 DEFAULT_SIZES = [100, 1000, 10000, 100000]
 METHODS = ['hsa', 'multihead', 'performer']
-
-
-def _rss_bytes() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
 def _measure(job: dict) -> dict:
@@ -71,7 +66,7 @@ def _measure(job: dict) -> dict:
         optimizer.step()
 
     result = dict(job)
-    base = _rss_bytes()
+    base = rss_bytes()
     step()
     result['peak_gb'] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
                          - base) / 1e9

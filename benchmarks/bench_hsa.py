@@ -27,14 +27,9 @@ import resource
 import sys
 import time
 
-from hsa_geo.testing import median_time
+from hsa_geo.testing import median_time, rss_bytes
 
 DEFAULT_SIZES = [1024, 4096, 16384, 65536, 262144, 1048576]
-
-
-def _rss_bytes() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
 def _measure(job: dict) -> dict:
@@ -75,7 +70,7 @@ def _measure(job: dict) -> dict:
             args = [t.detach().transpose(0, 1).requires_grad_() for t in (q, k, v)]
             torch.nn.functional.scaled_dot_product_attention(*args).sum().backward()
 
-    base = _rss_bytes()
+    base = rss_bytes()
     forward()
     result['fwd_peak_gb'] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
                              - base) / 1e9

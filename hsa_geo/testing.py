@@ -1,6 +1,9 @@
-r"""Synthetic forests for tests and benchmarks."""
+r"""Synthetic forests for tests and benchmarks, and the measuring tools that
+the benchmark and example scripts share."""
 from __future__ import annotations
 
+import math
+import os
 import statistics
 import time
 from typing import Callable, Optional, Sequence, Tuple
@@ -9,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ['random_forest', 'regular_tree', 'random_ragged_tree', 'flat_tree', 'median_time']
+__all__ = ['random_forest', 'regular_tree', 'random_ragged_tree', 'flat_tree', 'median_time',
+           'rss_bytes', 'PeakMemory', 'mean_ci95']
 
 
 def _relabel(parent_of: list, is_leaf: list, rng: Optional[np.random.Generator],
@@ -110,3 +114,83 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: bool = True) -> 
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def rss_bytes() -> int:
+    r"""This process's resident memory in bytes (Linux, ``/proc/self/statm``)."""
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+class PeakMemory:
+    r"""Peak memory of a block of code that trains a model, in bytes
+    (:attr:`peak`).
+
+    On a CUDA device: ``torch.cuda.max_memory_allocated`` above what was
+    allocated on entry (everything: activations, workspaces, gradients,
+    optimizer state created inside the block).  On the CPU, where torch keeps
+    no allocator statistics: the largest total size of the tensors saved for
+    backward by one step (the activation memory, each storage counted once),
+    a step ending at each call of :meth:`step`::
+
+        with PeakMemory(device) as memory:
+            for batch in loader:
+                loss = ...; loss.backward(); memory.step()
+        print(memory.peak / 2**20, 'MiB')
+    """
+    def __init__(self, device='cpu'):
+        self.device = torch.device(device)
+        self.peak = 0
+
+    def __enter__(self) -> 'PeakMemory':
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        self._storages, self._bytes = set(), 0
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def _pack(self, tensor: Tensor) -> Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in self._storages:
+            self._storages.add(storage.data_ptr())
+            self._bytes += storage.nbytes()
+        return tensor
+
+    def step(self):
+        r"""Ends a training step (CPU: its saved tensors are released)."""
+        if self.device.type != 'cuda':
+            self.peak = max(self.peak, self._bytes)
+            self._storages, self._bytes = set(), 0
+
+    def __exit__(self, *exc):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
+        else:
+            self._hooks.__exit__(*exc)
+            self.step()
+        return False
+
+
+# two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201,
+         2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074,
+         2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def mean_ci95(values: Sequence[float]) -> Tuple[float, float]:
+    r"""Mean and half-width of its 95% confidence interval (Student's t over
+    the values, e.g. one per seed; half-width 0 for a single value)."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("'values' is empty")
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return mean, 0.0
+    dof = len(values) - 1
+    t = _T975[dof - 1] if dof <= len(_T975) else 1.96
+    return mean, t * statistics.stdev(values) / math.sqrt(len(values))

@@ -2,6 +2,7 @@ r"""Neural-network layers built on Hierarchical Self-Attention."""
 from hsa_geo.nn.conv import HSAConv
 from hsa_geo.nn.encoder import HSAEncoderLayer, HSATransformer
 from hsa_geo.nn.gps import HSAGPSConv
+from hsa_geo.nn.models import HTEPredictor
 from hsa_geo.nn.pool import depth_pool, root_pool, subtree_pool, type_pool
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     'HSAGPSConv',
     'HSAEncoderLayer',
     'HSATransformer',
+    'HTEPredictor',
     'subtree_pool',
     'root_pool',
     'depth_pool',

@@ -1,7 +1,7 @@
 r"""Transformer blocks built on :class:`HSAConv`."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +36,16 @@ class HSAEncoderLayer(torch.nn.Module):
       :math:`\mathbf{h} = \mathbf{x} + \mathrm{HSA}(\mathrm{LN}(\mathbf{x}))`,
       :math:`\mathbf{x}' = \mathbf{h} + \mathrm{FFN}(\mathrm{LN}(\mathbf{h}))`.
 
+    For multi-modal input (``'hte'`` only), :obj:`in_channels` is a dictionary
+    over leaf node types: each type gets its own query/key/value projections
+    into the common width (see :class:`HSAConv`); the output projection,
+    LayerNorm and FFN are shared, and :meth:`forward` maps a dictionary of
+    leaf features to a dictionary of outputs.
+
     Args:
-        in_channels (int): Input size (``-1`` for lazy); for ``'prenorm'`` it
-            must equal :obj:`channels`.
+        in_channels (int or Dict[str, int]): Input size (``-1`` for lazy), or
+            one per leaf node type; for ``'prenorm'`` it must equal
+            :obj:`channels`.
         channels (int): Output size, a multiple of :obj:`heads`.
         heads (int, optional): Attention heads. (default: :obj:`1`)
         style (str, optional): ``'hte'`` or ``'prenorm'``. (default: ``'hte'``)
@@ -49,7 +56,8 @@ class HSAEncoderLayer(torch.nn.Module):
         act (str, optional): The FFN's activation. (default: ``'gelu'``)
         pos_channels, include_self, causal: As in :class:`HSAConv`.
     """
-    def __init__(self, in_channels: int, channels: int, heads: int = 1,
+    def __init__(self, in_channels: Union[int, Dict[str, int]], channels: int,
+                 heads: int = 1,
                  style: str = 'hte', ff_channels: Optional[int] = None,
                  dropout: float = 0.0, act: str = 'gelu',
                  pos_channels: Optional[int] = None, include_self: bool = False,
@@ -60,6 +68,9 @@ class HSAEncoderLayer(torch.nn.Module):
         if channels % heads != 0:
             raise ValueError(f"'channels' ({channels}) must be divisible by 'heads' "
                              f"({heads})")
+        if style == 'prenorm' and isinstance(in_channels, dict):
+            raise ValueError("multi-modal 'in_channels' (a dict) needs style='hte': a "
+                             "'prenorm' layer adds its input to the attention output")
         if style == 'prenorm' and in_channels not in (-1, channels):
             raise ValueError(f"a 'prenorm' layer keeps its width: 'in_channels' "
                              f"({in_channels}) must equal 'channels' ({channels})")
@@ -84,15 +95,20 @@ class HSAEncoderLayer(torch.nn.Module):
         for child in self.children():
             reset(child)
 
-    def forward(self, x: Tensor, hierarchy: Hierarchy,
-                pos: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Union[Tensor, Dict[str, Tensor]], hierarchy: Hierarchy,
+                pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None):
         if self.style == 'hte':
             h = self.attn(x, hierarchy, pos=pos)
-            h = self.norm1(F.dropout(h, p=self.dropout, training=self.training))
-            return h + self.ffn(h)
+            if isinstance(h, dict):
+                return {t: self._hte_tail(v) for t, v in h.items()}
+            return self._hte_tail(h)
         h = self.attn(self.norm1(x), hierarchy, pos=pos)
         h = x + F.dropout(h, p=self.dropout, training=self.training)
         return h + self.ffn(self.norm2(h))
+
+    def _hte_tail(self, h: Tensor) -> Tensor:
+        h = self.norm1(F.dropout(h, p=self.dropout, training=self.training))
+        return h + self.ffn(h)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, {self.channels}, '
@@ -103,19 +119,27 @@ class HSATransformer(torch.nn.Module):
     r"""A stack of :class:`HSAEncoderLayer` over the leaves of a hierarchy,
     compiled once per call and shared by every layer.
 
+    With multi-modal input (:obj:`in_channels` a dictionary over leaf node
+    types, ``'hte'`` style) the first layer projects each type on its own;
+    after it every leaf lives in the common width, so the later layers are
+    shared, and the output is a dictionary over the same types.
+
     Args:
-        in_channels (int): Input size (``-1`` for lazy).
+        in_channels (int or Dict[str, int]): Input size (``-1`` for lazy), or
+            one per leaf node type.
         channels (int): Hidden size.
         num_layers (int): Number of layers.
         heads (int, optional): Attention heads. (default: :obj:`1`)
         style (str, optional): ``'hte'`` or ``'prenorm'``. (default: ``'hte'``)
         **kwargs: Further arguments of :class:`HSAEncoderLayer`.
     """
-    def __init__(self, in_channels: int, channels: int, num_layers: int,
-                 heads: int = 1, style: str = 'hte', **kwargs):
+    def __init__(self, in_channels: Union[int, Dict[str, int]], channels: int,
+                 num_layers: int, heads: int = 1, style: str = 'hte', **kwargs):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"'num_layers' must be at least 1, got {num_layers}")
+        if isinstance(in_channels, dict) and style != 'hte':
+            raise ValueError("multi-modal 'in_channels' (a dict) needs style='hte'")
         self.in_channels, self.channels, self.num_layers = in_channels, channels, num_layers
         self.lin_in = None if style == 'hte' else Linear(in_channels, channels)
         first = in_channels if style == 'hte' else channels
@@ -131,16 +155,24 @@ class HSATransformer(torch.nn.Module):
         for layer in self.layers:
             layer.reset_parameters()
 
-    def forward(self, x: Tensor, hierarchy, pos: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Union[Tensor, Dict[str, Tensor]], hierarchy,
+                pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None):
         r""":obj:`hierarchy` as in :meth:`HSAConv.forward`; a ``HeteroData``
         is compiled once here."""
         if not isinstance(hierarchy, Hierarchy):
             hierarchy = self.layers[0].attn._compile(x, hierarchy)
         if self.lin_in is not None:
             x = self.lin_in(x)
+        types = None
         for layer in self.layers:
             x = layer(x, hierarchy, pos=pos)
-        return x
+            if isinstance(x, dict):  # leaves share one width from here on
+                types = list(x)
+                x = torch.cat([x[t] for t in hierarchy.leaf_types])
+        if types is None:
+            return x
+        return {t: x[hierarchy.node_slices[t][0]:hierarchy.node_slices[t][1]]
+                for t in types}
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, {self.channels}, '

@@ -1,4 +1,5 @@
 r"""Hierarchy builders as PyG transforms."""
+from hsa_geo.transforms.flat import FlatHierarchy
 from hsa_geo.transforms.graph import GraphHierarchy, family_laplacian_pe
 from hsa_geo.transforms.point_cloud import (FPSHierarchy, VoxelHierarchy, auto_depth,
                                             farthest_point_sampling)
@@ -10,6 +11,7 @@ from hsa_geo.transforms.text import TextHierarchy, regex_tokenize
 
 __all__ = [
     'SequenceHierarchy',
+    'FlatHierarchy',
     'MeshHierarchy',
     'face_features',
     'MultiModalHierarchy',

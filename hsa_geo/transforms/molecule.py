@@ -40,7 +40,10 @@ def molecule_clusters(edge_index: Tensor, num_atoms: int, smiles: str = None) ->
             clusters: List[List[int]] = [[] for _ in range(int(num))]
             for atom, clique in atom2clique.t().tolist():
                 clusters[clique].append(atom)
-            return [sorted(c) for c in clusters if c]
+            # rdkit's decomposition gives atoms without bonds (NH3, ions) no clique
+            covered = {a for c in clusters for a in c}
+            lone = [[a] for a in range(num_atoms) if a not in covered]
+            return [sorted(c) for c in clusters if c] + lone
     graph = nx.Graph()
     graph.add_nodes_from(range(num_atoms))
     graph.add_edges_from(edge_index.t().tolist())

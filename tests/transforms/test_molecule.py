@@ -21,9 +21,10 @@ def _data(smiles, with_smiles=False):
     return data
 
 
-@pytest.mark.parametrize('smiles', SMILES)
-def test_every_atom_has_one_cluster_and_the_tree_compiles(smiles):
-    out = MoleculeHierarchy(pos_dim=8)(_data(smiles))
+@pytest.mark.parametrize('with_smiles', [False, True])  # graph rule / rdkit's
+@pytest.mark.parametrize('smiles', SMILES + ['N'])
+def test_every_atom_has_one_cluster_and_the_tree_compiles(smiles, with_smiles):
+    out = MoleculeHierarchy(pos_dim=8)(_data(smiles, with_smiles))
     n = out['atom'].num_nodes
     child, cluster = out['atom', 'in', 'cluster'].edge_index
     assert child.tolist() == list(range(n))

@@ -1,0 +1,119 @@
+r"""Sample-level prediction with the paper's hierarchical transformer encoder."""
+from __future__ import annotations
+
+from typing import Dict, Optional, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Dropout, Sequential
+from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.resolver import activation_resolver
+
+from hsa_geo.hierarchy import Hierarchy
+from hsa_geo.nn.encoder import HSATransformer
+from hsa_geo.nn.pool import root_pool
+
+__all__ = ['HTEPredictor', 'ATTENTIONS']
+
+ATTENTIONS = ('hsa', 'none')
+
+
+def without_attention(hierarchy: Hierarchy) -> Hierarchy:
+    r"""The forest in which every leaf of :obj:`hierarchy` is its own root:
+    HSA over it returns zeros (no leaf has a sibling), which switches
+    attention off while the layer and its parameters stay the same."""
+    n = hierarchy.num_leaves
+    out = Hierarchy.from_parent(torch.full((n, ), -1, dtype=torch.long), n)
+    out = out.to(hierarchy.device) if hierarchy.device.type != 'cpu' else out
+    if hierarchy.leaf_types:
+        out.leaf_types = list(hierarchy.leaf_types)
+        out.node_slices = {t: hierarchy.node_slices[t] for t in hierarchy.leaf_types}
+    return out
+
+
+class HTEPredictor(torch.nn.Module):
+    r"""The model of the from-scratch experiments of `"Hierarchical
+    Self-Attention: Generalizing Neural Attention Mechanics to Multi-Scale
+    Problems" <https://arxiv.org/abs/2509.15448>`_ (Amizadeh et al., NeurIPS
+    2025, Sections 5.1-5.2): :obj:`num_layers` hierarchical transformer
+    encoder layers (:class:`HSAEncoderLayer`, ``style='hte'``) over the leaves,
+    the mean of each tree's leaves, and an MLP head with one hidden layer:
+
+    .. math::
+        \hat{y}_T = \mathrm{MLP}\Big(\frac{1}{|T|} \sum_{i \in T}
+        \mathrm{HTE}(\mathbf{X})_i\Big)
+
+    for every tree :math:`T` of the (batched) hierarchy.
+
+    The attention is chosen by the hierarchy passed to :meth:`forward`, so
+    that models compared with each other have identical parameters: the real
+    hierarchy gives HSA; the same leaves under one flat root per sample (see
+    :class:`~hsa_geo.transforms.FlatHierarchy`) give softmax attention (FSA);
+    ``attention='none'`` makes every leaf its own tree inside the encoder
+    (its attention term is zero, a DeepSet), while the pooling still follows
+    the hierarchy.
+
+    Args:
+        in_channels (int or Dict[str, int]): Leaf feature size, or one per leaf
+            node type for multi-modal input (each type gets its own
+            query/key/value projections).
+        channels (int): Hidden size, a multiple of :obj:`heads`.
+        out_channels (int): Output size (classes, or regression targets).
+        heads (int, optional): Attention heads. (default: :obj:`4`)
+        num_layers (int, optional): Encoder layers. (default: :obj:`1`)
+        pos_channels (int or Dict[str, int], optional): Size of the position
+            vectors passed to :meth:`forward`. (default: :obj:`None`)
+        attention (str, optional): ``'hsa'`` (attention over the hierarchy
+            given to :meth:`forward`) or ``'none'``. (default: ``'hsa'``)
+        dropout (float, optional): Dropout in the encoder and the head.
+            (default: :obj:`0.0`)
+        act (str, optional): Activation of the head and the FFN.
+            (default: ``'gelu'``)
+    """
+    def __init__(self, in_channels: Union[int, Dict[str, int]], channels: int,
+                 out_channels: int, heads: int = 4, num_layers: int = 1,
+                 pos_channels: Optional[Union[int, Dict[str, int]]] = None,
+                 attention: str = 'hsa', dropout: float = 0.0, act: str = 'gelu'):
+        super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"'attention' must be one of {ATTENTIONS}, got {attention!r}")
+        self.in_channels, self.channels, self.out_channels = in_channels, channels, out_channels
+        self.attention = attention
+        self.encoder = HSATransformer(in_channels, channels, num_layers, heads=heads,
+                                      style='hte', pos_channels=pos_channels,
+                                      dropout=dropout, act=act)
+        self.head = Sequential(Linear(channels, channels), activation_resolver(act),
+                               Dropout(dropout), Linear(channels, out_channels))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        r"""Resets all learnable parameters of the module."""
+        self.encoder.reset_parameters()
+        for module in self.head:
+            if hasattr(module, 'reset_parameters'):
+                module.reset_parameters()
+
+    def forward(self, x: Union[Tensor, Dict[str, Tensor]], hierarchy,
+                pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None) -> Tensor:
+        r"""Returns ``[num_trees, out_channels]``, one row per root of
+        :obj:`hierarchy` in node order (for a batch from PyG's
+        :class:`~torch_geometric.loader.DataLoader`: the samples in order).
+
+        Args:
+            x (Tensor or Dict[str, Tensor]): Leaf features, as in
+                :class:`HSAConv`.
+            hierarchy (Hierarchy or HeteroData): The (batched) hierarchy.
+            pos (Tensor or Dict[str, Tensor], optional): Position vectors of
+                its nodes, as in :class:`HSAConv`.
+        """
+        if not isinstance(hierarchy, Hierarchy):
+            hierarchy = self.encoder.layers[0].attn._compile(x, hierarchy)
+        attend = hierarchy if self.attention == 'hsa' else without_attention(hierarchy)
+        out = self.encoder(x, attend, pos=pos if self.attention == 'hsa' else None)
+        if isinstance(out, dict):
+            out = torch.cat([out[t] for t in hierarchy.leaf_types])
+        return self.head(root_pool(out, hierarchy))
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, {self.channels}, '
+                f'{self.out_channels}, attention={self.attention!r})')
