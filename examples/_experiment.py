@@ -154,21 +154,28 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
         'history': history, 'best_epoch': best['epoch'],
         **{k: v for k, v in best.items() if k.startswith(('valid_', 'test_'))},
         'params': sum(p.numel() for p in params),
+        'device': device_name(device),
         'seconds_per_epoch': epoch_times[len(epoch_times) // 2],
         'peak_mib': peak / 2**20,
     }
 
 
 # ------------------------------------------------------------------------ reports
+def device_name(device) -> str:
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    return f'CPU ({torch.get_num_threads()} threads)'
+
+
 def measurement_note(device) -> str:
     r"""What the time and memory columns mean on :obj:`device`."""
     device = torch.device(device)
     if device.type == 'cuda':
-        return (f's/epoch = median training epoch on {torch.cuda.get_device_name(device)}; '
+        return (f's/epoch = median training epoch on {device_name(device)}; '
                 f'peak MiB = peak CUDA memory allocated during training')
-    return (f's/epoch = median training epoch on the CPU ({torch.get_num_threads()} '
-            f'threads); peak MiB = largest activation memory (tensors saved for '
-            f'backward) of one training step')
+    return (f's/epoch = median training epoch on the {device_name(device)}; peak MiB = '
+            f'largest activation memory (tensors saved for backward) of one training step')
 
 
 def summarise(results: List[dict], keys: List[str], metrics: List[str],
