@@ -417,8 +417,11 @@ def main(argv=None) -> List[dict]:
                                    ogb_evaluator))
                 r = results[-1]
                 if ctx.enabled:  # every rank reports: the metrics must agree
-                    print(f"[rank {ctx.rank}] {kind} seed {seed}: valid {metric} "
-                          f"{r['best_valid']!r}, test {metric} {r['test']!r}", flush=True)
+                    # one write per line: print() writes text and newline apart,
+                    # and the ranks' lines could interleave on a shared pipe
+                    sys.stdout.write(f"[rank {ctx.rank}] {kind} seed {seed}: valid {metric} "
+                                     f"{r['best_valid']!r}, test {metric} {r['test']!r}\n")
+                    sys.stdout.flush()
                 if ctx.main:
                     print(f"{MODEL_NAMES[kind]:>24} seed {seed}: test {metric} "
                           f"{r['test']:.4f} (valid {r['best_valid']:.4f}, epoch "

@@ -57,8 +57,7 @@ class HSAEncoderLayer(torch.nn.Module):
         pos_channels, include_self, causal: As in :class:`HSAConv`.
     """
     def __init__(self, in_channels: Union[int, Dict[str, int]], channels: int,
-                 heads: int = 1,
-                 style: str = 'hte', ff_channels: Optional[int] = None,
+                 heads: int = 1, style: str = 'hte', ff_channels: Optional[int] = None,
                  dropout: float = 0.0, act: str = 'gelu',
                  pos_channels: Optional[int] = None, include_self: bool = False,
                  causal: bool = False):

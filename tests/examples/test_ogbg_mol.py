@@ -99,7 +99,8 @@ def test_torchrun_two_processes_agree(data_root, tmp_path):
          data_root, '--out', str(tmp_path)],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    found = dict(re.findall(r'\[rank (\d)\] hsa seed 0: .*test rmse (\S+)', out.stdout))
+    found = dict(re.findall(r'\[rank (\d)\] hsa seed 0: valid rmse [-+\d.e]+, '
+                            r'test rmse ([-+\d.e]+)', out.stdout))
     assert set(found) == {'0', '1'}, out.stdout
     assert found['0'] == found['1']
     result = json.loads((tmp_path / 'results.json').read_text())
