@@ -44,3 +44,13 @@ def test_one_epoch_smoke_run(tmp_path):
     table = (tmp_path / 'results.md').read_text()
     assert '| freesolv | hsa |' in table and '| solubility | name |' in table
     assert (tmp_path / 'curves_freesolv.png').stat().st_size > 0
+    # benchmarks/paper_tables.py turns the results into the paper-style tables
+    tables = tmp_path / 'paper_tables.md'
+    out = subprocess.run(
+        [sys.executable, str(ROOT / 'benchmarks' / 'paper_tables.py'), '--text',
+         '--multimodal', str(tmp_path / 'results.json'), '--out', str(tables)],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = tables.read_text()
+    assert '## Table 2: multi-modal' in text and '| HSA | 0.7952 | 0.8091 |' in text
+    assert text.count('| freesolv |') == 5 and 'seeds [0]' in text
