@@ -205,7 +205,7 @@ def main(argv=None) -> List[dict]:
         datasets = {kind: [flat[kind](d) for d in hierarchical] if kind in flat
                     else hierarchical for kind in args.models}
         vocabulary = training_vocabulary([hierarchical[i] for i in split['train']],
-                                         30522 if table is None else table.size(0))
+                                         len(load_tokenizer()))
         task = Task('classification', len(corpus.classes))
         loaders = {kind: {part: CompiledBatches([datasets[kind][i] for i in index],
                                                 args.batch_size, device,
