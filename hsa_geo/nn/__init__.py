@@ -3,7 +3,8 @@ from hsa_geo.nn.conv import HSAConv
 from hsa_geo.nn.encoder import HSAEncoderLayer, HSATransformer
 from hsa_geo.nn.gps import HSAGPSConv
 from hsa_geo.nn.models import HTEPredictor
-from hsa_geo.nn.pool import depth_pool, root_pool, subtree_pool, type_pool
+from hsa_geo.nn.point import HSAMeshTransformer, HSAPointTransformer
+from hsa_geo.nn.pool import depth_pool, leaf_tree, root_pool, subtree_pool, type_pool
 
 __all__ = [
     'HSAConv',
@@ -11,8 +12,11 @@ __all__ = [
     'HSAEncoderLayer',
     'HSATransformer',
     'HTEPredictor',
+    'HSAPointTransformer',
+    'HSAMeshTransformer',
     'subtree_pool',
     'root_pool',
+    'leaf_tree',
     'depth_pool',
     'type_pool',
 ]

@@ -1,13 +1,13 @@
 r"""Pooling leaf features over the subtrees of a hierarchy."""
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
+from torch_geometric.utils import scatter
 
 from hsa_geo.hierarchy import Hierarchy
 
-__all__ = ['subtree_pool', 'root_pool', 'depth_pool', 'type_pool']
+__all__ = ['subtree_pool', 'root_pool', 'leaf_tree', 'depth_pool', 'type_pool']
 
 
 def subtree_pool(x: Tensor, hierarchy: Hierarchy, nodes: Tensor,
@@ -53,9 +53,28 @@ def subtree_pool(x: Tensor, hierarchy: Hierarchy, nodes: Tensor,
 
 def root_pool(x: Tensor, hierarchy: Hierarchy, reduce: str = 'mean') -> Tensor:
     r"""One vector per tree of the forest (roots in node order), e.g. per graph
-    of a batch."""
-    roots = (hierarchy.parent < 0).nonzero().view(-1)
-    return subtree_pool(x, hierarchy, roots, reduce)
+    of a batch: the ``'mean'``, ``'sum'`` or (elementwise) ``'max'`` of its
+    leaves."""
+    if reduce not in ('mean', 'sum', 'max'):
+        raise ValueError(f"'reduce' must be 'mean', 'sum' or 'max', got {reduce!r}")
+    if x.size(0) != hierarchy.num_leaves:
+        raise ValueError(f"'x' has {x.size(0)} rows but the hierarchy has "
+                         f"{hierarchy.num_leaves} leaves")
+    return scatter(x, leaf_tree(hierarchy).to(x.device), dim=0,
+                   dim_size=hierarchy.num_roots, reduce=reduce)
+
+
+def leaf_tree(hierarchy: Hierarchy) -> Tensor:
+    r"""For every leaf, the index of its tree among the roots in node order
+    (for a batch from PyG's DataLoader: the sample's index, like ``batch``);
+    computed without host synchronisation."""
+    parent = hierarchy.parent
+    is_root = parent < 0
+    node = torch.arange(hierarchy.num_leaves, device=parent.device)
+    for _ in range(hierarchy.depth):
+        up = parent[node]
+        node = torch.where(up < 0, node, up)
+    return (torch.cumsum(is_root.long(), 0) - 1)[node]
 
 
 def depth_pool(x: Tensor, hierarchy: Hierarchy, depth: int,

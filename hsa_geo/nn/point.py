@@ -1,0 +1,297 @@
+r"""Point-cloud and mesh transformers built on Hierarchical Self-Attention."""
+from __future__ import annotations
+
+from typing import Dict, Optional, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Dropout, LayerNorm, ModuleList, Sequential
+from torch_geometric.nn import PointTransformerConv
+from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.resolver import activation_resolver
+
+from hsa_geo.hierarchy import Hierarchy
+from hsa_geo.nn.encoder import HSAEncoderLayer
+from hsa_geo.nn.pool import root_pool
+
+__all__ = ['HSAPointTransformer', 'HSAMeshTransformer']
+
+TASKS = ('classification', 'segmentation')
+ATTENTIONS = ('hsa', 'none')
+LOCALS = (None, 'point_transformer')
+POOLS = ('mean', 'max', 'sum')
+
+
+def _mlp(in_channels: int, hidden: int, out_channels: int, act: str,
+         dropout: float = 0.0) -> Sequential:
+    return Sequential(Linear(in_channels, hidden), activation_resolver(act), Dropout(dropout),
+                      Linear(hidden, out_channels))
+
+
+class _FeedForward(torch.nn.Module):
+    r"""The pre-norm feed-forward half of a transformer block,
+    :math:`\mathbf{x} + \mathrm{FFN}(\mathrm{LN}(\mathbf{x}))`: what is left of
+    a block when attention is switched off (a PointNet layer)."""
+    def __init__(self, channels: int, act: str, dropout: float):
+        super().__init__()
+        self.norm = LayerNorm(channels)
+        self.ffn = Sequential(_mlp(channels, 2 * channels, channels, act, dropout),
+                              Dropout(dropout))
+
+    def reset_parameters(self):
+        self.norm.reset_parameters()
+        for module in self.ffn.modules():
+            if module is not self.ffn and hasattr(module, 'reset_parameters'):
+                module.reset_parameters()
+
+    def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
+        return x + self.ffn(self.norm(x))
+
+
+class _LocalBlock(torch.nn.Module):
+    r"""A pre-norm residual :class:`~torch_geometric.nn.conv.PointTransformerConv`
+    over a neighbourhood graph, with the two small MLPs of PyG's point
+    transformer example (relative positions -> channels, attention logits)."""
+    def __init__(self, channels: int, dim: int, act: str):
+        super().__init__()
+        self.norm = LayerNorm(channels)
+        self.conv = PointTransformerConv(
+            channels, channels, pos_nn=_mlp(dim, channels, channels, act),
+            attn_nn=_mlp(channels, channels, channels, act))
+
+    def reset_parameters(self):
+        self.norm.reset_parameters()
+        self.conv.reset_parameters()
+
+    def forward(self, x: Tensor, pos: Tensor, edge_index: Tensor) -> Tensor:
+        return x + self.conv(self.norm(x), pos, edge_index)
+
+
+class HSAPointTransformer(torch.nn.Module):
+    r"""A point-cloud transformer whose global attention is Hierarchical
+    Self-Attention (`"Hierarchical Self-Attention: Generalizing Neural
+    Attention Mechanics to Multi-Scale Problems"
+    <https://arxiv.org/abs/2509.15448>`_, Amizadeh et al., NeurIPS 2025) over
+    an octree (3D) or quadtree (2D) of the points, as built by
+    :class:`~hsa_geo.transforms.VoxelHierarchy`.
+
+    Each point :math:`i` is embedded from its features and coordinates,
+    :math:`\mathbf{h}_i = W [\mathbf{x}_i \Vert \mathbf{p}_i]`, and passes
+    :obj:`num_layers` pre-norm blocks
+
+    .. math::
+        \mathbf{h} \leftarrow \mathbf{h} + \mathrm{PT}(\mathrm{LN}(\mathbf{h}))
+        \;\text{(optional)}, \qquad
+        \mathbf{h} \leftarrow \mathbf{h} + \mathrm{HSA}(\mathrm{LN}(\mathbf{h})),
+        \qquad
+        \mathbf{h} \leftarrow \mathbf{h} + \mathrm{FFN}(\mathrm{LN}(\mathbf{h})),
+
+    where HSA (:class:`HSAEncoderLayer`) lets every point attend to every other
+    point of its cloud in time linear in the number of points: sibling voxels
+    compare the means of their points' queries and keys plus the dot product
+    of their projected relative-centroid offsets (``hsa_pos``), and the dynamic
+    program spreads the attention over the octree.  With
+    ``local='point_transformer'`` each block first refines the points over a
+    :math:`k`-nearest-neighbour graph with PyG's
+    :class:`~torch_geometric.nn.conv.PointTransformerConv` (Zhao et al., 2021)
+    for local detail.
+
+    The heads: ``'classification'`` pools the points of each cloud
+    (:obj:`pool`) and applies an MLP, ``[num_clouds, out_channels]``;
+    ``'segmentation'`` applies an MLP to every point, ``[num_points,
+    out_channels]``.
+
+    The same module gives the usual baselines, with the attention the only
+    change: the leaves under one flat root per cloud (see
+    :class:`~hsa_geo.transforms.FlatHierarchy`, with ``hsa_pos=None``) is
+    dense softmax attention over all points; ``attention='none'`` drops the
+    global attention (with ``local=None`` a PointNet, with
+    ``local='point_transformer'`` a Point Transformer network).
+
+    Args:
+        in_channels (int): Point feature size (:obj:`0` when the points have
+            no features besides their coordinates).
+        channels (int): Hidden size, a multiple of :obj:`heads`.
+        out_channels (int): Classes (or targets) per cloud or per point.
+        num_layers (int, optional): Blocks. (default: :obj:`4`)
+        heads (int, optional): Attention heads. (default: :obj:`4`)
+        dim (int, optional): Spatial dimension of the points, 2 or 3; also
+            the size of the position vectors ``hsa_pos``. (default: :obj:`3`)
+        task (str, optional): ``'classification'`` or ``'segmentation'``.
+            (default: ``'classification'``)
+        attention (str, optional): ``'hsa'`` or ``'none'``. (default: ``'hsa'``)
+        local (str, optional): ``None`` or ``'point_transformer'``.
+            (default: :obj:`None`)
+        pool (str, optional): Per-cloud pooling for classification,
+            ``'mean'``, ``'max'`` or ``'sum'``. (default: ``'mean'``)
+        dropout (float, optional): Dropout in the blocks and the head.
+            (default: :obj:`0.0`)
+        act (str, optional): Activation. (default: ``'gelu'``)
+    """
+    def __init__(self, in_channels: int, channels: int, out_channels: int,
+                 num_layers: int = 4, heads: int = 4, dim: int = 3,
+                 task: str = 'classification', attention: str = 'hsa',
+                 local: Optional[str] = None, pool: str = 'mean',
+                 dropout: float = 0.0, act: str = 'gelu'):
+        super().__init__()
+        for name, value, allowed in (('task', task, TASKS), ('attention', attention, ATTENTIONS),
+                                     ('local', local, LOCALS), ('pool', pool, POOLS)):
+            if value not in allowed:
+                raise ValueError(f"'{name}' must be one of {allowed}, got {value!r}")
+        if dim not in (2, 3):
+            raise ValueError(f"'dim' must be 2 or 3, got {dim}")
+        if in_channels < 0:
+            raise ValueError(f"'in_channels' must be >= 0, got {in_channels}")
+        if num_layers < 1:
+            raise ValueError(f"'num_layers' must be at least 1, got {num_layers}")
+        if channels % heads != 0:
+            raise ValueError(f"'channels' ({channels}) must be divisible by 'heads' "
+                             f"({heads})")
+        self.in_channels, self.channels, self.out_channels = in_channels, channels, out_channels
+        self.num_layers, self.heads, self.dim = num_layers, heads, dim
+        self.task, self.attention, self.local, self.pool = task, attention, local, pool
+
+        self.embed = Linear(in_channels + dim, channels)
+        self.local_blocks = ModuleList(
+            [_LocalBlock(channels, dim, act) for _ in range(num_layers)] if local else [])
+        if attention == 'hsa':
+            blocks = [HSAEncoderLayer(channels, channels, heads, style='prenorm',
+                                      pos_channels=dim, dropout=dropout, act=act)
+                      for _ in range(num_layers)]
+        else:
+            blocks = [_FeedForward(channels, act, dropout) for _ in range(num_layers)]
+        self.blocks = ModuleList(blocks)
+        self.norm = LayerNorm(channels)
+        self.head = _mlp(channels, channels, out_channels, act, dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        r"""Resets all learnable parameters of the module."""
+        for module in [self.embed, self.norm, *self.local_blocks, *self.blocks]:
+            module.reset_parameters()
+        for module in self.head:
+            if hasattr(module, 'reset_parameters'):
+                module.reset_parameters()
+
+    def encode(self, x: Optional[Tensor], pos: Tensor, hierarchy,
+               hsa_pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None,
+               edge_index: Optional[Tensor] = None):
+        r"""The per-point features after the blocks (and the final LayerNorm),
+        ``[num_points, channels]``, with the compiled hierarchy.
+
+        Args:
+            x (Tensor, optional): Point features ``[num_points, in_channels]``
+                (:obj:`None` when :obj:`in_channels` is 0).
+            pos (Tensor): Point coordinates ``[num_points, dim]`` (normalise
+                them per cloud, e.g. with
+                :class:`~torch_geometric.transforms.NormalizeScale`).
+            hierarchy (Hierarchy or HeteroData): The (batched) hierarchy whose
+                leaves are the points, in the same order; a ``HeteroData`` is
+                compiled here (compile once when you call the model repeatedly
+                on the same batch).
+            hsa_pos (Tensor or Dict[str, Tensor], optional): Position vectors
+                of the hierarchy's nodes (``data.hsa_pos_dict`` of a
+                :class:`~hsa_geo.transforms.VoxelHierarchy` output).
+            edge_index (LongTensor, optional): The neighbourhood graph of the
+                points, needed with ``local='point_transformer'`` (see
+                :func:`~hsa_geo.transforms.knn_graph`).
+        """
+        if not isinstance(hierarchy, Hierarchy):
+            hierarchy = Hierarchy.from_hetero(hierarchy)
+        if pos.dim() != 2 or pos.size(1) != self.dim:
+            raise ValueError(f"'pos' must have shape [num_points, {self.dim}], got "
+                             f"{list(pos.shape)}")
+        if pos.size(0) != hierarchy.num_leaves:
+            raise ValueError(f"'pos' has {pos.size(0)} rows but the hierarchy has "
+                             f"{hierarchy.num_leaves} leaves")
+        if self.in_channels == 0:
+            if x is not None and x.numel() > 0:
+                raise ValueError("'x' was given but this model has in_channels=0")
+            h = pos
+        else:
+            if x is None or x.dim() != 2 or x.size(1) != self.in_channels:
+                found = None if x is None else list(x.shape)
+                raise ValueError(f"'x' must have shape [num_points, {self.in_channels}], "
+                                 f"got {found}")
+            h = torch.cat([x, pos.to(x.dtype)], dim=-1)
+        if self.local and edge_index is None:
+            raise ValueError("local='point_transformer' needs 'edge_index' (a "
+                             "neighbourhood graph of the points, e.g. knn_graph)")
+        h = self.embed(h)
+        for i, block in enumerate(self.blocks):
+            if self.local:
+                h = self.local_blocks[i](h, pos, edge_index)
+            h = block(h, hierarchy, pos=hsa_pos)
+        return self.norm(h), hierarchy
+
+    def forward(self, x: Optional[Tensor], pos: Tensor, hierarchy,
+                hsa_pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None,
+                edge_index: Optional[Tensor] = None) -> Tensor:
+        r"""Returns ``[num_clouds, out_channels]`` (classification, clouds in
+        the order of the hierarchy's roots: a batch's samples in order) or
+        ``[num_points, out_channels]`` (segmentation); arguments as in
+        :meth:`encode`."""
+        h, hierarchy = self.encode(x, pos, hierarchy, hsa_pos, edge_index)
+        if self.task == 'classification':
+            h = root_pool(h, hierarchy, reduce=self.pool)
+        return self.head(h)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, {self.channels}, '
+                f'{self.out_channels}, num_layers={self.num_layers}, task={self.task!r}, '
+                f'attention={self.attention!r}, local={self.local!r})')
+
+
+class HSAMeshTransformer(HSAPointTransformer):
+    r"""A mesh transformer whose tokens are the triangles of the mesh:
+    :class:`HSAPointTransformer` over the faces of
+    :class:`~hsa_geo.transforms.MeshHierarchy` (faces grouped by an octree over
+    their centroids, or by spectral windows of the face-adjacency graph), with
+    each face's features ``[centroid, unit normal, area]`` (7 values, the
+    ``x`` that :class:`~hsa_geo.transforms.MeshHierarchy` writes) and its
+    centroid as position.
+
+    Meshes are not sampled uniformly by their faces (a flat region may be two
+    triangles, a curved one hundreds), so the classification head pools the
+    faces of each mesh weighted by their area (``pool='area'``, the default):
+    the surface mean :math:`\sum_f a_f \mathbf{h}_f / \sum_f a_f`, which does
+    not change when a face is subdivided.  ``'segmentation'`` labels every
+    face (part segmentation).  With ``local='point_transformer'``, pass the
+    face-adjacency graph (``MeshHierarchy(method='faces')`` stores it as
+    ``('face', 'to', 'face')`` edges, :func:`~hsa_geo.transforms.face_adjacency`
+    computes it) or a :math:`k`-NN graph of the centroids as :obj:`edge_index`.
+
+    Args:
+        out_channels (int): Classes (or targets) per mesh or per face.
+        channels (int, optional): Hidden size. (default: :obj:`64`)
+        in_channels (int, optional): Face feature size. (default: :obj:`7`)
+        pool (str, optional): ``'area'``, ``'mean'``, ``'max'`` or ``'sum'``.
+            (default: ``'area'``)
+        **kwargs: Further arguments of :class:`HSAPointTransformer`
+            (``num_layers``, ``heads``, ``task``, ``attention``, ``local``,
+            ``dropout``, ``act``).
+    """
+    def __init__(self, out_channels: int, channels: int = 64, in_channels: int = 7,
+                 pool: str = 'area', **kwargs):
+        if kwargs.pop('dim', 3) != 3:
+            raise ValueError("meshes are 3D: 'dim' must be 3")
+        super().__init__(in_channels, channels, out_channels, dim=3,
+                         pool='sum' if pool == 'area' else pool, **kwargs)
+        self.pool = pool
+
+    def forward(self, x: Tensor, pos: Tensor, hierarchy,
+                hsa_pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None,
+                edge_index: Optional[Tensor] = None,
+                area: Optional[Tensor] = None) -> Tensor:
+        r"""As :meth:`HSAPointTransformer.forward` with faces for points;
+        :obj:`area` (``[num_faces]``) is needed for ``pool='area'``."""
+        if self.pool != 'area' or self.task == 'segmentation':
+            return super().forward(x, pos, hierarchy, hsa_pos, edge_index)
+        if area is None or area.dim() != 1 or area.numel() != pos.size(0):
+            found = None if area is None else list(area.shape)
+            raise ValueError(f"pool='area' needs 'area' of shape [{pos.size(0)}], got "
+                             f"{found}")
+        h, hierarchy = self.encode(x, pos, hierarchy, hsa_pos, edge_index)
+        weight = area.to(h.dtype).unsqueeze(-1)
+        total = root_pool(weight, hierarchy, reduce='sum').clamp(min=1e-12)
+        return self.head(root_pool(h * weight, hierarchy, reduce='sum') / total)
