@@ -64,6 +64,42 @@ class AttentionWeights(NamedTuple):
             theta[:, leaves, leaves] = (prefix[:h.num_leaves] * mu[:h.num_leaves]).t()
         return theta
 
+    def row(self, leaf: int) -> Tensor:
+        r"""One row of :math:`\hat\theta`, the attention of leaf :obj:`leaf`
+        over all leaves, ``[heads, num_leaves]`` float64, in
+        ``O(num_leaves * depth)``: an attention map of one query over a large
+        point cloud, where :meth:`dense` would not fit."""
+        h = self.hierarchy
+        if not 0 <= leaf < h.num_leaves:
+            raise ValueError(f"'leaf' must be in [0, {h.num_leaves}), got {leaf}")
+        parent = h.parent.cpu()
+        mu = self.mu.detach().double().cpu()
+        src, dst = self.sibling_index.cpu()
+        delta = self.delta.detach().double().cpu()
+        # the leaf's ancestors from the top (below the root) down to the leaf
+        path, node = [], leaf
+        while int(parent[node]) >= 0:
+            path.append(node)
+            node = int(parent[node])
+        path.reverse()
+        # weight per leaf of every sibling block B of a path node A:
+        # mu(N_1) ... mu(N_m) * delta(A, B), A = N_{m+1}
+        block = torch.zeros(h.num_nodes, mu.size(1), dtype=torch.float64)
+        prefix = torch.ones(mu.size(1), dtype=torch.float64)
+        for node in path:
+            pairs = src == node
+            block[dst[pairs]] = prefix * delta[pairs]
+            prefix = prefix * mu[node]
+        # each other leaf lies in exactly one such block: sum over its ancestors
+        out = block[:h.num_leaves].clone()
+        node = torch.arange(h.num_leaves)
+        while bool((node >= 0).any()):
+            node = torch.where(node >= 0, parent[node.clamp(min=0)], -1)
+            out += torch.where((node >= 0).unsqueeze(-1), block[node.clamp(min=0)], 0.0)
+        if self.include_self:
+            out[leaf] = prefix  # prod of mu down to and including the leaf
+        return out.t()
+
     def plot(self, path: Optional[str] = None, head: int = 0, ax=None):
         r"""Heatmap of :math:`\hat\theta` for one head, leaves in tree order,
         with the leaf span of every internal node drawn as a block boundary.

@@ -23,6 +23,10 @@ def test_block_weights_expand_to_the_reference_matrix(seed, include_self, causal
     assert w.delta.shape == (h.num_pairs, 2) and w.mu.shape == (h.num_nodes, 2)
     ref = attention_matrix(q, k, h, pos, bias, include_self, causal)
     assert torch.allclose(w.dense(), ref, atol=1e-12)
+    for leaf in range(0, n, 3):
+        assert torch.allclose(w.row(leaf), ref[:, leaf], atol=1e-12)
+    with pytest.raises(ValueError, match="'leaf'"):
+        w.row(n)
 
 
 def test_mu_values():
