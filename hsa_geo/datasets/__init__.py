@@ -1,11 +1,15 @@
 r"""Datasets over the real data shipped in the repository's ``datasets/``:
-molecules in OGB's format (:func:`ogb_dataset`) and text corpora
-(:func:`text_corpus`)."""
+molecules in OGB's format (:func:`ogb_dataset`), text corpora
+(:func:`text_corpus`), meshes and point clouds (:func:`read_mesh`,
+:func:`read_bunny`, :func:`digits_point_clouds`); and a synthetic shape set
+(:func:`synthetic_shapes`)."""
 from hsa_geo.datasets.ogb_compat import allow_pyg_in_torch_load
 from hsa_geo.datasets.molecules import (DATA_DIR, OFFLINE_DATASETS, OGBMolDataset,
                                         OfflineMolSpec, build_ogb_layout, evaluator,
                                         murcko_scaffold, ogb_dataset, published_split,
                                         read_molecules, scaffold_split)
+from hsa_geo.datasets.shapes import (MESHES, SYNTHETIC_SHAPES, digits_point_clouds,
+                                     read_bunny, read_mesh, synthetic_shapes)
 from hsa_geo.datasets.text import (TEXT_CORPORA, TextCorpus, minilm_dir, text_corpus,
                                    text_split)
 
@@ -15,5 +19,6 @@ __all__ = [
     'allow_pyg_in_torch_load', 'ogb_dataset', 'evaluator', 'build_ogb_layout',
     'scaffold_split', 'published_split', 'murcko_scaffold', 'read_molecules', 'OFFLINE_DATASETS',
     'OfflineMolSpec', 'OGBMolDataset', 'DATA_DIR', 'text_corpus', 'text_split',
-    'TextCorpus', 'TEXT_CORPORA', 'minilm_dir'
+    'TextCorpus', 'TEXT_CORPORA', 'minilm_dir', 'read_mesh', 'MESHES', 'read_bunny',
+    'digits_point_clouds', 'synthetic_shapes', 'SYNTHETIC_SHAPES'
 ]
