@@ -23,3 +23,24 @@ def test_builders_benchmark_smoke_run():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert '| octree, 500 points' in out.stdout
+
+
+def test_points_benchmark_smoke_run(tmp_path):
+    # 1,000 points take the approximate kNN graph and skip dense attention:
+    # both branches run, with one fresh worker process per measured row
+    out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_points.py'),
+                          '--sizes', '500', '1000', '--repeats', '1', '--device', 'cpu',
+                          '--exact-knn-max', '500', '--dense-max', '500',
+                          '--out', str(tmp_path / 'points.md'),
+                          '--plot', str(tmp_path / 'points.png')],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    table = (tmp_path / 'points.md').read_text()
+    timings = table.split('Untimed setup')[0]
+    rows = [line.split(' | ') for line in timings.splitlines() if line.startswith('| 500 |')]
+    assert [r[1] for r in rows] == ['HSA (octree)', 'PointTransformerConv (kNN)',
+                                    'dense SDPA']
+    for r in rows:  # fwd ms and fwd+bwd ms are numbers
+        assert float(r[5].replace(',', '')) > 0 and float(r[6].replace(',', '')) > 0
+    assert 'morton kNN' in table and 'skipped (N > --dense-max' in table
+    assert (tmp_path / 'points.json').exists() and (tmp_path / 'points.png').stat().st_size
