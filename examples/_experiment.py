@@ -33,35 +33,59 @@ def macro_f1(pred: Tensor, target: Tensor, num_classes: int) -> float:
 
 class Task:
     r"""Classification (cross entropy; accuracy, macro-F1; selected on
-    accuracy) or regression (MSE on the standardised target; RMSE in the
-    original unit; selected on RMSE)."""
-    def __init__(self, kind: str, num_classes: int = 0, train_targets: Tensor = None):
-        if kind not in ('classification', 'regression'):
-            raise ValueError(f"'kind' must be 'classification' or 'regression', got {kind!r}")
+    accuracy), regression (MSE on the standardised target; RMSE in the
+    original unit; selected on RMSE) or segmentation (a class per leaf, read
+    by :obj:`target` from the batch; cross entropy; accuracy over leaves and
+    mean IoU over classes; selected on mIoU)."""
+    def __init__(self, kind: str, num_classes: int = 0, train_targets: Tensor = None,
+                 target: Callable = None):
+        if kind not in ('classification', 'regression', 'segmentation'):
+            raise ValueError(f"'kind' must be 'classification', 'regression' or "
+                             f"'segmentation', got {kind!r}")
+        if kind == 'segmentation' and target is None:
+            raise ValueError("segmentation needs 'target' (batch -> per-leaf labels)")
         self.kind, self.num_classes = kind, num_classes
-        self.out_channels = num_classes if kind == 'classification' else 1
+        self.target = target or (lambda batch: batch.y)
+        self.out_channels = 1 if kind == 'regression' else num_classes
         if kind == 'regression':
             self.mean = float(train_targets.float().mean())
             self.std = float(train_targets.float().std()) or 1.0
-        self.metric = 'accuracy' if kind == 'classification' else 'rmse'
-        self.metrics = ('accuracy', 'macro_f1') if kind == 'classification' else ('rmse', )
+        self.metric = {'classification': 'accuracy', 'regression': 'rmse',
+                       'segmentation': 'miou'}[kind]
+        self.metrics = {'classification': ('accuracy', 'macro_f1'), 'regression': ('rmse', ),
+                        'segmentation': ('miou', 'accuracy')}[kind]
 
     def loss(self, out: Tensor, y: Tensor) -> Tensor:
-        if self.kind == 'classification':
-            return F.cross_entropy(out, y.view(-1).long())
-        return F.mse_loss(out.view(-1), (y.view(-1).float() - self.mean) / self.std)
+        if self.kind == 'regression':
+            return F.mse_loss(out.view(-1), (y.view(-1).float() - self.mean) / self.std)
+        return F.cross_entropy(out, y.view(-1).long())
 
     def scores(self, out: Tensor, y: Tensor) -> Dict[str, float]:
         y = y.view(-1)
+        if self.kind == 'regression':
+            pred = out.view(-1) * self.std + self.mean
+            return {'rmse': (pred - y.float()).pow(2).mean().sqrt().item()}
+        pred = out.argmax(dim=-1)
+        scores = {'accuracy': (pred == y).float().mean().item()}
         if self.kind == 'classification':
-            pred = out.argmax(dim=-1)
-            return {'accuracy': (pred == y).float().mean().item(),
-                    'macro_f1': macro_f1(pred, y, self.num_classes)}
-        pred = out.view(-1) * self.std + self.mean
-        return {'rmse': (pred - y.float()).pow(2).mean().sqrt().item()}
+            scores['macro_f1'] = macro_f1(pred, y, self.num_classes)
+        else:
+            scores['miou'] = mean_iou(pred, y, self.num_classes)
+        return scores
 
     def better(self, a: float, b: float) -> bool:
-        return a > b if self.kind == 'classification' else a < b
+        return a < b if self.kind == 'regression' else a > b
+
+
+def mean_iou(pred: Tensor, target: Tensor, num_classes: int) -> float:
+    r"""Mean over the classes present in prediction or target of the
+    intersection over union."""
+    ious = []
+    for c in range(num_classes):
+        union = ((pred == c) | (target == c)).sum().item()
+        if union:
+            ious.append(((pred == c) & (target == c)).sum().item() / union)
+    return sum(ious) / max(len(ious), 1)
 
 
 # ------------------------------------------------------------------------ batches
@@ -100,12 +124,12 @@ def _num_leaves(data) -> int:
 
 # ----------------------------------------------------------------------- training
 @torch.no_grad()
-def predict(model, batches, forward: Callable) -> tuple:
+def predict(model, batches, forward: Callable, target: Callable = None) -> tuple:
     model.eval()
     outs, ys = [], []
     for batch, hierarchy in batches:
         outs.append(forward(model, batch, hierarchy).float().cpu())
-        ys.append(batch.y.view(-1).cpu())
+        ys.append((batch.y if target is None else target(batch)).view(-1).cpu())
     return torch.cat(outs), torch.cat(ys)
 
 
@@ -130,7 +154,7 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
             start = time.perf_counter()
             for batch, hierarchy in loaders['train']:
                 optimizer.zero_grad()
-                loss = task.loss(forward(model, batch, hierarchy), batch.y)
+                loss = task.loss(forward(model, batch, hierarchy), task.target(batch))
                 loss.backward()
                 optimizer.step()
                 memory.step()
@@ -141,7 +165,7 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
         peak = max(peak, memory.peak)
         row = {'epoch': epoch, 'loss': total / max(count, 1)}
         for split in ('valid', 'test'):
-            scores = task.scores(*predict(model, loaders[split], forward))
+            scores = task.scores(*predict(model, loaders[split], forward, task.target))
             row.update({f'{split}_{k}': v for k, v in scores.items()})
         history.append(row)
         if best is None or task.better(row[f'valid_{task.metric}'],
