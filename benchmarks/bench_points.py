@@ -10,8 +10,9 @@ cost.  Three attention layers sit in the same pre-norm transformer block,
 Linear(2C, C)), so only the attention differs:
 
 * HSA: ``hsa_geo.nn.HSAEncoderLayer(C, C, heads, style='prenorm',
-  pos_channels=3)`` over the octree ``VoxelHierarchy(depth=auto_depth(N, 3))``
-  (``--depth-dim 2``: ``auto_depth(N, 2)``, see its help),
+  pos_channels=3)`` over the octree ``VoxelHierarchy(depth=auto_depth(N, 2))``
+  (surface samples fill about two dimensions, so this leaves about 8 points
+  per finest voxel; ``--depth-dim 3`` sizes it as if they filled a volume),
   compiled once with ``Hierarchy.from_hetero``; its relative-centroid
   ``hsa_pos`` vectors (every node type) are the position input.  Every point
   receives from every other point, through the tree.
@@ -474,16 +475,16 @@ def main(argv=None):
     parser.add_argument('--channels', type=int, default=64, help='width C (default: 64)')
     parser.add_argument('--heads', type=int, default=4,
                         help='attention heads of HSA and dense (default: 4)')
-    parser.add_argument('--depth-dim', type=int, choices=[2, 3], default=3,
+    parser.add_argument('--depth-dim', type=int, choices=[2, 3], default=2,
                         help='octree depth auto_depth(N, DIM), for about 8 points per finest '
                              'voxel if the points filled a DIM-dimensional region; surface '
                              'samples fill ~2 dimensions, so 3 leaves far more points per '
-                             'voxel, 2 about 8 (default: 3)')
+                             'voxel, 2 about 8 (default: 2)')
     parser.add_argument('--k', type=int, default=16,
                         help='neighbours of the PointTransformerConv graph (default: 16)')
-    parser.add_argument('--exact-knn-max', type=int, default=100_000,
+    parser.add_argument('--exact-knn-max', type=int, default=20_000,
                         help='exact kNN up to this N, approximate (Morton) beyond '
-                             '(default: 100000)')
+                             '(default: 20000)')
     parser.add_argument('--dense-max', type=int, default=20_000,
                         help='largest N for dense attention (default: 20000)')
     parser.add_argument('--repeats', type=int, default=5,

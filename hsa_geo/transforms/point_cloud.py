@@ -98,7 +98,11 @@ class VoxelHierarchy(BaseTransform):
 
 def auto_depth(num_points: int, dim: int, per_voxel: int = 8) -> int:
     r"""A depth that leaves about :obj:`per_voxel` points per finest voxel for
-    uniformly spread points."""
+    points spread uniformly over a :obj:`dim`-dimensional region.  Points
+    sampled on a surface fill about two dimensions even in 3D: pass ``dim=2``
+    for them, or the finest voxels hold far more points than
+    :obj:`per_voxel` (and the sibling families, whose cost grows with the
+    square of their size, grow with them)."""
     return max(1, math.ceil(math.log(max(1, num_points / per_voxel)) / math.log(2 ** dim)))
 
 
