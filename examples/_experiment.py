@@ -7,6 +7,7 @@ import copy
 import json
 import os
 import os.path as osp
+import statistics
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -202,10 +203,21 @@ def measurement_note(device) -> str:
             f'largest activation memory (tensors saved for backward) of one training step')
 
 
+def mean_std(values) -> tuple:
+    r"""Mean and sample standard deviation (0 for a single value)."""
+    values = [float(v) for v in values]
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+SPREADS = {'ci95': (mean_ci95, '± = 95% interval over seeds (Student t)'),
+           'std': (mean_std, '± = standard deviation over seeds')}
+
+
 def summarise(results: List[dict], keys: List[str], metrics: List[str],
-              extra: tuple = ()) -> List[dict]:
-    r"""Groups runs by :obj:`keys` and gives each metric's mean and 95%
-    interval over the seeds, with the median time and peak memory."""
+              extra: tuple = (), spread: str = 'ci95') -> List[dict]:
+    r"""Groups runs by :obj:`keys` and gives each metric's mean and spread
+    over the seeds (:data:`SPREADS`: 95% interval or standard deviation),
+    with the median time and peak memory."""
     groups: Dict[tuple, List[dict]] = {}
     for r in results:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
@@ -214,7 +226,7 @@ def summarise(results: List[dict], keys: List[str], metrics: List[str],
         row = dict(zip(keys, group_key))
         row['seeds'] = len(runs)
         for m in metrics:
-            row[m] = mean_ci95([r[f'test_{m}'] for r in runs])
+            row[m] = SPREADS[spread][0]([r[f'test_{m}'] for r in runs])
         row['params'] = runs[0]['params']
         row['seconds_per_epoch'] = sorted(r['seconds_per_epoch'] for r in runs)[len(runs) // 2]
         row['peak_mib'] = max(r['peak_mib'] for r in runs)

@@ -37,6 +37,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import os.path as osp
 import sys
@@ -48,7 +49,7 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeRotation
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import (CompiledBatches, Task, markdown_table,  # noqa: E402
+from _experiment import (SPREADS, CompiledBatches, Task, markdown_table,  # noqa: E402
                          measurement_note, plot_curves, save_json, summarise,
                          train_run)
 
@@ -138,9 +139,12 @@ def run_models(args, make_model: Callable, data: Dict[bool, dict], task: Task,
 
 def report(results: list, keys: List[str], metrics: List[str], device, title: str,
            out_dir: str, name: str) -> str:
-    rows = summarise(results, keys, metrics)
+    r"""Writes ``<name>.md`` (mean +- standard deviation over seeds) and the
+    validation curves ``<name>_curves.png``; returns the markdown."""
+    rows = summarise(results, keys, metrics, spread='std')
     table = markdown_table(rows, keys, metrics)
-    text = f'## {title}\n\n{table}\n\n{measurement_note(device)}\n'
+    text = (f'## {title}\n\n{table}\n\n{SPREADS["std"][1]}; test scores at the '
+            f'best-validation epoch; {measurement_note(device)}\n')
     with open(osp.join(out_dir, f'{name}.md'), 'w') as f:
         f.write(text)
     plot_curves(results, keys[:-1] or keys, 'model', metrics[0],
@@ -232,11 +236,19 @@ def main(argv=None):
     parser.add_argument('--figures', default='docs', help='folder of the bunny PNGs')
     parser.add_argument('--figures-only', action='store_true',
                         help='draw the bunny PNGs and exit')
+    parser.add_argument('--report', nargs='+', metavar='RESULTS_JSON',
+                        help='only write the table (to --out) from the results.json of '
+                             'earlier runs, e.g. of one run per dataset')
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     if args.figures_only:
         print('\n'.join(draw_figures(args.figures)))
         return []
+    if args.report:
+        results = [r for path in args.report for r in json.load(open(path))]
+        print(report(results, ['dataset', 'model'], ['accuracy', 'macro_f1'], args.device,
+                     'Point-cloud classification', args.out, 'point_cloud'))
+        return results
     results: list = []
     texts = []
     for dataset in args.dataset:

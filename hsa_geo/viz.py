@@ -8,7 +8,7 @@ from torch import Tensor
 
 from hsa_geo.hierarchy import Hierarchy
 
-__all__ = ['draw_tree', 'draw_clusters']
+__all__ = ['draw_tree', 'draw_clusters', 'leaf_clusters']
 
 
 def _children(parent: List[int]) -> List[List[int]]:
@@ -82,6 +82,25 @@ def draw_tree(hierarchy: Hierarchy, path: Optional[str] = None, ax=None,
     return ax
 
 
+def leaf_clusters(hierarchy: Hierarchy, depth: int = 1):
+    r"""For every leaf, the index of its ancestor at distance :obj:`depth`
+    from the root among all such nodes (a leaf above that depth is its own
+    cluster), with those nodes' indices: ``(label [num_leaves], nodes)``."""
+    from hsa_geo.nn.pool import depth_pool
+    _, nodes = depth_pool(torch.zeros(hierarchy.num_leaves, 1), hierarchy, depth)
+    label = torch.full((hierarchy.num_leaves, ), -1, dtype=torch.long)
+    parent = hierarchy.parent.cpu()
+    slot = torch.full((hierarchy.num_nodes, ), -1, dtype=torch.long)
+    slot[nodes.cpu()] = torch.arange(nodes.numel())
+    node = torch.arange(hierarchy.num_leaves)
+    for _ in range(hierarchy.depth + 1):
+        found = (label < 0) & (node >= 0)
+        hit = torch.where(found, slot[node.clamp(min=0)], -1)
+        label = torch.where(hit >= 0, hit, label)
+        node = torch.where(node >= 0, parent[node.clamp(min=0)], -1)
+    return label, nodes
+
+
 def draw_clusters(pos: Tensor, hierarchy: Hierarchy, depth: int = 1,
                   path: Optional[str] = None, ax=None):
     r"""Scatter plot of the leaves at positions :obj:`pos` (2D, or 3D shown
@@ -92,21 +111,10 @@ def draw_clusters(pos: Tensor, hierarchy: Hierarchy, depth: int = 1,
     if path is not None and ax is None:
         matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from hsa_geo.nn.pool import depth_pool
     if pos.size(0) != hierarchy.num_leaves or pos.size(1) not in (2, 3):
         raise ValueError(f"'pos' must have shape [num_leaves={hierarchy.num_leaves}, "
                          f"2 or 3], got {list(pos.shape)}")
-    _, nodes = depth_pool(torch.zeros(hierarchy.num_leaves, 1), hierarchy, depth)
-    label = torch.full((hierarchy.num_leaves, ), -1, dtype=torch.long)
-    parent = hierarchy.parent.cpu()
-    slot = torch.full((hierarchy.num_nodes, ), -1, dtype=torch.long)
-    slot[nodes] = torch.arange(nodes.numel())
-    node = torch.arange(hierarchy.num_leaves)
-    for _ in range(hierarchy.depth + 1):
-        found = (label < 0) & (node >= 0)
-        hit = torch.where(found, slot[node.clamp(min=0)], -1)
-        label = torch.where(hit >= 0, hit, label)
-        node = torch.where(node >= 0, parent[node.clamp(min=0)], -1)
+    label, nodes = leaf_clusters(hierarchy, depth)
     pos = pos.detach().cpu().float()
     fig = None
     if ax is None:

@@ -5,7 +5,7 @@ from torch_geometric.data import Data
 from hsa_geo import Hierarchy
 from hsa_geo.testing import random_forest
 from hsa_geo.transforms import TextHierarchy, VoxelHierarchy
-from hsa_geo.viz import draw_clusters, draw_tree
+from hsa_geo.viz import draw_clusters, draw_tree, leaf_clusters
 
 pytest.importorskip('matplotlib')
 
@@ -26,3 +26,13 @@ def test_draw_clusters(tmp_path):
     assert (tmp_path / 'clusters.png').stat().st_size > 1000
     with pytest.raises(ValueError, match="'pos' must have shape"):
         draw_clusters(pos[:10], h)
+
+
+def test_leaf_clusters():
+    # leaves 0-4; 0, 1 under node 5; 2, 3 under 6; 5, 6 and leaf 4 under the root 7
+    h = Hierarchy.from_parent(torch.tensor([5, 5, 6, 6, 7, 7, 7, -1]), 5)
+    label, nodes = leaf_clusters(h, depth=1)
+    assert sorted(nodes.tolist()) == [4, 5, 6]
+    assert [int(nodes[i]) for i in label] == [5, 5, 6, 6, 4]
+    label, nodes = leaf_clusters(h, depth=0)
+    assert label.tolist() == [0] * 5 and nodes.tolist() == [7]
