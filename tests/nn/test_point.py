@@ -1,6 +1,5 @@
 import pytest
 import torch
-import torch.nn.functional as F
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
@@ -226,3 +225,12 @@ def test_knn_graph_exact_and_morton():
         knn_graph(pos, 3, torch.tensor([1] * 150 + [0] * 150))
     with pytest.raises(ValueError, match="'method'"):
         knn_graph(pos, 3, method='kd')
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_without_breaks():
+    x, pos, h, hsa_pos, _ = _inputs(_batch(_clouds(sizes=(20, 30))))
+    model = HSAPointTransformer(2, 16, 3, num_layers=2, pool='max').eval()
+    assert torch._dynamo.explain(model)(x, pos, h, hsa_pos).graph_break_count == 0
+    compiled = torch.compile(model, fullgraph=True)
+    assert torch.allclose(compiled(x, pos, h, hsa_pos), model(x, pos, h, hsa_pos), atol=1e-5)
