@@ -275,6 +275,8 @@ class HSAMeshTransformer(HSAPointTransformer):
                  pool: str = 'area', **kwargs):
         if kwargs.pop('dim', 3) != 3:
             raise ValueError("meshes are 3D: 'dim' must be 3")
+        if pool not in ('area', ) + POOLS:
+            raise ValueError(f"'pool' must be one of {('area', ) + POOLS}, got {pool!r}")
         super().__init__(in_channels, channels, out_channels, dim=3,
                          pool='sum' if pool == 'area' else pool, **kwargs)
         self.pool = pool

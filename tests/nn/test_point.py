@@ -194,6 +194,8 @@ def test_errors():
         model(x[:, :1], pos, h, hsa_pos)
     with pytest.raises(ValueError, match="'dim' must be 3"):
         HSAMeshTransformer(3, dim=2)
+    with pytest.raises(ValueError, match="'pool' must be one of \\('area'"):
+        HSAMeshTransformer(3, pool='median')
     assert repr(HSAPointTransformer(2, 8, 2)) == (
         "HSAPointTransformer(2, 8, 2, num_layers=4, task='classification', "
         "attention='hsa', local=None)")
