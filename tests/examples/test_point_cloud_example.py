@@ -57,7 +57,7 @@ def test_mesh_smoke_run(tmp_path):
     out = subprocess.run(
         [sys.executable, str(EXAMPLES / 'mesh.py'), '--per-class', '3', '--epochs', '1',
          '--seeds', '1', '--channels', '16', '--models', 'hsa', 'dense', 'pt',
-         '--out', str(tmp_path)],
+         '--out', str(tmp_path), '--figure', str(tmp_path / 'airplane.png')],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     runs = _runs(tmp_path / 'results.json')
@@ -66,3 +66,4 @@ def test_mesh_smoke_run(tmp_path):
     assert 0 <= runs[('parts', ), 'hsa']['test_miou'] <= 1
     assert 'test miou' in (tmp_path / 'mesh_parts.md').read_text()
     assert '| classification | dense |' in (tmp_path / 'mesh_classification.md').read_text()
+    assert (tmp_path / 'airplane.png').stat().st_size > 10_000
