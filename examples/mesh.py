@@ -40,7 +40,8 @@ from torch_geometric.transforms import NormalizeRotation
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from _experiment import Task  # noqa: E402
-from point_cloud import MODELS, loaders, report, run_models, split  # noqa: E402
+from point_cloud import (MODELS, add_training_arguments, loaders, report,  # noqa: E402
+                         run_models, split)
 
 from hsa_geo.nn import HSAMeshTransformer  # noqa: E402
 from hsa_geo.transforms import FlatHierarchy, MeshHierarchy, knn_graph  # noqa: E402
@@ -109,20 +110,12 @@ def main(argv=None):
                         choices=list(MODELS),
                         help='pt and hsa+pt are available but ~10x slower per epoch on '
                              'meshes of ~500 faces')
-    parser.add_argument('--seeds', type=int, default=2)
-    parser.add_argument('--epochs', type=int, default=12)
-    parser.add_argument('--batch-size', type=int, default=16)
-    parser.add_argument('--lr', type=float, default=2e-3)
-    parser.add_argument('--weight-decay', type=float, default=0.01)
-    parser.add_argument('--channels', type=int, default=64)
-    parser.add_argument('--layers', type=int, default=2)
-    parser.add_argument('--heads', type=int, default=4)
+    add_training_arguments(parser, seeds=2, epochs=12, batch_size=16, lr=2e-3)
     parser.add_argument('--per-class', type=int, default=60, help='meshes per class')
     parser.add_argument('--faces', type=int, nargs=2, default=[384, 640],
                         help='range of the face count of a single primitive')
     parser.add_argument('--depth', type=int, default=3, help='octree depth')
     parser.add_argument('--k', type=int, default=16, help='neighbours of the local blocks')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--out', default='results/mesh', help='output folder')
     parser.add_argument('--figure', default='docs/airplane_clusters.png',
                         help='PNG of the airplane coloured by octree face cluster ('' for none)')

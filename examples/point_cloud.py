@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import pathlib
 import sys
 import time
 from typing import Callable, Dict, List
@@ -118,6 +119,21 @@ def forward_fn(leaf: str, flat: bool, extra: Callable = None) -> Callable:
 
 
 # ------------------------------------------------------------------------ runs
+def add_training_arguments(parser, seeds: int, epochs: int, batch_size: int, lr,
+                           lr_help: str = 'learning rate'):
+    r"""The options :func:`run_models` reads (seeds, epochs, optimiser, model
+    size, device), shared by this script and ``mesh.py``."""
+    parser.add_argument('--seeds', type=int, default=seeds)
+    parser.add_argument('--epochs', type=int, default=epochs)
+    parser.add_argument('--batch-size', type=int, default=batch_size)
+    parser.add_argument('--lr', type=float, default=lr, help=lr_help)
+    parser.add_argument('--weight-decay', type=float, default=0.01)
+    parser.add_argument('--channels', type=int, default=64)
+    parser.add_argument('--layers', type=int, default=2)
+    parser.add_argument('--heads', type=int, default=4)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+
+
 def run_models(args, make_model: Callable, data: Dict[bool, dict], task: Task,
                leaf: str, label: dict, results: list, out_json: str,
                extra: Callable = None) -> None:
@@ -215,15 +231,8 @@ def main(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--dataset', nargs='+', default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS))
-    parser.add_argument('--seeds', type=int, default=3)
-    parser.add_argument('--epochs', type=int, default=15)
-    parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--lr', dest='lr_given', type=float, default=None,
-                        help='learning rate (default: 1e-3 for digits, 2e-3 for shapes)')
-    parser.add_argument('--weight-decay', type=float, default=0.01)
-    parser.add_argument('--channels', type=int, default=64)
-    parser.add_argument('--layers', type=int, default=2)
-    parser.add_argument('--heads', type=int, default=4)
+    add_training_arguments(parser, seeds=3, epochs=15, batch_size=32, lr=None,
+                           lr_help='learning rate (default: 1e-3 for digits, 2e-3 for shapes)')
     parser.add_argument('--pool', default='max', choices=['max', 'mean'])
     parser.add_argument('--per-class', type=int, default=100,
                         help='shapes per class of the synthetic 3D set')
@@ -231,7 +240,6 @@ def main(argv=None):
                         help='points per synthetic shape')
     parser.add_argument('--limit', type=int, default=None,
                         help='use a fixed random subset of this many clouds (smoke runs)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--out', default='results/point_cloud', help='output folder')
     parser.add_argument('--figures', default='docs', help='folder of the bunny PNGs')
     parser.add_argument('--figures-only', action='store_true',
@@ -245,15 +253,17 @@ def main(argv=None):
         print('\n'.join(draw_figures(args.figures)))
         return []
     if args.report:
-        results = [r for path in args.report for r in json.load(open(path))]
+        results = [r for path in args.report
+                   for r in json.loads(pathlib.Path(path).read_text())]
         print(report(results, ['dataset', 'model'], ['accuracy', 'macro_f1'], args.device,
                      'Point-cloud classification', args.out, 'point_cloud'))
         return results
     results: list = []
     texts = []
+    given_lr = args.lr
     for dataset in args.dataset:
         dim, features, classes, depth, k, lr = DATASETS[dataset]
-        args.lr = args.lr_given or lr
+        args.lr = given_lr or lr
         start = time.perf_counter()
         clouds = load_clouds(dataset, args.per_class, args.points)
         if args.limit is not None and args.limit < len(clouds):

@@ -8,6 +8,7 @@ from torch import Tensor
 from torch.nn import Dropout, LayerNorm, ModuleList, Sequential
 from torch_geometric.nn import PointTransformerConv
 from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver
 
 from hsa_geo.hierarchy import Hierarchy
@@ -38,12 +39,6 @@ class _FeedForward(torch.nn.Module):
         self.ffn = Sequential(_mlp(channels, 2 * channels, channels, act, dropout),
                               Dropout(dropout))
 
-    def reset_parameters(self):
-        self.norm.reset_parameters()
-        for module in self.ffn.modules():
-            if module is not self.ffn and hasattr(module, 'reset_parameters'):
-                module.reset_parameters()
-
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
         return x + self.ffn(self.norm(x))
 
@@ -58,10 +53,6 @@ class _LocalBlock(torch.nn.Module):
         self.conv = PointTransformerConv(
             channels, channels, pos_nn=_mlp(dim, channels, channels, act),
             attn_nn=_mlp(channels, channels, channels, act))
-
-    def reset_parameters(self):
-        self.norm.reset_parameters()
-        self.conv.reset_parameters()
 
     def forward(self, x: Tensor, pos: Tensor, edge_index: Tensor) -> Tensor:
         return x + self.conv(self.norm(x), pos, edge_index)
@@ -167,11 +158,8 @@ class HSAPointTransformer(torch.nn.Module):
 
     def reset_parameters(self):
         r"""Resets all learnable parameters of the module."""
-        for module in [self.embed, self.norm, *self.local_blocks, *self.blocks]:
-            module.reset_parameters()
-        for module in self.head:
-            if hasattr(module, 'reset_parameters'):
-                module.reset_parameters()
+        for child in self.children():
+            reset(child)
 
     def encode(self, x: Optional[Tensor], pos: Tensor, hierarchy,
                hsa_pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None,

@@ -226,11 +226,11 @@ def knn_graph(pos: Tensor, k: int, batch: Optional[Tensor] = None, loop: bool = 
     if batch.numel() != pos.size(0) or (batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any())):
         raise ValueError(f"'batch' must be a sorted cloud index of length {pos.size(0)}")
     counts = torch.bincount(batch).tolist()
+    find = _knn_exact if method == 'exact' else _knn_morton
     edges, start = [], 0
     for count in counts:
         if count > 1 or (loop and count == 1):
             points = pos[start:start + count]
-            find = _knn_exact if method == 'exact' else _knn_morton
             src, dst = find(points, min(k, count - (0 if loop else 1)), loop, chunk)
             edges.append(torch.stack([src, dst]) + start)
         start += count

@@ -21,22 +21,24 @@ def test_help(script, flags):
         assert flag in out.stdout
 
 
-def _runs(path):
+def _smoke_run(tmp_path, script, *flags):
+    r"""Runs :obj:`script` for one epoch, one seed, width 16 into
+    :obj:`tmp_path`; returns its runs keyed by ((dataset or task, ), model)."""
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), '--epochs', '1', '--seeds', '1',
+         '--channels', '16', '--out', str(tmp_path), *flags],
+        capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
     return {(tuple(r[k] for k in ('dataset', 'task') if k in r), r['model']): r
-            for r in json.loads(path.read_text())}
+            for r in json.loads((tmp_path / 'results.json').read_text())}
 
 
 @pytest.mark.slow
 def test_point_cloud_smoke_run(tmp_path):
     pytest.importorskip('sklearn')
     pytest.importorskip('trimesh')
-    out = subprocess.run(
-        [sys.executable, str(EXAMPLES / 'point_cloud.py'), '--limit', '40', '--epochs', '1',
-         '--seeds', '1', '--per-class', '3', '--points', '64', '--channels', '16',
-         '--out', str(tmp_path), '--figures', str(tmp_path / 'fig')],
-        capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    runs = _runs(tmp_path / 'results.json')
+    runs = _smoke_run(tmp_path, 'point_cloud.py', '--limit', '40', '--per-class', '3',
+                      '--points', '64', '--figures', str(tmp_path / 'fig'))
     models = ('hsa', 'hsa+pt', 'pt', 'dense', 'pointnet')
     assert set(runs) == {((d, ), m) for d in ('digits', 'shapes') for m in models}
     for d in ('digits', 'shapes'):
@@ -54,13 +56,8 @@ def test_point_cloud_smoke_run(tmp_path):
 @pytest.mark.slow
 def test_mesh_smoke_run(tmp_path):
     pytest.importorskip('trimesh')
-    out = subprocess.run(
-        [sys.executable, str(EXAMPLES / 'mesh.py'), '--per-class', '3', '--epochs', '1',
-         '--seeds', '1', '--channels', '16', '--models', 'hsa', 'dense', 'pt',
-         '--out', str(tmp_path), '--figure', str(tmp_path / 'airplane.png')],
-        capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    runs = _runs(tmp_path / 'results.json')
+    runs = _smoke_run(tmp_path, 'mesh.py', '--per-class', '3', '--models', 'hsa', 'dense',
+                      'pt', '--figure', str(tmp_path / 'airplane.png'))
     assert set(runs) == {((t, ), m) for t in ('classification', 'parts')
                          for m in ('hsa', 'dense', 'pt')}
     assert 0 <= runs[('parts', ), 'hsa']['test_miou'] <= 1
