@@ -232,7 +232,7 @@ def main(argv=None):
     parser.add_argument('--dataset', nargs='+', default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS))
     add_training_arguments(parser, seeds=3, epochs=15, batch_size=32, lr=None,
-                           lr_help='learning rate (default: 1e-3 for digits, 2e-3 for shapes)')
+                           lr_help='learning rate; unset: 1e-3 for digits, 2e-3 for shapes')
     parser.add_argument('--pool', default='max', choices=['max', 'mean'])
     parser.add_argument('--per-class', type=int, default=100,
                         help='shapes per class of the synthetic 3D set')
