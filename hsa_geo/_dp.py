@@ -498,6 +498,7 @@ class Plan:
         g_k = torch.zeros_like(g_q)
         g_v = q.new_zeros(top.num_nodes, heads, v.size(-1))
         g_phi = q.new_zeros(top.num_nodes, heads) if self.track_phi else None
+        leaf_pos_grad = None
         for depth in range(len(levels) - 2, -1, -1):
             level, upper = levels[depth], levels[depth + 1]
             xq, xk, xv, phi, lse, mu, omm, theta = saved[depth]
@@ -520,12 +521,17 @@ class Plan:
                                  (xq, xk, xv, phi, lse, mu, omm), pass_one[depth],
                                  pos_level, bias, (g_q, g_k, g_v, g_phi, g_pos, grad_bias))
             if depth == 0:
-                self.leaf_grads(q, k, v, pos, (g_q, g_k, g_v, g_phi, g_pos), grad_out,
-                                weights[0])
-                if grad_pos is not None:
-                    grad_pos[:self.h.num_leaves] += g_pos
+                leaf_pos_grad = g_pos
             elif grad_pos is not None:
                 grad_pos.index_add_(0, level.rep, g_pos)
+        # the leaves' own terms; with a single level (every tree a lone leaf)
+        # these are the only ones: out = w v with w = 1 under include_self
+        if leaf_pos_grad is None and pos is not None:
+            leaf_pos_grad = torch.zeros_like(pos[:self.h.num_leaves])
+        self.leaf_grads(q, k, v, pos, (g_q, g_k, g_v, g_phi, leaf_pos_grad), grad_out,
+                        weights[0])
+        if grad_pos is not None:
+            grad_pos[:self.h.num_leaves] += leaf_pos_grad
         return g_q, g_k, g_v, grad_pos, grad_bias
 
     def leaf_grads(self, q, k, v, pos, grads, grad_out, weight):

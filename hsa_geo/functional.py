@@ -45,6 +45,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from hsa_geo._checks import as_bool, as_finite_float
 from hsa_geo._dp import Plan
 from hsa_geo.hierarchy import Hierarchy
 
@@ -99,14 +100,17 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
         :obj:`v`, :obj:`pos` and :obj:`bias` (first order).
     """
     _check_inputs(q, k, v, hierarchy, pos, bias)
+    include_self = as_bool(include_self, 'include_self')
+    causal = as_bool(causal, 'causal')
+    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else as_finite_float(scale, 'scale')
+    dropout = as_finite_float(dropout, 'dropout')
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"'dropout' must be in [0, 1), got {dropout}")
     out_dtype = v.dtype
     dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     pos = None if pos is None else pos.to(dtype)
     bias = None if bias is None else bias.to(dtype)
-    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else float(scale)
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"'dropout' must be in [0, 1), got {dropout}")
     plan = Plan(hierarchy, include_self, causal, scale, q.device)
     plan.dropout = float(dropout)
     plan.keep_for_backward = torch.is_grad_enabled() and any(
@@ -145,6 +149,12 @@ def _check_inputs(q, k, v, hierarchy, pos, bias):
         if t.dim() != 3:
             raise ValueError(f"'{name}' must have shape [num_leaves, heads, "
                              f"channels], got shape {list(t.shape)}")
+    for name, size in (('heads', q.size(1)), ('channels of q', q.size(2)),
+                       ('channels of v', v.size(2))):
+        if size == 0:
+            raise ValueError(f"'q', 'k' and 'v' must have at least one head and one "
+                             f"channel, got {name} = 0 (q {list(q.shape)}, v "
+                             f"{list(v.shape)})")
     if k.shape != q.shape:
         raise ValueError(f"'k' must have the shape of 'q' {list(q.shape)}, got "
                          f"{list(k.shape)}")

@@ -31,6 +31,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from hsa_geo._checks import as_bool, as_int
+
 __all__ = ['Hierarchy', 'Bucket', 'Level']
 
 # Merging families of another size into a bucket pads them to the bucket's
@@ -154,20 +156,16 @@ def _check_parent(parent, num_leaves) -> Tensor:
     if parent.dim() != 1:
         raise ValueError(f"'parent' must be one-dimensional [num_nodes], got "
                          f"shape {list(parent.shape)}")
-    if isinstance(num_leaves, bool) or not isinstance(num_leaves, int):
-        if isinstance(num_leaves, Tensor) and num_leaves.numel() == 1 and \
-                not num_leaves.is_floating_point():
-            num_leaves = int(num_leaves)
-        else:
-            raise TypeError(f"'num_leaves' must be an int, got "
-                            f"{type(num_leaves).__name__}")
+    num_leaves = as_int(num_leaves, 'num_leaves')
     num_nodes = parent.numel()
     if num_leaves < 1:
         raise ValueError(f"'num_leaves' must be at least 1, got {num_leaves}")
     if num_leaves > num_nodes:
         raise ValueError(f"'num_leaves' ({num_leaves}) is larger than the "
                          f"number of nodes in 'parent' ({num_nodes})")
-    parent = parent.to(device='cpu', dtype=torch.long)
+    # a copy of our own: a caller writing into its tensor later must not
+    # change this hierarchy behind the compiled layout's back
+    parent = parent.detach().to(device='cpu', dtype=torch.long, copy=True)
     bad = (parent < -1) | (parent >= num_nodes)
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
@@ -382,31 +380,45 @@ class Hierarchy:
         r"""One flat family per graph: node ``i`` is a leaf whose parent is
         the root of graph ``batch[i]`` (all nodes under one root when
         :obj:`batch` is :obj:`None`).  HSA over it is softmax attention within
-        each graph."""
+        each graph.  Graphs without nodes (gaps in :obj:`batch`) get no root;
+        the roots are in the order of the graph indices."""
+        num_nodes = as_int(num_nodes, 'num_nodes', minimum=1)
         if batch is None:
             parent = torch.full((num_nodes + 1, ), num_nodes, dtype=torch.long)
             parent[-1] = -1
             return cls.from_parent(parent, num_nodes)
+        if not isinstance(batch, Tensor):
+            raise TypeError(f"'batch' must be a LongTensor or None, got "
+                            f"{type(batch).__name__}")
+        if batch.is_floating_point() or batch.is_complex() or batch.dtype == torch.bool:
+            raise TypeError(f"'batch' must be an integer tensor (the graph index of "
+                            f"every node), got dtype {batch.dtype}")
         if batch.dim() != 1 or batch.numel() != num_nodes:
-            raise ValueError(f"'batch' must have shape [{num_nodes}], got "
+            raise ValueError(f"'batch' must have shape [num_nodes={num_nodes}], got "
                              f"{list(batch.shape)}")
-        num_graphs = int(batch.max()) + 1 if num_nodes else 0
-        parent = torch.cat([num_nodes + batch.long().cpu(),
-                            torch.full((num_graphs, ), -1, dtype=torch.long)])
+        cpu = batch.long().cpu()
+        if bool((cpu < 0).any()):
+            i = int((cpu < 0).nonzero()[0])
+            raise ValueError(f"'batch' must hold graph indices >= 0, got batch[{i}] = "
+                             f"{int(cpu[i])}")
+        graphs, graph_of_node = torch.unique(cpu, return_inverse=True)
+        parent = torch.cat([num_nodes + graph_of_node,
+                            torch.full((graphs.numel(), ), -1, dtype=torch.long)])
         out = cls.from_parent(parent, num_nodes)
         return out.to(batch.device) if batch.device.type != 'cpu' else out
 
     @classmethod
     def from_hetero(cls, data, num_nodes_dict: Optional[Dict[str, int]] = None,
-                    relation: str = 'in') -> 'Hierarchy':
+                    relation: str = 'in', root_leaves: bool = False) -> 'Hierarchy':
         r"""Compiles a hierarchy stored as PyG heterogeneous graph.
 
         Every node type that is the destination of a ``(child_type, relation,
         parent_type)`` edge type is a cluster type; the other node types with
-        such edges are leaf types; node types without them are ignored.  Each edge goes from a node to its parent; a node without
-        an outgoing edge is a root.  Batched :class:`HeteroData` (from PyG's
-        :class:`~torch_geometric.loader.DataLoader`) is a forest whose edge
-        indices PyG has already offset.
+        such edges are leaf types; node types without them are ignored.  Each
+        edge goes from a node to its parent (child -> parent); a cluster node
+        without an outgoing edge is a root.  Batched :class:`HeteroData` (from
+        PyG's :class:`~torch_geometric.loader.DataLoader`) is a forest whose
+        edge indices PyG has already offset.
 
         Nodes are numbered leaf types first, then cluster types, each type in
         the order of ``data.node_types`` and its nodes in their own order; the
@@ -419,27 +431,34 @@ class Hierarchy:
                 taken from :obj:`data` when it is a ``HeteroData``.
             relation (str, optional): The relation name of the node-to-parent
                 edges. (default: :obj:`'in'`)
+            root_leaves (bool, optional): Accept leaf nodes without a parent
+                edge as single-leaf trees of their own.  Off by default, since
+                a leaf that lost its parent edge is far more often a bug of the
+                builder than an intended tree. (default: :obj:`False`)
         """
+        root_leaves = as_bool(root_leaves, 'root_leaves')
         if isinstance(data, dict):
             edge_index_dict = data
             if num_nodes_dict is None:
                 raise ValueError("'num_nodes_dict' is required when 'data' is an "
                                  "edge_index_dict")
             node_types = list(num_nodes_dict)
-        else:
-            edge_index_dict = data.edge_index_dict
+        elif hasattr(data, 'edge_types') and hasattr(data, 'node_types'):
+            edge_index_dict = {key: data[key].edge_index for key in data.edge_types
+                               if 'edge_index' in data[key]}
             node_types = list(data.node_types)
             if num_nodes_dict is None:
-                num_nodes_dict = {t: int(data[t].num_nodes) for t in node_types}
+                num_nodes_dict = {t: int(data[t].num_nodes or 0) for t in node_types}
+        else:
+            raise TypeError(f"'data' must be a HeteroData hierarchy or an "
+                            f"edge_index_dict, got {type(data).__name__}")
         links = {key: ei for key, ei in edge_index_dict.items() if key[1] == relation}
         if not links:
-            raise ValueError(f"'data' has no edge type (child, '{relation}', parent); "
+            raise ValueError(f"'data' has no edge type (child, {relation!r}, parent); "
                              f"found {list(edge_index_dict)}")
-        for src, _, dst in links:
-            for t in (src, dst):
-                if t not in num_nodes_dict:
-                    raise ValueError(f"edge type ({src}, '{relation}', {dst}) names "
-                                     f"node type '{t}' whose number of nodes is unknown")
+        for key, ei in links.items():
+            _check_link(key, ei, num_nodes_dict)
+            for t in (key[0], key[2]):
                 if t not in node_types:
                     node_types.append(t)
         cluster = {dst for _, _, dst in links}
@@ -449,8 +468,9 @@ class Hierarchy:
         node_types = [t for t in node_types if t in linked]
         leaf_types = [t for t in node_types if t not in cluster]
         if not leaf_types:
-            raise ValueError("every node type is the parent of some edge; expected "
-                             "at least one leaf node type")
+            raise ValueError(f"every node type of the {relation!r} edges is the parent "
+                             f"in some edge type ({sorted(cluster)}); expected at least "
+                             f"one leaf node type")
         order = leaf_types + [t for t in node_types if t in cluster]
         slices, start = {}, 0
         for t in order:
@@ -458,17 +478,40 @@ class Hierarchy:
             start = slices[t][1]
         device = next(iter(links.values())).device
         parent = torch.full((start, ), -1, dtype=torch.long, device=device)
-        seen = torch.zeros(start, dtype=torch.long, device=device)
+        out_degree = torch.zeros(start, dtype=torch.long, device=device)
+        in_degree = torch.zeros(start, dtype=torch.long, device=device)
         for (src, _, dst), ei in links.items():
-            child = ei[0] + slices[src][0]
-            parent[child] = ei[1] + slices[dst][0]
-            seen.index_add_(0, child, torch.ones_like(child))
-        if bool((seen > 1).any()):
-            node = int((seen > 1).nonzero()[0])
+            child, par = ei[0].long() + slices[src][0], ei[1].long() + slices[dst][0]
+            parent[child] = par
+            out_degree.index_add_(0, child, torch.ones_like(child))
+            in_degree.index_add_(0, par, torch.ones_like(par))
+
+        def name(node: int) -> str:
             kind = next(t for t in order if slices[t][0] <= node < slices[t][1])
-            raise ValueError(f"node {node - slices[kind][0]} of type '{kind}' has "
-                             f"more than one parent edge; a hierarchy is a forest")
+            return f"node {node - slices[kind][0]} of type {kind!r}"
+
+        if bool((out_degree > 1).any()):
+            node = int((out_degree > 1).nonzero()[0])
+            hint = ''
+            if any(int(e[1].numel()) == int(torch.unique(e[1]).numel()) and
+                   int(e[0].numel()) > int(torch.unique(e[0]).numel())
+                   for e in links.values()):
+                hint = (f"; the edges look reversed: edges of relation {relation!r} go "
+                        f"from the child (row 0) to its parent (row 1)")
+            raise ValueError(f"{name(node)} has {int(out_degree[node])} parent edges; "
+                             f"a hierarchy is a forest (one parent per node){hint}")
         num_leaves = slices[leaf_types[-1]][1]
+        childless = in_degree[num_leaves:] == 0
+        if bool(childless.any()):
+            node = int(childless.nonzero()[0]) + num_leaves
+            raise ValueError(f"{name(node)} has no children; every cluster node needs "
+                             f"at least one ({relation!r} edge pointing to it)")
+        orphans = out_degree[:num_leaves] == 0
+        if not root_leaves and bool(orphans.any()):
+            node = int(orphans.nonzero()[0])
+            raise ValueError(f"{name(node)} is a leaf without a parent edge "
+                             f"({int(orphans.sum())} such leaves); pass root_leaves=True "
+                             f"to make such leaves trees of their own")
         out = cls.from_parent(parent, num_leaves)
         out.node_slices = slices
         out.leaf_types = leaf_types
@@ -494,7 +537,18 @@ class Hierarchy:
         return self._sibling_index
 
     def to(self, device) -> 'Hierarchy':
-        r"""Moves the compiled hierarchy to :obj:`device`."""
+        r"""Moves the compiled hierarchy to :obj:`device`.  Only the device
+        can change: every tensor of a hierarchy is an index (int64) or a leaf
+        count, so a dtype is refused with a :class:`TypeError`."""
+        if isinstance(device, torch.dtype):
+            raise TypeError(f"'device' must be a device, got the dtype {device}: a "
+                            f"Hierarchy holds integer indices and moves between "
+                            f"devices only")
+        try:
+            device = torch.device(device)
+        except (TypeError, RuntimeError) as error:
+            raise TypeError(f"'device' must be a torch.device or a device string such "
+                            f"as 'cuda', got {device!r}") from error
         out = Hierarchy(self.parent.to(device), self.num_leaves,
                         [lvl.to(device) for lvl in self.levels],
                         None if self.leaf_perm is None else self.leaf_perm.to(device),
@@ -524,6 +578,34 @@ class Hierarchy:
         return (f'{self.__class__.__name__}(num_nodes={self.num_nodes}, '
                 f'num_leaves={self.num_leaves}, num_roots={self.num_roots}, '
                 f'depth={self.depth}, max_branching={self.max_branching})')
+
+
+def _check_link(key, edge_index, num_nodes_dict) -> None:
+    r"""One ``(child, relation, parent)`` edge index: an integer ``[2, E]``
+    tensor whose rows index existing children and parents."""
+    src, _, dst = key
+    for t in (src, dst):
+        if t not in num_nodes_dict:
+            raise ValueError(f"edge type {key} names node type {t!r} whose number of "
+                             f"nodes is unknown")
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"'edge_index' of {key} must be a LongTensor [2, num_edges], "
+                        f"got {type(edge_index).__name__}")
+    if edge_index.is_floating_point() or edge_index.is_complex() or \
+            edge_index.dtype == torch.bool:
+        raise TypeError(f"'edge_index' of {key} must be an integer tensor, got dtype "
+                        f"{edge_index.dtype}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'edge_index' of {key} must have shape [2, num_edges], got "
+                         f"{list(edge_index.shape)}")
+    for row, t, role in ((0, src, 'child'), (1, dst, 'parent')):
+        count = int(num_nodes_dict[t])
+        index = edge_index[row]
+        if index.numel() and (bool((index < 0).any()) or bool((index >= count).any())):
+            bad = index[(index < 0) | (index >= count)][0]
+            raise ValueError(f"'edge_index' of {key} holds the {role} index "
+                             f"{int(bad)}, but node type {t!r} has {count} nodes "
+                             f"(expected 0..{count - 1})")
 
 
 def _is_identity(perm: Tensor) -> bool:

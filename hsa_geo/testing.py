@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ['random_forest', 'regular_tree', 'random_ragged_tree', 'flat_tree', 'median_time',
+__all__ = ['random_forest', 'regular_tree', 'random_ragged_tree', 'flat_tree',
+           'degenerate_forests', 'median_time',
            'rss_bytes', 'PeakMemory', 'mean_ci95']
 
 
@@ -101,6 +102,28 @@ def flat_tree(num_leaves: int) -> Tuple[Tensor, int]:
     parent = torch.full((num_leaves + 1, ), num_leaves, dtype=torch.long)
     parent[-1] = -1
     return parent, num_leaves
+
+
+#: Forests at the edges of the dynamic program, ``name -> (parent, num_leaves)``:
+#: every tree a lone leaf, single-level forests, unary chains, families of one
+#: child, and mixtures.  Every numeric path is tested on all of them.
+DEGENERATE_FORESTS = {
+    'one_lone_leaf': ([-1], 1),
+    'three_lone_leaves': ([-1, -1, -1], 3),
+    'flat_pair': ([2, 2, -1], 2),
+    'flat_and_lone_leaves': ([-1, 4, 4, -1, -1], 4),
+    'one_child_family': ([1, -1], 1),
+    'unary_chain': ([1, 2, 3, -1], 1),
+    'chain_beside_pair': ([3, 4, 4, 5, 5, 6, -1], 3),
+    'one_child_families_nested': ([4, 4, 5, 6, 7, 7, 8, 8, -1], 4),
+    'mixed_depths_and_lone_leaf': ([4, 6, 6, -1, 5, 7, 7, -1], 4),
+}
+
+
+def degenerate_forests():
+    r"""The :data:`DEGENERATE_FORESTS` as ``(name, parent, num_leaves)``."""
+    return [(name, torch.tensor(parent), n) for name, (parent, n) in
+            DEGENERATE_FORESTS.items()]
 
 
 def median_time(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:

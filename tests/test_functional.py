@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from hsa_geo import Hierarchy, hsa
 from hsa_geo.reference import hsa_dense
-from hsa_geo.testing import flat_tree, random_forest, regular_tree
+from hsa_geo.testing import degenerate_forests, flat_tree, random_forest, regular_tree
 
 
 def _inputs(h, heads, dim, dim_v, seed, dtype=torch.float64, pos=None, bias=None,
@@ -182,6 +182,38 @@ def test_gradcheck(include_self, causal):
         return hsa(q, k, v, h, pos=p, bias=b, include_self=include_self, causal=causal)
 
     assert torch.autograd.gradcheck(fn, args)
+
+
+@pytest.mark.parametrize('name,parent,num_leaves', degenerate_forests(),
+                         ids=[f[0] for f in degenerate_forests()])
+@pytest.mark.parametrize('include_self,causal', [(False, False), (True, False),
+                                                 (False, True), (True, True)])
+def test_degenerate_forests_match_reference_with_gradcheck(name, parent, num_leaves,
+                                                           include_self, causal):
+    h = Hierarchy.from_parent(parent, num_leaves)
+    q, k, v, p, b = _inputs(h, 2, 3, 2, 7, pos='heads', bias='heads')
+    out = hsa(q, k, v, h, pos=p, bias=b, include_self=include_self, causal=causal)
+    ref = hsa_dense(q, k, v, h, pos=p, bias=b, include_self=include_self, causal=causal)
+    assert torch.allclose(out, ref, atol=1e-12)
+    args = [t.clone().requires_grad_() for t in (q, k, v, p, b)]
+
+    def fn(q, k, v, p, b):
+        return hsa(q, k, v, h, pos=p, bias=b, include_self=include_self, causal=causal)
+
+    assert torch.autograd.gradcheck(fn, args)
+
+
+def test_lone_leaves_with_self_pass_values_and_their_gradient():
+    # regression: every tree a lone leaf ran no backward step, so v.grad was 0
+    for parent in ([-1], [-1, -1, -1]):
+        h = Hierarchy.from_parent(torch.tensor(parent), len(parent))
+        q = torch.randn(len(parent), 1, 4, dtype=torch.float64, requires_grad=True)
+        v = torch.randn(len(parent), 1, 4, dtype=torch.float64, requires_grad=True)
+        out = hsa(q, q, v, h, include_self=True)
+        assert torch.equal(out, v)
+        out.sum().backward()
+        assert torch.equal(v.grad, torch.ones_like(v))
+        assert torch.equal(q.grad, torch.zeros_like(q))
 
 
 def test_gradients_finite_on_unary_chains_and_lone_leaves():

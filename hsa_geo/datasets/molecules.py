@@ -25,10 +25,10 @@ import csv
 import gzip
 import os
 import os.path as osp
-import re
 import shutil
+import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -265,22 +265,56 @@ def _labels(values: List[str], spec: OfflineMolSpec) -> np.ndarray:
     return np.array([float(v) for v in values], dtype=np.float64)
 
 
-def _pre_transform_tag(pre_transform: Optional[Callable]) -> str:
-    return re.sub(r'\W+', '_', repr(pre_transform)).strip('_').lower()
+def pre_transform_folder(pre_transform: Callable) -> str:
+    r"""The processed folder of :obj:`pre_transform`:
+    ``processed_{class name}_{digest}``, the digest taken over its full
+    ``repr`` (every builder of :mod:`hsa_geo.transforms` shows every argument
+    that changes its output), so two configurations never share a cache.  A
+    ``repr`` that holds a memory address cannot be matched across processes:
+    it gets ``processed_{class name}_unkeyed``, rebuilt on every load."""
+    from hsa_geo.transforms._base import config_digest, has_stable_repr
+    name = type(pre_transform).__name__.lower()
+    key = config_digest(pre_transform) if has_stable_repr(pre_transform) else 'unkeyed'
+    return f'processed_{name}_{key}'
 
 
 class OGBMolDataset(PygGraphPropPredDataset):
     r""":class:`~ogb.graphproppred.PygGraphPropPredDataset` that keeps one
-    processed file per :obj:`pre_transform` (``processed/`` without one,
-    ``processed_{name of the pre_transform}/`` with one), so that the plain
-    graphs and, say, their :class:`~hsa_geo.transforms.MoleculeHierarchy`
-    versions are both cached side by side instead of overwriting each other.
+    processed file per :obj:`pre_transform` (``processed/`` without one, else
+    :func:`pre_transform_folder`), so that the plain graphs and, say, their
+    :class:`~hsa_geo.transforms.MoleculeHierarchy` versions of any
+    configuration are cached side by side instead of overwriting each other.
+
+    A cache is never reused for another configuration: a folder whose stored
+    ``pre_transform`` differs from the requested one (a cache written by an
+    older version, or copied by hand) is rebuilt with a warning, where PyG
+    itself would only warn; a pre-transform without a stable ``repr`` is
+    rebuilt on every load, also with a warning.
     """
     @property
     def processed_dir(self) -> str:
         if self.pre_transform is None:
             return super().processed_dir
-        return osp.join(self.root, f'processed_{_pre_transform_tag(self.pre_transform)}')
+        return osp.join(self.root, pre_transform_folder(self.pre_transform))
+
+    def _process(self):
+        from torch_geometric.data.dataset import _repr
+
+        from hsa_geo.transforms._base import has_stable_repr
+        if self.pre_transform is not None and not self.force_reload:
+            stamp = osp.join(self.processed_dir, 'pre_transform.pt')
+            if not has_stable_repr(self.pre_transform):
+                warnings.warn(f"the pre_transform {self.pre_transform!r} has no stable "
+                              f"repr (it shows a memory address), so its cache cannot be "
+                              f"matched: rebuilding {self.processed_dir}", stacklevel=2)
+                self.force_reload = True
+            elif osp.exists(stamp) and \
+                    torch.load(stamp, weights_only=False) != _repr(self.pre_transform):
+                warnings.warn(f"{self.processed_dir} was built with another pre_transform "
+                              f"({torch.load(stamp, weights_only=False)}); rebuilding it "
+                              f"for {self.pre_transform!r}", stacklevel=2)
+                self.force_reload = True
+        super()._process()
 
 
 def ogb_dataset(name: str, root: str = 'data', **kwargs) -> PygGraphPropPredDataset:

@@ -7,15 +7,16 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.data.datapipes import functional_transform
-from torch_geometric.transforms import BaseTransform
 
+from hsa_geo._checks import as_int, as_even_dim
+from hsa_geo.transforms._base import HierarchyTransform
 from hsa_geo.transforms.sequence import grid_positions
 
 __all__ = ['FlatHierarchy']
 
 
 @functional_transform('flat_hierarchy')
-class FlatHierarchy(BaseTransform):
+class FlatHierarchy(HierarchyTransform):
     r"""Replaces a sample's hierarchy by its leaves under a single root
     (functional name: :obj:`flat_hierarchy`): HSA over the result is softmax
     attention over all leaves (the FSA baseline of the paper, Amizadeh et al.,
@@ -43,13 +44,19 @@ class FlatHierarchy(BaseTransform):
     """
     def __init__(self, pos_dim: int = 16, max_leaves: Optional[int] = None,
                  relation: str = 'in'):
-        grid_positions(torch.zeros(1), pos_dim)  # validates pos_dim
-        if max_leaves is not None and max_leaves < 1:
-            raise ValueError(f"'max_leaves' must be a positive integer or None, got "
-                             f"{max_leaves}")
-        self.pos_dim, self.max_leaves, self.relation = pos_dim, max_leaves, relation
+        if max_leaves is not None:
+            max_leaves = as_int(max_leaves, 'max_leaves', minimum=1)
+        self.pos_dim, self.max_leaves, self.relation = as_even_dim(pos_dim), \
+            max_leaves, relation
+
+    def config(self):
+        return dict(pos_dim=self.pos_dim, max_leaves=self.max_leaves, relation=self.relation)
 
     def forward(self, data: HeteroData) -> HeteroData:
+        if not isinstance(data, HeteroData):
+            raise TypeError(f"'data' must be a hierarchy HeteroData made by a builder of "
+                            f"hsa_geo.transforms (e.g. TextHierarchy), got "
+                            f"{type(data).__name__}; apply a builder first")
         links = [key for key in data.edge_types if key[1] == self.relation]
         if not links:
             raise ValueError(f"'data' has no edge type (child, '{self.relation}', "
@@ -99,7 +106,3 @@ class FlatHierarchy(BaseTransform):
         out['root'].num_nodes = 1
         out['root'].hsa_pos = torch.zeros(1, self.pos_dim)
         return out
-
-    def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(pos_dim={self.pos_dim}, '
-                f'max_leaves={self.max_leaves})')

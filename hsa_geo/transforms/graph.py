@@ -9,9 +9,10 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
-from torch_geometric.transforms import BaseTransform
 
+from hsa_geo._checks import as_branching, as_finite_float, as_int
 from hsa_geo.transforms._attributes import copy_attributes, edge_index_of
+from hsa_geo.transforms._base import HierarchyTransform
 
 __all__ = ['GraphHierarchy', 'family_laplacian_pe']
 
@@ -63,7 +64,7 @@ def family_laplacian_pe(edge_index: Tensor, parent: Tensor, dim: int) -> Tensor:
 
 
 @functional_transform('graph_hierarchy')
-class GraphHierarchy(BaseTransform):
+class GraphHierarchy(HierarchyTransform):
     r"""Builds a hierarchy of nested clusters over the nodes of a graph
     (functional name: :obj:`graph_hierarchy`) with one of two methods:
 
@@ -103,23 +104,32 @@ class GraphHierarchy(BaseTransform):
                  pos_dim: int = 8, seed: int = 0, leaf_type: str = 'node'):
         if method not in ('louvain', 'spectral'):
             raise ValueError(f"'method' must be 'louvain' or 'spectral', got {method!r}")
-        if num_levels < 1:
-            raise ValueError(f"'num_levels' must be at least 1, got {num_levels}")
+        num_levels = as_int(num_levels, 'num_levels', minimum=1)
         if method == 'spectral':
-            if not branching or min(int(b) for b in branching) < 2:
-                raise ValueError(f"every branching factor must be at least 2, got "
-                                 f"{list(branching)}")
+            branching = as_branching(branching)
             num_levels = len(branching)
         self.method, self.num_levels = method, num_levels
-        self.branching = tuple(int(b) for b in branching)
-        self.resolution, self.pos_dim = resolution, pos_dim
-        self.seed, self.leaf_type = seed, leaf_type
+        self.branching = tuple(branching)
+        self.resolution = as_finite_float(resolution, 'resolution', positive=True)
+        self.pos_dim = as_int(pos_dim, 'pos_dim', minimum=1)
+        self.seed, self.leaf_type = as_int(seed, 'seed'), leaf_type
+
+    def config(self):
+        if self.method == 'louvain':
+            method = dict(num_levels=self.num_levels, resolution=self.resolution)
+        else:
+            method = dict(branching=self.branching)
+        return dict(method=self.method, **method, pos_dim=self.pos_dim, seed=self.seed,
+                    leaf_type=self.leaf_type)
 
     def forward(self, data: Data) -> HeteroData:
+        if not isinstance(data, Data):
+            raise TypeError(f"'data' must be a torch_geometric.data.Data graph, got "
+                            f"{type(data).__name__}")
         num_nodes = data.num_nodes
         if not num_nodes:
             raise ValueError("'data' has no nodes: an empty graph has no hierarchy")
-        edge_index = edge_index_of(data)
+        edge_index = edge_index_of(data, num_nodes)
         if self.method == 'louvain':
             labels = self._louvain_labels(edge_index, num_nodes)
         else:
@@ -159,9 +169,6 @@ class GraphHierarchy(BaseTransform):
             labels.append(label)
         return labels
 
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(method={self.method!r})'
-
 
 def _coarsen(edge_index: Tensor, parent: Tensor) -> Tensor:
     r"""The edges between the parents of linked nodes, without duplicates and
@@ -188,6 +195,8 @@ def _spectral_labels(edge_index: Tensor, num_nodes: int, branching: Sequence[int
                      seed: int, iterations: int = 30) -> List[Tensor]:
     r"""Nested balanced windows over a Morton order of two diffusion
     coordinates of the nodes."""
+    if num_nodes < 3:  # two diffusion coordinates need three nodes; any order is one
+        return _windows(torch.arange(num_nodes), branching)
     row, col = edge_index
     keep = row != col
     row, col = torch.cat([row[keep], col[keep]]), torch.cat([col[keep], row[keep]])
@@ -218,6 +227,11 @@ def _spectral_labels(edge_index: Tensor, num_nodes: int, branching: Sequence[int
             code |= ((q >> bit) & 1) << (2 * bit + axis)
     position = torch.empty(num_nodes, dtype=torch.long)
     position[torch.argsort(code, stable=True)] = torch.arange(num_nodes)
+    return _windows(position, branching)
+
+
+def _windows(position: Tensor, branching: Sequence[int]) -> List[Tensor]:
+    r"""Nested windows of :obj:`branching` sizes over nodes at :obj:`position`."""
     labels, width = [], 1
     for b in branching:
         width *= b

@@ -7,8 +7,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
-from torch_geometric.transforms import BaseTransform
 
+from hsa_geo._checks import as_branching, as_int, check_finite
+from hsa_geo.transforms._base import HierarchyTransform
 from hsa_geo.transforms.graph import GraphHierarchy
 from hsa_geo.transforms.point_cloud import VoxelHierarchy
 
@@ -41,7 +42,7 @@ def face_features(pos: Tensor, face: Tensor):
 
 
 @functional_transform('mesh_hierarchy')
-class MeshHierarchy(BaseTransform):
+class MeshHierarchy(HierarchyTransform):
     r"""Builds a hierarchy over the faces of a triangle mesh (functional name:
     :obj:`mesh_hierarchy`): faces are the leaves, grouped by an octree over
     their centroids (see :class:`VoxelHierarchy`).
@@ -52,7 +53,9 @@ class MeshHierarchy(BaseTransform):
     hierarchy) and the incidences as ``('vertex', 'of', 'face')`` edges; the
     leaf type ``'face'`` gets ``x = [centroid, normal, area]`` (7 features),
     ``pos`` (centroid), ``normal``, ``area``, and every input attribute named
-    ``face_*`` (per-face labels, ...); graph-level attributes (``y``) are kept.
+    ``face_*`` (per-face labels, ...); vertex attributes (by PyG's
+    :meth:`~torch_geometric.data.Data.is_node_attr`) stay with ``'vertex'``,
+    the rest (``y``, ...) is kept globally.
 
     With ``method='faces'`` the faces are instead grouped by
     :class:`GraphHierarchy` (spectral windows of :obj:`branching`) over the
@@ -70,12 +73,19 @@ class MeshHierarchy(BaseTransform):
                  branching: Sequence[int] = (16, 16)):
         if method not in ('octree', 'faces'):
             raise ValueError(f"'method' must be 'octree' or 'faces', got {method!r}")
+        self.depth = as_int(depth, 'depth', minimum=1)
+        self.branching = as_branching(branching)
         if method == 'octree':
-            self.builder = VoxelHierarchy(depth, leaf_type='face')
+            self.builder = VoxelHierarchy(self.depth, leaf_type='face')
         else:
-            self.builder = GraphHierarchy(method='spectral', branching=branching,
+            self.builder = GraphHierarchy(method='spectral', branching=self.branching,
                                           leaf_type='face')
-        self.depth, self.method = depth, method
+        self.method = method
+
+    def config(self):
+        shape = dict(depth=self.depth) if self.method == 'octree' else \
+            dict(branching=self.branching)
+        return dict(method=self.method, **shape)
 
     def forward(self, mesh) -> HeteroData:
         if hasattr(mesh, 'vertices') and hasattr(mesh, 'faces'):   # trimesh
@@ -84,9 +94,20 @@ class MeshHierarchy(BaseTransform):
         pos, face = getattr(mesh, 'pos', None), getattr(mesh, 'face', None)
         if pos is None or face is None:
             raise ValueError("a mesh needs 'pos' (vertices) and 'face' ([3, num_faces])")
-        if face.dim() != 2 or face.size(0) != 3 or face.size(1) == 0:
-            raise ValueError(f"'face' must have shape [3, num_faces > 0], got "
-                             f"{list(face.shape)}")
+        if not isinstance(pos, torch.Tensor) or not pos.is_floating_point() or \
+                pos.dim() != 2 or pos.size(1) != 3:
+            raise ValueError(f"'pos' (vertices) must be a floating-point [num_vertices, 3] "
+                             f"tensor, got {getattr(pos, 'shape', type(pos).__name__)}")
+        check_finite(pos, 'pos')
+        if not isinstance(face, torch.Tensor) or face.is_floating_point() or \
+                face.dim() != 2 or face.size(0) != 3 or face.size(1) == 0:
+            raise ValueError(f"'face' must be an integer tensor of shape [3, num_faces > 0], "
+                             f"got {getattr(face, 'shape', type(face).__name__)}")
+        face = face.long()
+        bad = (face < 0) | (face >= pos.size(0))
+        if bool(bad.any()):
+            raise ValueError(f"'face' holds vertex index {int(face[bad][0])}, but the mesh "
+                             f"has {pos.size(0)} vertices (expected 0..{pos.size(0) - 1})")
         centroid, normal, area = face_features(pos.float(), face)
         faces = Data(pos=centroid, x=torch.cat([centroid, normal, area.unsqueeze(-1)], -1),
                      normal=normal, area=area)
@@ -100,9 +121,10 @@ class MeshHierarchy(BaseTransform):
         out['vertex', 'of', 'face'].edge_index = torch.stack(
             [face.t().reshape(-1), torch.arange(face.size(1)).repeat_interleave(3)])
         for key, value in mesh.items():
-            if key not in ('pos', 'face') and not key.startswith('face_'):
+            if key in ('pos', 'face') or key.startswith('face_'):
+                continue
+            if isinstance(mesh, Data) and mesh.is_node_attr(key):
+                out['vertex'][key] = value
+            else:
                 out[key] = value
         return out
-
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(depth={self.depth})'

@@ -8,9 +8,10 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
-from torch_geometric.transforms import BaseTransform
 
+from hsa_geo._checks import as_bool, as_even_dim
 from hsa_geo.transforms._attributes import copy_attributes, edge_index_of
+from hsa_geo.transforms._base import HierarchyTransform
 from hsa_geo.transforms.sequence import grid_positions
 
 __all__ = ['MoleculeHierarchy', 'molecule_clusters']
@@ -67,7 +68,7 @@ def molecule_clusters(edge_index: Tensor, num_atoms: int, smiles: str = None) ->
 
 
 @functional_transform('molecule_hierarchy')
-class MoleculeHierarchy(BaseTransform):
+class MoleculeHierarchy(HierarchyTransform):
     r"""Builds the hierarchy atoms -> clusters -> molecule of a molecular graph
     (functional name: :obj:`molecule_hierarchy`), e.g. one made by
     :func:`ogb.utils.smiles2graph`.
@@ -95,15 +96,20 @@ class MoleculeHierarchy(BaseTransform):
             ``data.smiles`` when both exist. (default: :obj:`True`)
     """
     def __init__(self, pos_dim: int = 16, use_smiles: bool = True):
-        grid_positions(torch.zeros(1), pos_dim)  # validates pos_dim
-        self.pos_dim = pos_dim
-        self.use_smiles = use_smiles
+        self.pos_dim = as_even_dim(pos_dim)
+        self.use_smiles = as_bool(use_smiles, 'use_smiles')
+
+    def config(self):
+        return dict(pos_dim=self.pos_dim, use_smiles=self.use_smiles)
 
     def forward(self, data: Data) -> HeteroData:
+        if not isinstance(data, Data):
+            raise TypeError(f"'data' must be a torch_geometric.data.Data molecule, got "
+                            f"{type(data).__name__}")
         num_atoms = data.num_nodes
         if not num_atoms:
             raise ValueError("'data' has no atoms")
-        edge_index = edge_index_of(data)
+        edge_index = edge_index_of(data, num_atoms)
         smiles = getattr(data, 'smiles', None) if self.use_smiles else None
         clusters = molecule_clusters(edge_index, num_atoms, smiles)
         owner = torch.full((num_atoms, ), -1, dtype=torch.long)
@@ -137,9 +143,6 @@ class MoleculeHierarchy(BaseTransform):
                                                self.pos_dim)
         out['molecule'].hsa_pos = torch.zeros(1, self.pos_dim)
         return out
-
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(pos_dim={self.pos_dim})'
 
 
 def _laplacian_pe(owner: Tensor, edge_index: Tensor, num: int, dim: int) -> Tensor:

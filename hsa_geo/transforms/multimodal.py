@@ -6,7 +6,9 @@ from typing import Callable, Dict
 import torch
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
-from torch_geometric.transforms import BaseTransform
+
+from hsa_geo._checks import as_int
+from hsa_geo.transforms._base import HierarchyTransform
 
 __all__ = ['MultiModalHierarchy', 'nest']
 
@@ -54,7 +56,7 @@ def nest(parts: Dict[str, HeteroData], pos_dim: int, relation: str = 'in') -> He
 
 
 @functional_transform('multi_modal_hierarchy')
-class MultiModalHierarchy(BaseTransform):
+class MultiModalHierarchy(HierarchyTransform):
     r"""Applies one hierarchy builder per modality to a sample and nests the
     results under one root (functional name: :obj:`multi_modal_hierarchy`),
     see :func:`nest`.  E.g. a molecule's graph and its name::
@@ -72,13 +74,21 @@ class MultiModalHierarchy(BaseTransform):
             modalities; usually the builders' position size).
     """
     def __init__(self, builders: Dict[str, Callable[[Data], HeteroData]], pos_dim: int):
-        if not builders:
-            raise ValueError("'builders' needs at least one modality")
-        self.builders, self.pos_dim = dict(builders), pos_dim
+        if not isinstance(builders, dict) or not builders:
+            raise ValueError(f"'builders' must be a non-empty dict of modality name -> "
+                             f"builder, got {builders!r}")
+        for name, build in builders.items():
+            if not callable(build):
+                raise TypeError(f"'builders[{name!r}]' must be callable (a builder or a "
+                                f"function Data -> HeteroData), got {type(build).__name__}")
+        self.builders, self.pos_dim = dict(builders), as_int(pos_dim, 'pos_dim', minimum=1)
+        if len(self.builders) > self.pos_dim:
+            raise ValueError(f"'pos_dim' ({self.pos_dim}) must be at least the number of "
+                             f"modalities ({len(self.builders)})")
+
+    def config(self):
+        return dict(builders=self.builders, pos_dim=self.pos_dim)
 
     def forward(self, data: Data) -> HeteroData:
         return nest({name: build(data) for name, build in self.builders.items()},
                     self.pos_dim)
-
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}({list(self.builders)})'

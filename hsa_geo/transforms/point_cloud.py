@@ -8,16 +8,20 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
-from torch_geometric.transforms import BaseTransform
 
+from hsa_geo._checks import as_finite_float, as_int, check_finite
 from hsa_geo.transforms._attributes import copy_attributes
+from hsa_geo.transforms._base import HierarchyTransform
+
+# the voxel keys of all axes are packed into one int64 (63 bits over 3 axes)
+MAX_DEPTH = 20
 
 __all__ = ['VoxelHierarchy', 'FPSHierarchy', 'auto_depth', 'farthest_point_sampling',
            'knn_graph']
 
 
 @functional_transform('voxel_hierarchy')
-class VoxelHierarchy(BaseTransform):
+class VoxelHierarchy(HierarchyTransform):
     r"""Builds an octree (3D) or quadtree (2D) voxel pyramid over ``data.pos``
     (functional name: :obj:`voxel_hierarchy`): points -> finest voxels -> ...
     -> one root, each voxel holding the non-empty voxels of half its size
@@ -31,21 +35,20 @@ class VoxelHierarchy(BaseTransform):
     parent's voxel size (so in [-1, 1]), of the cloud's spatial dimension.
 
     Args:
-        depth (int, optional): Voxel levels; the finest voxels are
+        depth (int, optional): Voxel levels, 1 to 20; the finest voxels are
             ``2^-depth`` of the bounding box per axis. (default: 5)
         leaf_type (str, optional): The leaf node type. (default: ``'point'``)
     """
     def __init__(self, depth: int = 5, leaf_type: str = 'point'):
-        if depth < 1:
-            raise ValueError(f"'depth' must be at least 1, got {depth}")
-        self.depth, self.leaf_type = depth, leaf_type
+        self.depth = as_int(depth, 'depth', minimum=1, maximum=MAX_DEPTH)
+        self.leaf_type = leaf_type
+
+    def config(self):
+        return dict(depth=self.depth, leaf_type=self.leaf_type)
 
     def forward(self, data: Data) -> HeteroData:
-        pos: Optional[Tensor] = getattr(data, 'pos', None)
-        if pos is None:
-            raise ValueError("'data.pos' is required: the voxel hierarchy is built "
-                             "over point positions")
-        if pos.dim() != 2 or pos.size(1) not in (2, 3) or pos.size(0) == 0:
+        pos = _points(data, 'the voxel hierarchy')
+        if pos.size(1) not in (2, 3):
             raise ValueError(f"'data.pos' must have shape [num_points > 0, 2 or 3], "
                              f"got {list(pos.shape)}")
         num, dim = pos.shape
@@ -92,8 +95,23 @@ class VoxelHierarchy(BaseTransform):
         out['root'].centroid = centroid.float()
         return out
 
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(depth={self.depth})'
+
+def _points(data: Data, what: str) -> Tensor:
+    # data.pos checked: a finite floating-point [N > 0, dim] tensor
+    if not isinstance(data, Data):
+        raise TypeError(f"'data' must be a torch_geometric.data.Data point cloud, got "
+                        f"{type(data).__name__}")
+    pos: Optional[Tensor] = getattr(data, 'pos', None)
+    if pos is None:
+        raise ValueError(f"'data.pos' is required: {what} is built over point positions")
+    if not isinstance(pos, Tensor) or not pos.is_floating_point():
+        raise TypeError(f"'data.pos' must be a floating-point tensor, got "
+                        f"{getattr(pos, 'dtype', type(pos).__name__)}")
+    if pos.dim() != 2 or pos.size(0) == 0 or pos.size(1) == 0:
+        raise ValueError(f"'data.pos' must have shape [num_points > 0, dim], got "
+                         f"{list(pos.shape)}")
+    check_finite(pos, 'data.pos')
+    return pos
 
 
 def auto_depth(num_points: int, dim: int, per_voxel: int = 8) -> int:
@@ -129,7 +147,7 @@ def _nearest(pos: Tensor, centers: Tensor, chunk: int = 4096) -> Tensor:
 
 
 @functional_transform('fps_hierarchy')
-class FPSHierarchy(BaseTransform):
+class FPSHierarchy(HierarchyTransform):
     r"""Builds a hierarchy of farthest-point-sampling clusters over
     ``data.pos`` (functional name: :obj:`fps_hierarchy`), as in PointNet++:
     at each level a fraction :obj:`ratio` of the current centres is chosen by
@@ -148,15 +166,19 @@ class FPSHierarchy(BaseTransform):
         leaf_type (str, optional): The leaf node type. (default: ``'point'``)
     """
     def __init__(self, ratios=(0.25, 0.25), seed: int = 0, leaf_type: str = 'point'):
-        if not ratios or any(not 0 < r < 1 for r in ratios):
+        if isinstance(ratios, (str, bytes)) or not hasattr(ratios, '__len__') or not ratios:
+            raise ValueError(f"'ratios' must be a non-empty sequence of fractions in "
+                             f"(0, 1), got {ratios!r}")
+        ratios = tuple(as_finite_float(r, f'ratios[{i}]') for i, r in enumerate(ratios))
+        if any(not 0 < r < 1 for r in ratios):
             raise ValueError(f"every ratio must be in (0, 1), got {list(ratios)}")
-        self.ratios, self.seed, self.leaf_type = tuple(ratios), seed, leaf_type
+        self.ratios, self.seed, self.leaf_type = ratios, as_int(seed, 'seed'), leaf_type
+
+    def config(self):
+        return dict(ratios=self.ratios, seed=self.seed, leaf_type=self.leaf_type)
 
     def forward(self, data: Data) -> HeteroData:
-        pos: Optional[Tensor] = getattr(data, 'pos', None)
-        if pos is None or pos.dim() != 2 or pos.size(0) == 0:
-            raise ValueError("'data.pos' [num_points > 0, dims] is required: FPS "
-                             "clusters are built over point positions")
+        pos = _points(data, 'the FPS hierarchy')
         out = HeteroData()
         copy_attributes(data, out, self.leaf_type, 'to')
         types = [self.leaf_type] + [f'cluster{i + 1}' for i in range(len(self.ratios))]
@@ -182,9 +204,6 @@ class FPSHierarchy(BaseTransform):
             centers = mean
         out['root'].hsa_pos = torch.zeros(1, pos.size(1))
         return out
-
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(ratios={self.ratios})'
 
 
 def knn_graph(pos: Tensor, k: int, batch: Optional[Tensor] = None, loop: bool = False,

@@ -8,9 +8,10 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
-from torch_geometric.transforms import BaseTransform
 
+from hsa_geo._checks import as_branching, as_even_dim, as_int
 from hsa_geo.transforms._attributes import copy_attributes
+from hsa_geo.transforms._base import HierarchyTransform
 
 __all__ = ['SequenceHierarchy', 'window_parent', 'grid_positions']
 
@@ -30,12 +31,8 @@ def window_parent(length: int, branching: Sequence[int]) -> Tuple[Tensor, List[i
     level by level; ``level_sizes[l]`` is the number of nodes of level ``l``
     (level 0: the leaves; the last level: the root).
     """
-    if length < 1:
-        raise ValueError(f"'length' must be at least 1, got {length}")
-    for b in branching:
-        if int(b) < 2:
-            raise ValueError(f"every branching factor must be at least 2, got "
-                             f"{list(branching)}")
+    length = as_int(length, 'length', minimum=1)
+    branching = as_branching(branching)
     parents, sizes, offset, count = [], [length], 0, length
     for b in list(branching) + [None]:
         width = count if b is None else int(b)
@@ -52,8 +49,7 @@ def grid_positions(index: Tensor, dim: int, kind: str = 'sinusoidal',
     r"""1D-grid position vectors for positions :obj:`index` (a member's index
     within its family): sinusoidal (as in the Transformer, base 10000) or
     random Fourier features (fixed by :obj:`seed`), ``[len(index), dim]``."""
-    if dim < 2 or dim % 2:
-        raise ValueError(f"'dim' must be a positive even number, got {dim}")
+    dim = as_even_dim(dim, 'dim')
     pos = index.double().view(-1, 1)
     if kind == 'sinusoidal':
         freq = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2).double() / dim)
@@ -67,7 +63,7 @@ def grid_positions(index: Tensor, dim: int, kind: str = 'sinusoidal',
 
 
 @functional_transform('sequence_hierarchy')
-class SequenceHierarchy(BaseTransform):
+class SequenceHierarchy(HierarchyTransform):
     r"""Builds a hierarchy of fixed hopping windows over the nodes of a
     sequence (functional name: :obj:`sequence_hierarchy`), the setting of the
     zero-shot experiments of Amizadeh et al. (NeurIPS 2025): e.g.
@@ -95,18 +91,21 @@ class SequenceHierarchy(BaseTransform):
     def __init__(self, branching: Sequence[int], pos_dim: int = 16,
                  pos_kind: str = 'sinusoidal', leaf_type: str = 'token',
                  seed: int = 0):
-        if len(branching) == 0:
-            raise ValueError("'branching' needs at least one factor")
-        for b in branching:
-            if int(b) < 2:
-                raise ValueError(f"every branching factor must be at least 2, got "
-                                 f"{list(branching)}")
-        grid_positions(torch.zeros(1), pos_dim, pos_kind, seed)  # validates
-        self.branching = tuple(int(b) for b in branching)
-        self.pos_dim, self.pos_kind = pos_dim, pos_kind
-        self.leaf_type, self.seed = leaf_type, seed
+        self.branching = as_branching(branching)
+        if pos_kind not in ('sinusoidal', 'fourier'):
+            raise ValueError(f"'pos_kind' must be 'sinusoidal' or 'fourier', got {pos_kind!r}")
+        self.pos_dim, self.pos_kind = as_even_dim(pos_dim), pos_kind
+        self.leaf_type, self.seed = leaf_type, as_int(seed, 'seed')
+
+    def config(self):
+        seed = dict(seed=self.seed) if self.pos_kind == 'fourier' else {}
+        return dict(branching=self.branching, pos_dim=self.pos_dim,
+                    pos_kind=self.pos_kind, **seed, leaf_type=self.leaf_type)
 
     def forward(self, data: Data) -> HeteroData:
+        if not isinstance(data, Data):
+            raise TypeError(f"'data' must be a torch_geometric.data.Data sequence, got "
+                            f"{type(data).__name__}")
         length = data.num_nodes
         if not length:
             raise ValueError("'data' has no nodes: a sequence of length zero has "
@@ -135,6 +134,3 @@ class SequenceHierarchy(BaseTransform):
             out[kind].hsa_pos = grid_positions(index, self.pos_dim, self.pos_kind,
                                                self.seed)
         return out
-
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(branching={self.branching})'

@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
-from torch_geometric.transforms import BaseTransform
 
+from hsa_geo._checks import as_even_dim
+from hsa_geo.transforms._base import HierarchyTransform, describe
 from hsa_geo.transforms.sequence import grid_positions
 
 __all__ = ['TextHierarchy', 'regex_tokenize']
@@ -48,7 +49,7 @@ def _owner(starts: Tensor, spans: List[Tuple[int, int]]) -> Tensor:
 
 
 @functional_transform('text_hierarchy')
-class TextHierarchy(BaseTransform):
+class TextHierarchy(HierarchyTransform):
     r"""Builds the hierarchy tokens -> words -> sentences -> paragraphs ->
     document of a text (functional name: :obj:`text_hierarchy`), the setting
     of the paper's hierarchical text classification.
@@ -75,9 +76,18 @@ class TextHierarchy(BaseTransform):
         pos_dim (int, optional): Size of the position vectors. (default: 16)
     """
     def __init__(self, tokenizer: Optional[Callable] = None, pos_dim: int = 16):
-        grid_positions(torch.zeros(1), pos_dim)  # validates pos_dim
+        if tokenizer is not None and not callable(tokenizer):
+            raise TypeError(f"'tokenizer' must be a Hugging Face fast tokenizer or a "
+                            f"function text -> (tokens, offsets), got "
+                            f"{type(tokenizer).__name__}")
         self.tokenizer = tokenizer
-        self.pos_dim = pos_dim
+        self.pos_dim = as_even_dim(pos_dim)
+        # the tokenizer decides the leaves: its description (name and a digest
+        # of its vocabulary, or a function's code) is part of the repr
+        self._tokenizer_description = describe(tokenizer)
+
+    def config(self):
+        return dict(tokenizer=_Described(self._tokenizer_description), pos_dim=self.pos_dim)
 
     def tokenize(self, text: str):
         if self.tokenizer is None:
@@ -140,8 +150,11 @@ class TextHierarchy(BaseTransform):
         out['document'].hsa_pos = torch.zeros(1, self.pos_dim)
         return out
 
+
+class _Described(str):
+    # a description already made by describe(), shown as it is
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(pos_dim={self.pos_dim})'
+        return str(self)
 
 
 def _rank_in_family(parent: Tensor) -> Tensor:

@@ -137,6 +137,34 @@ def test_pre_transform_gets_its_own_cache(root, freesolv):
     assert again[3].x.equal(freesolv[3].x) and 'hsa_pos' not in again[3]
 
 
+def test_each_configuration_gets_its_own_cache(root, freesolv):
+    # regression: the folder was named from an incomplete repr, so a second
+    # configuration silently got the first one's data
+    one = ogb_dataset('ogbg-molfreesolv', root, pre_transform=MoleculeHierarchy(pos_dim=4))
+    two = ogb_dataset('ogbg-molfreesolv', root,
+                      pre_transform=MoleculeHierarchy(pos_dim=4, use_smiles=False))
+    six = ogb_dataset('ogbg-molfreesolv', root, pre_transform=MoleculeHierarchy(pos_dim=6))
+    assert len({one.processed_dir, two.processed_dir, six.processed_dir}) == 3
+    assert one[0]['atom'].hsa_pos.size(1) == 4 and six[0]['atom'].hsa_pos.size(1) == 6
+    again = ogb_dataset('ogbg-molfreesolv', root, pre_transform=MoleculeHierarchy(pos_dim=4))
+    assert again.processed_dir == one.processed_dir
+
+
+def test_stale_cache_is_rebuilt_not_reused(root, freesolv):
+    transform = MoleculeHierarchy(pos_dim=10)
+    first = ogb_dataset('ogbg-molfreesolv', root, pre_transform=transform)
+    # a cache written for another configuration in this folder (an older
+    # version's naming, or a copy by hand) is detected and rebuilt
+    torch.save('MoleculeHierarchy(pos_dim=2)',
+               os.path.join(first.processed_dir, 'pre_transform.pt'))
+    torch.save((None, None), first.processed_paths[0])
+    with pytest.warns(UserWarning, match='was built with another pre_transform'):
+        second = ogb_dataset('ogbg-molfreesolv', root, pre_transform=transform)
+    assert second[0]['atom'].hsa_pos.size(1) == 10
+    assert torch.load(os.path.join(first.processed_dir, 'pre_transform.pt'),
+                      weights_only=False) == repr(transform)
+
+
 def test_build_is_cached(root, freesolv):
     folder = build_ogb_layout('ogbg-molfreesolv', root)
     stamp = os.path.getmtime(os.path.join(folder, 'raw', 'edge.csv.gz'))

@@ -48,5 +48,5 @@ def test_errors():
     with pytest.raises(ValueError, match="'pos_dim'"):
         nest({'a': TRANSFORM(_sample('C', 'm', 0.0)), 'b': TRANSFORM(_sample('C', 'm', 0.0))},
              pos_dim=1)
-    with pytest.raises(ValueError, match="needs at least one modality"):
+    with pytest.raises(ValueError, match="must be a non-empty dict"):
         MultiModalHierarchy({}, pos_dim=2)

@@ -50,5 +50,5 @@ def test_bad_input():
         SequenceHierarchy((2, 1))
     with pytest.raises(ValueError, match='length zero'):
         SequenceHierarchy((2, ))(Data(x=torch.randn(0, 3)))
-    with pytest.raises(ValueError, match="'dim' must be a positive even number"):
+    with pytest.raises(ValueError, match="'pos_dim' must be a positive even number"):
         SequenceHierarchy((2, ), pos_dim=3)

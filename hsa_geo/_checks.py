@@ -1,0 +1,98 @@
+r"""Argument checks shared by the public entry points: each raises a
+:class:`TypeError` or :class:`ValueError` that names the argument, what was
+expected and what was found."""
+from __future__ import annotations
+
+import math
+import operator
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ['as_int', 'as_bool', 'as_finite_float', 'as_branching', 'as_even_dim',
+           'check_finite']
+
+
+def as_int(value, name: str, minimum: Optional[int] = None,
+           maximum: Optional[int] = None) -> int:
+    r""":obj:`value` as a Python int.  Any integral scalar is accepted (Python
+    and numpy integers, 0-d integer tensors); floats, bools and anything else
+    raise :class:`TypeError`, values outside ``[minimum, maximum]``
+    :class:`ValueError`."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.dim() > 1 or value.is_floating_point() \
+                or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"'{name}' must be an integer, got a tensor of shape "
+                            f"{list(value.shape)} and dtype {value.dtype}")
+        value = int(value)
+    elif isinstance(value, bool) or type(value).__name__ == 'bool_':
+        raise TypeError(f"'{name}' must be an integer, got the bool {value!r}")
+    else:
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"'{name}' must be an integer, got {value!r} of type "
+                            f"{type(value).__name__}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"'{name}' must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"'{name}' must be at most {maximum}, got {value}")
+    return value
+
+
+def as_bool(value, name: str) -> bool:
+    r""":obj:`value` as a Python bool; only ``True``/``False`` (and numpy
+    bools) are accepted, so that a string such as ``'no'`` is not silently
+    taken as true."""
+    if isinstance(value, bool):
+        return value
+    if type(value).__name__ == 'bool_':  # numpy.bool_
+        return bool(value)
+    raise TypeError(f"'{name}' must be True or False, got {value!r} of type "
+                    f"{type(value).__name__}")
+
+
+def as_finite_float(value, name: str, positive: bool = False) -> float:
+    r""":obj:`value` as a finite Python float (NaN and infinities raise
+    :class:`ValueError`)."""
+    if isinstance(value, bool) or isinstance(value, str):
+        raise TypeError(f"'{name}' must be a number, got {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"'{name}' must be a number, got {value!r} of type "
+                        f"{type(value).__name__}") from None
+    if not math.isfinite(out):
+        raise ValueError(f"'{name}' must be finite, got {out}")
+    if positive and out <= 0:
+        raise ValueError(f"'{name}' must be positive, got {out}")
+    return out
+
+
+def check_finite(tensor: Tensor, name: str) -> None:
+    r"""Raises :class:`ValueError` when :obj:`tensor` holds NaN or infinite
+    entries (one host sync: for builders, never on a layer's hot path)."""
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = (~torch.isfinite(tensor)).nonzero()[0].tolist()
+        raise ValueError(f"'{name}' must be finite, found {tensor[tuple(bad)].item()} "
+                         f"at index {bad}")
+
+
+def as_branching(branching, name: str = 'branching', minimum: int = 2) -> Tuple[int, ...]:
+    r"""Window sizes as a tuple of Python ints, each at least :obj:`minimum`
+    (``2.5`` is refused, not rounded)."""
+    if isinstance(branching, (str, bytes)) or not hasattr(branching, '__len__') \
+            or len(branching) == 0:
+        raise ValueError(f"'{name}' must be a non-empty sequence of integers >= "
+                         f"{minimum}, got {branching!r}")
+    return tuple(as_int(b, f'{name}[{i}]', minimum=minimum) for i, b in enumerate(branching))
+
+
+def as_even_dim(value, name: str = 'pos_dim') -> int:
+    r"""The size of sinusoidal / Fourier position vectors: a positive even
+    integer (sines and cosines in pairs)."""
+    value = as_int(value, name)
+    if value < 2 or value % 2:
+        raise ValueError(f"'{name}' must be a positive even number, got {value}")
+    return value
