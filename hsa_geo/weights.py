@@ -23,7 +23,7 @@ from hsa_geo._dp import Plan
 from hsa_geo.functional import _check_inputs
 from hsa_geo.hierarchy import Hierarchy
 
-__all__ = ['AttentionWeights', 'hsa_weights']
+__all__ = ['AttentionWeights', 'hsa_weights', 'padded_attention_weights']
 
 
 class AttentionWeights(NamedTuple):
@@ -214,3 +214,48 @@ def _tree_order(h: Hierarchy) -> Tensor:
             out.append(node)
         stack.extend(children[node][::-1])
     return torch.tensor(out, dtype=torch.long)
+
+
+def padded_attention_weights(q: Tensor, k: Tensor, hierarchy: Hierarchy, valid: Tensor,
+                             include_self: bool = False, causal: bool = False,
+                             scale: Optional[float] = None) -> Tensor:
+    r"""The HSA attention matrix of every sequence of a padded batch, as
+    softmax attention modules return theirs: ``[batch, heads, length,
+    length]``, zero in padded rows and columns.
+
+    The leaves of :obj:`hierarchy` are the valid positions ``valid [batch,
+    length]`` in row-major order, and each tree lies inside one row.  The
+    weights come from the dynamic program itself, run with one-hot values
+    (row :math:`i` of :math:`\hat\theta V` with :math:`V = I` is row :math:`i`
+    of :math:`\hat\theta`), so they are exact, differentiable, and cost
+    :math:`O(N \cdot \text{length})` memory, the size of the result."""
+    from hsa_geo.functional import hsa
+    if valid.dim() != 2 or valid.dtype != torch.bool:
+        raise ValueError(f"'valid' must be a bool mask [batch, length], got "
+                         f"{valid.dtype} of shape {list(valid.shape)}")
+    batch, length = valid.shape
+    rows, cols = valid.nonzero(as_tuple=True)
+    if rows.numel() != hierarchy.num_leaves:
+        raise ValueError(f"'valid' has {rows.numel()} valid positions but the hierarchy "
+                         f"has {hierarchy.num_leaves} leaves")
+    # a tree that spans two rows has weights no [batch, length, length] holds
+    parent = hierarchy.parent
+    node = torch.arange(hierarchy.num_leaves, device=parent.device)
+    for _ in range(hierarchy.depth):
+        up = parent[node]
+        node = torch.where(up < 0, node, up)
+    low = torch.full((hierarchy.num_nodes, ), batch, device=parent.device)
+    high = torch.full((hierarchy.num_nodes, ), -1, device=parent.device)
+    low.scatter_reduce_(0, node, rows.to(parent.device), 'amin')
+    high.scatter_reduce_(0, node, rows.to(parent.device), 'amax')
+    if bool((low[node] != high[node]).any()):
+        raise ValueError("the hierarchy has a tree whose leaves lie in several rows of "
+                         "the batch; per-sequence attention weights do not exist for it")
+    heads = q.size(1)
+    one_hot = torch.nn.functional.one_hot(cols, length).to(q.dtype)
+    values = one_hot.unsqueeze(1).expand(-1, heads, -1).contiguous()
+    theta = hsa(q, k, values, hierarchy, include_self=include_self, causal=causal,
+                scale=scale)                                   # [N, heads, length]
+    out = theta.new_zeros(batch, length, heads, length)
+    out[rows, cols] = theta
+    return out.permute(0, 2, 1, 3)

@@ -255,6 +255,7 @@ class HSAConv(torch.nn.Module):
             if pos.size(0) != hierarchy.num_nodes:
                 raise ValueError(f"'pos' has {pos.size(0)} rows but the hierarchy has "
                                  f"{hierarchy.num_nodes} nodes")
+            _check_pos_width(pos, self.lin_pos, 'pos')
             return self.lin_pos(pos).view(shape) * scale
         if not hierarchy.node_slices:
             raise ValueError("'pos' as a dict needs a hierarchy compiled with "
@@ -263,14 +264,28 @@ class HSAConv(torch.nn.Module):
         for t, p in pos.items():
             if t not in hierarchy.node_slices:
                 raise ValueError(f"'pos' has node type {t!r}, not in the hierarchy")
+            if isinstance(self.lin_pos, ModuleDict) and t not in self.lin_pos:
+                raise ValueError(f"'pos' has node type {t!r} but pos_channels has no "
+                                 f"entry for it (it has {sorted(self.lin_pos)})")
             lin = self.lin_pos[t] if isinstance(self.lin_pos, ModuleDict) else self.lin_pos
             start, end = hierarchy.node_slices[t]
+            if p.size(0) != end - start:
+                raise ValueError(f"'pos[{t!r}]' has {p.size(0)} rows but the hierarchy has "
+                                 f"{end - start} nodes of that type")
+            _check_pos_width(p, lin, f'pos[{t!r}]')
             out[start:end] = lin(p).view(shape) * scale
         return out
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.out_channels}, heads={self.heads})')
+
+
+def _check_pos_width(pos: Tensor, lin: Linear, name: str) -> None:
+    if lin.in_channels > 0 and pos.size(-1) != lin.in_channels:
+        raise ValueError(f"'{name}' has position vectors of size {pos.size(-1)} but this "
+                         f"layer was built with pos_channels={lin.in_channels}; set "
+                         f"pos_channels to the builder's pos_dim ({pos.size(-1)})")
 
 
 def _infer_num_nodes(x, edge_index_dict) -> Dict[str, int]:

@@ -13,6 +13,7 @@ transformers' SDPA attention unchanged.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from hsa_geo.functional import hsa
 from hsa_geo.hierarchy import Hierarchy
+from hsa_geo.weights import padded_attention_weights
 from hsa_geo.zero_shot.tokens import TokenForestCache, check_hierarchy_spec
 
 __all__ = ['inject_huggingface', 'restore_huggingface', 'attention_layers',
@@ -154,9 +156,25 @@ def _hsa_attention_forward(module, query: Tensor, key: Tensor, value: Tensor,
                            scaling: Optional[float] = None, **kwargs):
     r"""transformers attention function: ``query``/``key``/``value`` are
     ``[batch, heads, length, head_dim]``; returns ``([batch, length, heads,
-    head_dim], None)`` like transformers' own functions."""
+    head_dim], weights)`` like transformers' own functions, the weights
+    ``[batch, heads, length, length]`` when ``output_attentions`` asks for
+    them, else :obj:`None`."""
     spec: Optional[_LayerSpec] = getattr(module, _SPEC, None)
     if spec is None:  # a layer left on softmax attention
+        if kwargs.get('output_attentions'):
+            # SDPA returns no weights: transformers' own eager attention of
+            # the model's code does, so every layer reports its weights
+            eager = getattr(sys.modules[type(module).__module__],
+                            'eager_attention_forward', None)
+            if eager is None:
+                raise ValueError(f"output_attentions=True needs the eager attention of "
+                                 f"{type(module).__module__}, which has none")
+            if attention_mask is not None and attention_mask.dtype == torch.bool:
+                # the mask was built for SDPA (True = attend); eager adds it
+                attention_mask = torch.zeros_like(attention_mask, dtype=query.dtype) \
+                    .masked_fill_(~attention_mask, torch.finfo(query.dtype).min)
+            return eager(module, query, key, value, attention_mask, dropout=dropout,
+                         scaling=scaling, **kwargs)
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       dropout=dropout, scaling=scaling, **kwargs)
@@ -171,7 +189,12 @@ def _hsa_attention_forward(module, query: Tensor, key: Tensor, value: Tensor,
               dropout=dropout if module.training else 0.0)
     full = query.new_zeros(batch, length, heads, value.shape[-1])
     full[valid] = out.to(full.dtype)
-    return full, None
+    weights = None
+    if kwargs.get('output_attentions'):
+        weights = padded_attention_weights(q, k, hierarchy, valid,
+                                           include_self=spec.include_self,
+                                           scale=scaling).to(query.dtype)
+    return full, weights
 
 
 def _valid_tokens(state: _ModelState, attention_mask: Optional[Tensor], batch: int,

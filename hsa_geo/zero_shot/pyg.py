@@ -11,6 +11,7 @@ from torch.nn import Module, MultiheadAttention
 
 from hsa_geo.functional import hsa
 from hsa_geo.hierarchy import Hierarchy
+from hsa_geo.weights import padded_attention_weights
 from hsa_geo.zero_shot.tokens import TokenForestCache, check_hierarchy_spec
 
 __all__ = ['HSAMultiheadAttention', 'inject_pyg', 'restore_pyg', 'set_hierarchy']
@@ -86,13 +87,22 @@ class HSAMultiheadAttention(MultiheadAttention):
     def forward(self, query: Tensor, key: Tensor, value: Tensor,
                 key_padding_mask: Optional[Tensor] = None, need_weights: bool = True,
                 attn_mask: Optional[Tensor] = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> Tuple[Tensor, None]:
+                is_causal: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        r"""Like :meth:`torch.nn.MultiheadAttention.forward` (self-attention
+        on batched input): returns the output and, with :obj:`need_weights`,
+        the HSA attention weights ``[batch, length, length]`` averaged over
+        the heads (``[batch, heads, length, length]`` with
+        ``average_attn_weights=False``), zero for padded positions."""
         if key is not query or value is not query:
             raise ValueError('HSAMultiheadAttention is self-attention: pass the same '
                              'tensor as query, key and value')
         if attn_mask is not None or is_causal:
             raise ValueError("'attn_mask' and 'is_causal' are not supported: the "
                              "hierarchy decides who attends to whom")
+        if query.dim() != 3:
+            raise ValueError(f"'query' must be batched, [batch, length, channels] (or "
+                             f"[length, batch, channels] without batch_first), got shape "
+                             f"{list(query.shape)}")
         x = query if self.batch_first else query.transpose(0, 1)  # [batch, length, C]
         batch, length, channels = x.shape
         if key_padding_mask is None:
@@ -121,7 +131,11 @@ class HSAMultiheadAttention(MultiheadAttention):
         full[valid] = out
         if not self.batch_first:
             full = full.transpose(0, 1)
-        return full, None
+        if not need_weights:
+            return full, None
+        weights = padded_attention_weights(q.reshape(shape), k.reshape(shape), hierarchy,
+                                           valid, include_self=self.include_self)
+        return full, weights.mean(1) if average_attn_weights else weights
 
     def _hierarchy(self, valid: Tensor) -> Hierarchy:
         spec = self.hierarchy

@@ -226,3 +226,47 @@ def test_attention_flops_against_the_paper():
     assert flat.hsa_families == flat.softmax and flat.sum_b2 == 2500
     with pytest.raises(ValueError, match="'length'"):
         attention_flops(0, 8)
+
+
+@pytest.mark.parametrize('batch_first', [True, False])
+def test_multihead_attention_returns_its_weights(batch_first):
+    # regression: need_weights=True returned None after inject
+    torch.manual_seed(0)
+    attention = torch.nn.MultiheadAttention(8, 2, batch_first=batch_first)
+    x = torch.randn(3, 5, 8)
+    padding = torch.zeros(3, 5, dtype=torch.bool)
+    padding[1, 3:], padding[2, 1:] = True, True
+    inputs = x if batch_first else x.transpose(0, 1)
+    ref_out, ref_weights = attention(inputs, inputs, inputs, key_padding_mask=padding)
+    inject(attention, hierarchy='flat')
+    out, weights = attention(inputs, inputs, inputs, key_padding_mask=padding)
+    valid = ~padding
+    assert weights.shape == ref_weights.shape == (3, 5, 5)
+    assert (weights - ref_weights)[valid].abs().max() < 1e-6
+    _, per_head = attention(inputs, inputs, inputs, key_padding_mask=padding,
+                            average_attn_weights=False)
+    assert per_head.shape == (3, 2, 5, 5)
+    assert torch.allclose(per_head.sum(-1)[valid.unsqueeze(1).expand(-1, 2, -1)],
+                          torch.ones(1))
+    assert torch.all(per_head[padding.unsqueeze(1).expand(-1, 2, -1)] == 0)
+    inject(attention, hierarchy=(2, ))
+    _, windowed = attention(inputs, inputs, inputs, key_padding_mask=padding,
+                            average_attn_weights=False)
+    assert (windowed - per_head).abs().max() > 1e-3      # windows change the weights
+    assert torch.allclose(windowed.sum(-1)[valid.unsqueeze(1).expand(-1, 2, -1)],
+                          torch.ones(1))
+    assert attention(inputs, inputs, inputs, need_weights=False)[1] is None
+
+
+def test_huggingface_output_attentions_returns_every_layer():
+    model = tiny(layers=3)
+    model.set_attn_implementation('eager')
+    ids, mask = batch()
+    ref = embed(model, ids, mask, output_attentions=True)
+    inject(model, layers=[1], hierarchy='flat')
+    out = embed(model, ids, mask, output_attentions=True)
+    assert len(out.attentions) == 3
+    valid = mask.bool()
+    for mine, theirs in zip(out.attentions, ref.attentions):
+        assert (mine - theirs).permute(0, 2, 1, 3)[valid].abs().max() < 1e-5
+    restore(model)
