@@ -100,9 +100,7 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
         :obj:`v`, :obj:`pos` and :obj:`bias` (first order).
     """
     _check_inputs(q, k, v, hierarchy, pos, bias)
-    include_self = as_bool(include_self, 'include_self')
-    causal = as_bool(causal, 'causal')
-    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else as_finite_float(scale, 'scale')
+    include_self, causal, scale = check_options(q, include_self, causal, scale)
     dropout = as_finite_float(dropout, 'dropout')
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"'dropout' must be in [0, 1), got {dropout}")
@@ -134,6 +132,15 @@ class _HSAFunction(torch.autograd.Function):
         grads = ctx.plan.backward(grad_out.contiguous(), q, k, v, pos, bias,
                                   ctx.state)
         return (None, ) + grads
+
+
+def check_options(q: Tensor, include_self, causal, scale):
+    r"""``(include_self, causal, scale)`` checked, the scale defaulting to
+    :math:`1/\sqrt{d}`."""
+    include_self = as_bool(include_self, 'include_self')
+    causal = as_bool(causal, 'causal')
+    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else as_finite_float(scale, 'scale')
+    return include_self, causal, scale
 
 
 def _check_inputs(q, k, v, hierarchy, pos, bias):

@@ -13,14 +13,13 @@ and :math:`\hat\theta_{ij} = \mu(N_1) \cdots \mu(N_m)\, \delta(A', B')`.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
 from hsa_geo._dp import Plan
-from hsa_geo.functional import _check_inputs
+from hsa_geo.functional import _check_inputs, check_options
 from hsa_geo.hierarchy import Hierarchy
 
 __all__ = ['AttentionWeights', 'hsa_weights', 'padded_attention_weights']
@@ -146,11 +145,11 @@ def hsa_weights(q: Tensor, k: Tensor, hierarchy: Hierarchy,
     (without values), computed by the same dynamic program, detached from
     autograd."""
     _check_inputs(q, k, k, hierarchy, pos, bias)
+    include_self, causal, scale = check_options(q, include_self, causal, scale)
     dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     q, k = q.detach().to(dtype), k.detach().to(dtype)
     pos = None if pos is None else pos.detach().to(dtype)
     bias = None if bias is None else bias.detach().to(dtype)
-    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else float(scale)
     heads = q.size(1)
     plan = Plan(hierarchy, include_self, causal, scale, q.device)
     plan.keep_for_backward = False
