@@ -509,8 +509,9 @@ def main(argv=None):
                         help='markdown table; the JSON goes beside it with .json '
                              '(default: results/bench_points.md)')
     parser.add_argument('--plot', type=pathlib.Path,
-                        default=ROOT / 'docs' / 'bench_points.png',
-                        help='PNG: time and memory against N (default: docs/bench_points.png)')
+                        default=ROOT / 'results' / 'bench_points.png',
+                        help='PNG: time and memory against N '
+                             '(default: results/bench_points.png)')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

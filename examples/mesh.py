@@ -117,11 +117,14 @@ def main(argv=None):
     parser.add_argument('--depth', type=int, default=3, help='octree depth')
     parser.add_argument('--k', type=int, default=16, help='neighbours of the local blocks')
     parser.add_argument('--out', default='results/mesh', help='output folder')
-    parser.add_argument('--figure', default='docs/airplane_clusters.png',
-                        help='PNG of the airplane coloured by octree face cluster ('' for none)')
+    parser.add_argument('--figure', default=None,
+                        help="PNG of the airplane coloured by octree face cluster; 'none' "
+                        "to skip (default: <out>/airplane_clusters.png)")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    if args.figure:
+    if args.figure is None:
+        args.figure = osp.join(args.out, 'airplane_clusters.png')
+    if args.figure != 'none':
         print(draw_mesh_clusters(args.figure))
     from hsa_geo.datasets import SYNTHETIC_SHAPES, synthetic_shapes
     classes = len(SYNTHETIC_SHAPES)

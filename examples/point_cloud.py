@@ -241,7 +241,8 @@ def main(argv=None):
     parser.add_argument('--limit', type=int, default=None,
                         help='use a fixed random subset of this many clouds (smoke runs)')
     parser.add_argument('--out', default='results/point_cloud', help='output folder')
-    parser.add_argument('--figures', default='docs', help='folder of the bunny PNGs')
+    parser.add_argument('--figures', default=None,
+                        help='folder of the bunny PNGs (default: the --out folder)')
     parser.add_argument('--figures-only', action='store_true',
                         help='draw the bunny PNGs and exit')
     parser.add_argument('--report', nargs='+', metavar='RESULTS_JSON',
@@ -249,6 +250,8 @@ def main(argv=None):
                              'earlier runs, e.g. of one run per dataset')
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    if args.figures is None:
+        args.figures = args.out
     if args.figures_only:
         print('\n'.join(draw_figures(args.figures)))
         return []

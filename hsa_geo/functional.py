@@ -3,7 +3,8 @@ the number of leaves.
 
 Amizadeh et al., `"Hierarchical Self-Attention: Generalizing Neural Attention
 Mechanics to Multi-Scale Problems" <https://arxiv.org/abs/2509.15448>`_,
-NeurIPS 2025, Algorithm 3 with the two corrections of ``shared/HSA_SPEC.md``.
+NeurIPS 2025, Algorithm 3 with the two corrections written out in
+``docs/math.md`` (the project's account of the mathematics).
 
 Bottom-up, level by level, every family of siblings :math:`A, B` gets
 

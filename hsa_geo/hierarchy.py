@@ -5,7 +5,7 @@ message passing: it is built and validated once per batch, holds every
 integer the engine needs as Python ints (so the forward pass never syncs with
 the device), and is reused by every layer.
 
-Layout (see ``shared/DESIGN.md``):
+Layout:
 
 * The forest is first **graded**: wherever a child sits more than one level
   below its parent, unary pass-through nodes are inserted between them.  A

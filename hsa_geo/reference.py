@@ -1,7 +1,7 @@
 r"""Dense :math:`O(N^2)` reference for Hierarchical Self-Attention.
 
 This module builds the attention matrix :math:`\hat\theta` of HSA explicitly,
-in float64, straight from the closed form of ``shared/HSA_SPEC.md`` section 3,
+in float64, straight from the closed form of ``docs/math.md`` section 3,
 with plain Python loops over nodes.  It shares no code with the dynamic program
 in :mod:`hsa_geo.functional` and exists to test it, and for users who want to
 look at the attention matrix of a small input.

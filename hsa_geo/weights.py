@@ -1,6 +1,6 @@
 r"""The HSA attention weights in block form, their dense expansion and a plot.
 
-HSA attention is constant on blocks (sections 3 of ``shared/HSA_SPEC.md``): it
+HSA attention is constant on blocks (section 3 of ``docs/math.md``): it
 is fully described by
 
 * ``mu[A]``: the share of attention that the leaves of node :math:`A` keep

@@ -111,3 +111,30 @@ def test_self_loop_in_internal_node_is_a_cycle():
 def test_accepts_lists_and_int_dtypes():
     h = Hierarchy.from_parent([2, 2, -1], 2)
     assert h == Hierarchy.from_parent(torch.tensor([2, 2, -1], dtype=torch.int32), 2)
+
+
+def test_hierarchy_owns_its_parent_vector():
+    # regression: writing into the caller's tensor changed h.parent (used by
+    # ==, the reference and hsa_weights) but not the compiled layout
+    import numpy as np
+
+    from hsa_geo import hsa
+    from hsa_geo.reference import hsa_dense
+    parent = torch.tensor([4, 4, 5, 5, 6, 6, -1])
+    h = Hierarchy.from_parent(parent, 4)
+    same = Hierarchy.from_parent(parent.clone(), 4)
+    parent[0] = 5
+    assert h == same and h.parent[0] == 4
+    q = torch.randn(4, 2, 3, dtype=torch.float64)
+    assert torch.allclose(hsa(q, q, q, h), hsa_dense(q, q, q, h))
+    array = np.array([2, 2, -1])
+    from_array = Hierarchy.from_parent(array, 2)
+    array[0] = -1
+    assert from_array.parent[0] == 2
+
+
+def test_to_moves_devices_only():
+    h = Hierarchy.from_parent(torch.tensor([2, 2, -1]), 2)
+    assert h.to('cpu') == h and h.to(torch.device('cpu')).parent.dtype == torch.long
+    with pytest.raises(TypeError, match="'device' must be a device, got the dtype"):
+        h.to(torch.float64)
