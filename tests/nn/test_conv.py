@@ -60,17 +60,21 @@ def test_batched_forest_equals_each_sample_alone():
     datasets = [_hetero(s, pos_channels=3) for s in range(5)]
     conv = HSAConv(8, 4, heads=2, pos_channels=3)
     alone = []
-    for data in datasets:
-        h = Hierarchy.from_hetero(data)
+    for data in datasets:  # seed 4 is a lone leaf: a tree of its own
+        h = Hierarchy.from_hetero(data, root_leaves=True)
         pos = {'leaf': data['leaf'].hsa_pos, 'node': data['node'].hsa_pos}
         alone.append(conv(data['leaf'].x, h, pos=pos))
     batch = next(iter(DataLoader(datasets, batch_size=5)))
-    h = Hierarchy.from_hetero(batch)
+    h = Hierarchy.from_hetero(batch, root_leaves=True)
     assert h.num_roots == 5 and h.leaf_types == ['leaf']
     pos = {'leaf': batch['leaf'].hsa_pos, 'node': batch['node'].hsa_pos}
     out = conv(batch['leaf'].x, h, pos=pos)
     assert torch.allclose(out, torch.cat(alone), atol=1e-5)
-    # compiling on the fly from the HeteroData or its edge_index_dict gives the same
+    # compiling on the fly from the HeteroData or its edge_index_dict gives the
+    # same (the samples with a parent for every leaf)
+    batch = next(iter(DataLoader(datasets[:4], batch_size=4)))
+    pos = {'leaf': batch['leaf'].hsa_pos, 'node': batch['node'].hsa_pos}
+    out = conv(batch['leaf'].x, Hierarchy.from_hetero(batch), pos=pos)
     assert torch.allclose(conv(batch['leaf'].x, batch, pos=pos), out)
     assert torch.allclose(conv(batch['leaf'].x, batch.edge_index_dict, pos=pos), out)
 
@@ -80,7 +84,7 @@ def test_dataloader_training_step(dtype):
     datasets = [_hetero(s) for s in range(8)]
     conv = HSAConv(8, 4, heads=2).to(dtype)
     for batch in DataLoader(datasets, batch_size=4):
-        h = Hierarchy.from_hetero(batch)
+        h = Hierarchy.from_hetero(batch, root_leaves=True)
         out = conv(batch['leaf'].x.to(dtype), h)
         assert out.dtype == dtype and torch.isfinite(out.float()).all()
         out.float().pow(2).mean().backward()
@@ -99,7 +103,7 @@ def test_multimodal_dict_input():
     data['atom', 'in', 'ring'].edge_index = torch.tensor([[0, 1, 2, 3, 4], [0, 0, 0, 1, 1]])
     data['ring', 'in', 'mol'].edge_index = torch.tensor([[0, 1], [0, 0]])
     data['token', 'in', 'mol'].edge_index = torch.tensor([[0, 1, 2], [0, 0, 0]])
-    h = Hierarchy.from_hetero(data)
+    h = Hierarchy.from_hetero(data, root_leaves=True)
     assert h.leaf_types == ['atom', 'token'] and h.num_leaves == 8
     conv = HSAConv({'atom': 6, 'token': 4}, 8, heads=2, pos_channels={'ring': 3, 'token': 2})
     pos = {'ring': torch.randn(2, 3), 'token': torch.randn(3, 2)}
@@ -125,7 +129,7 @@ def test_tiny_model_overfits():
     torch.manual_seed(0)
     data = [_hetero(s) for s in range(4)]
     batch = next(iter(DataLoader(data, batch_size=4)))
-    h = Hierarchy.from_hetero(batch)
+    h = Hierarchy.from_hetero(batch, root_leaves=True)
     target = torch.randn(batch['leaf'].num_nodes, 3)
     conv1, conv2 = HSAConv(8, 8, heads=2), HSAConv(16, 3, heads=1)
     params = list(conv1.parameters()) + list(conv2.parameters())
@@ -156,7 +160,7 @@ def test_errors():
 @pytest.mark.slow
 def test_compile_fullgraph_without_breaks():
     data = _hetero(3)
-    h = Hierarchy.from_hetero(data)
+    h = Hierarchy.from_hetero(data, root_leaves=True)
     conv = HSAConv(8, 4, heads=2)
     x = data['leaf'].x
     explain = torch._dynamo.explain(conv)(x, h)
@@ -167,7 +171,7 @@ def test_compile_fullgraph_without_breaks():
 
 def test_return_attention_weights_match_the_layer():
     data = _hetero(7)
-    h = Hierarchy.from_hetero(data)
+    h = Hierarchy.from_hetero(data, root_leaves=True)
     conv = HSAConv(8, 4, heads=2, root_weight=False)
     x = data['leaf'].x
     out, weights = conv(x, h, return_attention_weights=True)
@@ -182,7 +186,7 @@ def test_return_attention_weights_match_the_layer():
 @pytest.mark.slow
 def test_compile_training_with_attention_dropout():
     data = _hetero(4)
-    h = Hierarchy.from_hetero(data)
+    h = Hierarchy.from_hetero(data, root_leaves=True)
     conv = HSAConv(8, 4, heads=2, dropout=0.2).train()
     x = data['leaf'].x
     assert torch._dynamo.explain(conv)(x, h).graph_break_count == 0
