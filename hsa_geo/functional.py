@@ -47,7 +47,8 @@ import torch
 from torch import Tensor
 
 from hsa_geo._checks import as_bool, as_finite_float
-from hsa_geo._dp import Plan
+from hsa_geo import engine
+from hsa_geo.engine import Config
 from hsa_geo.hierarchy import Hierarchy
 
 __all__ = ['hsa']
@@ -110,29 +111,9 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     pos = None if pos is None else pos.to(dtype)
     bias = None if bias is None else bias.to(dtype)
-    plan = Plan(hierarchy, include_self, causal, scale, q.device)
-    plan.dropout = float(dropout)
-    plan.keep_for_backward = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (q, k, v, pos, bias))
-    out = _HSAFunction.apply(plan, q, k, v, pos, bias)
+    out = engine.attention(hierarchy.layout, Config(include_self, causal, scale, dropout),
+                           q, k, v, pos, bias)
     return out.to(out_dtype)
-
-
-class _HSAFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, plan: Plan, q, k, v, pos, bias):
-        out, state = plan.forward(q, k, v, pos, bias)
-        ctx.plan, ctx.state = plan, state
-        ctx.save_for_backward(q, k, v, pos, bias)
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        q, k, v, pos, bias = ctx.saved_tensors
-        grads = ctx.plan.backward(grad_out.contiguous(), q, k, v, pos, bias,
-                                  ctx.state)
-        return (None, ) + grads
 
 
 def check_options(q: Tensor, include_self, causal, scale):

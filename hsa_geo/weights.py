@@ -18,7 +18,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from hsa_geo._dp import Plan
+from hsa_geo.engine import Config, Recorder, forward_pass
 from hsa_geo.functional import _check_inputs, check_options
 from hsa_geo.hierarchy import Hierarchy
 
@@ -151,22 +151,21 @@ def hsa_weights(q: Tensor, k: Tensor, hierarchy: Hierarchy,
     pos = None if pos is None else pos.detach().to(dtype)
     bias = None if bias is None else bias.detach().to(dtype)
     heads = q.size(1)
-    plan = Plan(hierarchy, include_self, causal, scale, q.device)
-    plan.keep_for_backward = False
-    plan.pair_weights = q.new_zeros(hierarchy.num_pairs, heads)
+    layout = hierarchy.layout
+    recorder = Recorder(pair_weights=q.new_zeros(hierarchy.num_pairs, heads))
     with torch.no_grad():
-        _, (saved, _) = plan.forward(q, k, q.new_zeros(q.size(0), heads, 1), pos, bias)
+        _, (pieces, _, _, _) = forward_pass(
+            layout, Config(include_self, causal, scale, 0.0), q, k,
+            q.new_zeros(q.size(0), heads, 1), pos, bias, recorder)
+    # nodes without siblings (roots, the nodes inside unary chains) keep
+    # everything; a compiled node's share belongs to the node heading its chain
     mu = q.new_ones(hierarchy.num_nodes, heads)
-    for depth, stats in enumerate(saved):
-        level_mu = stats[5]
-        if depth == 0:
-            ids = torch.arange(hierarchy.num_leaves, device=q.device)
-        else:
-            ids = hierarchy.levels[depth].rep
-        # pass-through nodes stand for the node below them and have mu = 1;
-        # the node's own share is the smallest value written for it
-        mu.scatter_reduce_(0, ids.view(-1, 1).expand(-1, heads), level_mu, 'amin')
-    return AttentionWeights(hierarchy.sibling_index, plan.pair_weights, mu,
+    for piece in pieces:
+        rows = piece.child_rows
+        real = rows != layout.zero_row
+        nodes = layout.top_node[rows[real]]
+        mu[nodes] = piece.mu.permute(1, 2, 0).reshape(-1, heads)[real]
+    return AttentionWeights(hierarchy.sibling_index, recorder.pair_weights, mu,
                             hierarchy, include_self)
 
 

@@ -57,7 +57,7 @@ def test_padded_buckets_match_reference(sizes):
         leaves += size
     parent += [next_id + len(sizes)] * len(sizes) + [-1]
     h = Hierarchy.from_parent(torch.tensor(parent), leaves)
-    assert any(b.padded for lvl in h.levels for b in lvl.buckets)
+    assert any(c.padded for c in h.layout.classes())
     for include_self in (False, True):
         for causal in (False, True):
             q, k, v, p, b = _inputs(h, 2, 4, 5, 1, pos='heads', bias='heads')
@@ -262,9 +262,9 @@ def test_input_validation_messages():
 def tiny_chunks(monkeypatch):
     r"""Forces the engine to split buckets into many chunks and wide families
     into query-row blocks."""
-    import hsa_geo._dp as dp
-    monkeypatch.setattr(dp, 'CPU_ROW_ELEMENTS', 64)
-    monkeypatch.setattr(dp, 'CPU_SCORE_ELEMENTS', 16)
+    from hsa_geo.engine.schedule import Budget
+    monkeypatch.setattr(Budget, 'CPU_ROWS', 64)
+    monkeypatch.setattr(Budget, 'CPU_SCORES', 16)
 
 
 def _padded_forest():
@@ -328,8 +328,8 @@ def fixed_dropout_masks(monkeypatch):
         gen = torch.Generator().manual_seed(x.numel())
         return torch.rand(x.shape, generator=gen, dtype=x.dtype)
 
-    import hsa_geo._dp as dp
-    monkeypatch.setattr(dp.torch, 'rand_like', rand_like)
+    import hsa_geo.engine.recorder as recorder
+    monkeypatch.setattr(recorder.torch, 'rand_like', rand_like)
 
 
 @pytest.mark.parametrize('include_self,causal', [(False, False), (True, True)])

@@ -11,8 +11,7 @@ def test_repr_and_properties():
     h = Hierarchy.from_parent(torch.tensor([4, 4, 5, 5, 6, 6, -1]), 4)
     assert repr(h) == ('Hierarchy(num_nodes=7, num_leaves=4, num_roots=1, depth=2, '
                        'max_branching=2)')
-    assert h.num_pairs == 2 + 2 + 2
-    assert h.leaf_perm is None  # leaves already in engine order
+    assert h.num_pairs == 2 + 2 + 2 and h.num_levels == 2
 
 
 def test_equality_and_to():
@@ -23,7 +22,7 @@ def test_equality_and_to():
     assert a != Hierarchy.from_parent(*flat_tree(n))
     moved = a.to('cpu')
     assert moved == a and moved.device == torch.device('cpu')
-    assert all(lvl.rep.device == torch.device('cpu') for lvl in moved.levels)
+    assert all(c.child.device == torch.device('cpu') for c in moved.layout.classes())
 
 
 @given(seed=st.integers(0, 10**6), num_roots=st.integers(1, 4))
@@ -43,36 +42,47 @@ def test_sibling_index_lists_every_ordered_sibling_pair_once(seed, num_roots):
 
 
 @given(seed=st.integers(0, 10**6))
-def test_levels_cover_every_node_once(seed):
+def test_layout_holds_every_compiled_node_once(seed):
     parent, n = random_forest(seed, 3, 4, 5)
     h = Hierarchy.from_parent(parent, n)
-    # real nodes appear once each as a non-pass-through position; every leaf on level 0
-    assert h.levels[0].num_nodes == n
-    assert sorted(h.levels[0].rep.tolist()) == list(range(n))
-    for lower, upper in zip(h.levels[:-1], h.levels[1:]):
-        families = sum(b.num_families for b in lower.buckets)
-        assert families == upper.num_nodes
-        assert sum(b.child_end - b.child_start for b in lower.buckets) == lower.num_children
-    roots = sum(lvl.num_roots for lvl in h.levels)
-    assert roots == h.num_roots == int((parent < 0).sum())
-    top = h.levels[-1]
-    assert top.num_children == 0
+    layout = h.layout
+    children = torch.bincount(parent[parent >= 0], minlength=parent.numel())
+    unary = children == 1
+    # every node with siblings heads exactly one child slot of one class
+    heading = [int(x) for c in layout.classes() for x in c.child_node[
+        c.child != layout.zero_row]]
+    with_siblings = [i for i, p in enumerate(parent.tolist()) if p >= 0 and not unary[p]]
+    assert sorted(heading) == with_siblings
+    internal = int((~unary[n:]).sum())               # branching nodes own the rows
+    assert layout.num_rows == n + internal + 1
+    parents = [r for c in layout.classes()
+               for r in range(c.parent_start, c.parent_start + c.num_families)]
+    assert sorted(parents) == list(range(n, n + internal))
+    for c in layout.classes():  # a family of width B holds at most B children
+        assert int(c.sizes.max()) <= c.width and int(c.sizes.min()) >= 2
 
 
-def test_leaf_counts_and_grading():
-    # leaf 0 hangs directly under the root of height 2: one pass-through node
-    parent = torch.tensor([5, 4, 4, 4, 5, -1])
-    h = Hierarchy.from_parent(parent, 4)
-    assert h.depth == 2
-    assert [lvl.num_nodes for lvl in h.levels] == [4, 2, 1]
-    assert sorted(h.levels[1].leaf_count.tolist()) == [1, 3]
-    assert h.levels[2].leaf_count.tolist() == [4]
+def test_unary_chains_collapse_and_heights_mix():
+    # leaf 0 hangs directly under the root of height 2: no pass-through node
+    h = Hierarchy.from_parent(torch.tensor([5, 4, 4, 4, 5, -1]), 4)
+    assert h.depth == 2 and h.num_levels == 2 and h.layout.num_rows == 4 + 2 + 1
+    top = h.layout.levels[1][0]
+    assert top.child.tolist() == [[0, 4]]           # a leaf beside an internal node
+    assert top.weight.tolist() == [[0.25, 0.75]]
+    # a chain is one node: the leaf is the root's child through two unary nodes
+    h = Hierarchy.from_parent(torch.tensor([3, 4, 4, 5, 5, -1]), 3)
+    assert h.num_levels == 2 and h.layout.num_rows == 3 + 2 + 1
+    assert h.layout.levels[1][0].child_node.tolist() == [[3, 4]]
+    for chain in ([1, 2, 3, -1], [1, -1]):
+        h = Hierarchy.from_parent(torch.tensor(chain), 1)
+        assert h.num_levels == 0 and h.layout.root_rows.tolist() == [0]
 
 
 def test_regular_and_ragged_generators():
     h = Hierarchy.from_parent(*regular_tree(4096, (16, 16, 16)))
-    assert h.depth == 3 and h.max_branching == 16 and h.leaf_perm is None
-    assert all(len(lvl.buckets) <= 1 for lvl in h.levels)
+    assert h.depth == 3 and h.max_branching == 16 and h.num_levels == 3
+    assert all(len(level) == 1 for level in h.layout.levels)
+    assert h.layout.levels[0][0].child_start == 0     # the leaves' block is a view
     h = Hierarchy.from_parent(*random_ragged_tree(5000, 2, 32, seed=1))
     assert 2 <= h.max_branching <= 32
 
@@ -81,7 +91,7 @@ def test_single_leaf_and_many_roots():
     h = Hierarchy.from_parent(torch.tensor([-1]), 1)
     assert h.depth == 0 and h.num_roots == 1 and h.num_pairs == 0
     h = Hierarchy.from_parent(torch.full((5, ), -1), 5)
-    assert h.num_roots == 5 and len(h.levels) == 1
+    assert h.num_roots == 5 and h.num_levels == 0
 
 
 @pytest.mark.parametrize('parent,num_leaves,exc,match', [

@@ -68,6 +68,9 @@ class SizeClass:
         pair_start (int): The class's first pair in
             :attr:`Layout.sibling_index` order.
         num_pairs (int): Its number of ordered sibling pairs.
+        child_start (int, optional): When the children are the rows
+            ``child_start .. child_start + F B - 1`` in block order (no
+            padding), so that the block is a view of the buffer.
     """
     width: int
     parent_start: int
@@ -78,6 +81,7 @@ class SizeClass:
     sizes: Tensor
     pair_start: int
     num_pairs: int
+    child_start: Optional[int] = None
     # derived per (kind, dtype, device), built on first use
     _cache: Dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -93,7 +97,7 @@ class SizeClass:
         return SizeClass(self.width, self.parent_start, self.child.to(device),
                          self.child_node.to(device), self.weight.to(device),
                          self.log_count.to(device), self.sizes.to(device),
-                         self.pair_start, self.num_pairs)
+                         self.pair_start, self.num_pairs, self.child_start)
 
     # ----------------------------------------------------------- derived
     def weights(self, dtype) -> Tensor:
@@ -134,6 +138,23 @@ class SizeClass:
             empty = torch.zeros(self.width, dtype=torch.bool, device=self.child.device)
             empty[0] = True
             self._cache[key] = empty
+        return self._cache[key]
+
+    def pair_gather(self, num_pairs: int) -> Tensor:
+        r"""``[F, B, B]`` :meth:`pair_ids` with the diagonal and the padding
+        pointing to :obj:`num_pairs` (an appended zero entry)."""
+        key = ('pair_gather', num_pairs)
+        if key not in self._cache:
+            ids = self.pair_ids()
+            self._cache[key] = torch.where(ids >= 0, ids, num_pairs)
+        return self._cache[key]
+
+    def pair_slots(self) -> Tensor:
+        r"""Flat positions in ``[F * B * B]`` of the real pairs, in pair
+        order."""
+        key = ('pair_slots', )
+        if key not in self._cache:
+            self._cache[key] = (self.pair_ids().reshape(-1) >= 0).nonzero().view(-1)
         return self._cache[key]
 
     def pair_ids(self) -> Tensor:
@@ -274,8 +295,13 @@ class Layout:
                 log_count[fam, slot] = counts_here.log()
                 class_sizes = fam_size[f_lo:f_hi].clone()
                 pairs = int((class_sizes * (class_sizes - 1)).sum())
+                flat = child.view(-1)
+                first = int(flat[0])
+                in_order = first != zero_row and bool(torch.equal(
+                    flat, torch.arange(first, first + flat.numel())))
                 classes.append(SizeClass(width, num_leaves + f_lo, child, heading, weight,
-                                         log_count, class_sizes, pair_offset, pairs))
+                                         log_count, class_sizes, pair_offset, pairs,
+                                         first if in_order else None))
                 pair_offset += pairs
             levels.append(classes)
         del heights

@@ -1,0 +1,74 @@
+r"""The engine behind :func:`hsa_geo.hsa`: the level-synchronous dynamic
+program of ``docs/math.md`` as a small package.
+
+* :mod:`~hsa_geo.engine.layout`: the compiled forest (unary chains collapsed,
+  levels, padded size classes, the cost model that chooses them);
+* :mod:`~hsa_geo.engine.schedule`: chunks that fit the memory budget;
+* :mod:`~hsa_geo.engine.blocks`: a chunk's gathered statistics and scores;
+* :mod:`~hsa_geo.engine.forward`, :mod:`~hsa_geo.engine.backward`: the
+  passes;
+* :mod:`~hsa_geo.engine.recorder`: dropout masks and pair weights handed out
+  by a forward pass.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from hsa_geo.engine.backward import backward
+from hsa_geo.engine.blocks import Config, Dims
+from hsa_geo.engine.forward import bottom_up, extend_bias, leaf_rows, top_down
+from hsa_geo.engine.layout import Layout
+from hsa_geo.engine.recorder import Recorder
+from hsa_geo.engine.schedule import Budget
+
+__all__ = ['attention', 'Config', 'Layout', 'Recorder', 'forward_pass']
+
+
+def forward_pass(layout: Layout, cfg: Config, q: Tensor, k: Tensor, v: Tensor,
+                 pos: Optional[Tensor], bias: Optional[Tensor], recorder: Recorder):
+    r"""The output ``[L, H, d_v]`` and what the backward pass needs."""
+    dims = Dims(q.size(1), q.size(2), v.size(2))
+    budget = Budget(q.device)
+    bias_ext = extend_bias(bias)
+    nodes = leaf_rows(q, k, v, pos, cfg, dims, layout.num_rows)
+    pieces = bottom_up(layout, nodes, cfg, dims, pos, bias_ext, recorder, budget)
+    acc, mass = top_down(layout, pieces, cfg, dims, v)
+    out = acc[:layout.num_leaves]
+    if cfg.include_self:
+        out.addcmul_(mass[:layout.num_leaves].unsqueeze(-1), v)
+    return out, (pieces, nodes, mass, bias_ext)
+
+
+class _Attention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, layout, cfg, recorder, q, k, v, pos, bias):
+        out, state = forward_pass(layout, cfg, q, k, v, pos, bias, recorder)
+        ctx.layout, ctx.cfg, ctx.recorder, ctx.state = layout, cfg, recorder, state
+        ctx.save_for_backward(q, k, v, pos, bias)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        q, k, v, pos, bias = ctx.saved_tensors
+        pieces, nodes, mass, bias_ext = ctx.state
+        dims = Dims(q.size(1), q.size(2), v.size(2))
+        grads = backward(ctx.layout, pieces, nodes, mass, ctx.cfg, dims, q, k, v, pos, bias,
+                         bias_ext, ctx.recorder, grad_out.contiguous())
+        return (None, None, None) + grads
+
+
+def attention(layout: Layout, cfg: Config, q: Tensor, k: Tensor, v: Tensor,
+              pos: Optional[Tensor] = None, bias: Optional[Tensor] = None) -> Tensor:
+    r"""HSA over :obj:`layout` for checked inputs of one dtype (float32 or
+    float64), differentiable in ``q``, ``k``, ``v``, ``pos`` and ``bias``."""
+    recorder = Recorder(cfg.dropout)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (q, k, v, pos, bias)):
+        return _Attention.apply(layout, cfg, recorder, q, k, v, pos, bias)
+    with torch.no_grad():
+        out, _ = forward_pass(layout, cfg, q, k, v, pos, bias, recorder)
+    return out

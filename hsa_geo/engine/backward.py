@@ -1,0 +1,215 @@
+r"""The hand-written backward pass of the dynamic program.
+
+It keeps only per-node quantities from the forward pass (the node buffer,
+:math:`\log` normalisers, :math:`\mu`, :math:`1 - \mu`, :math:`\theta`, the
+mass) and recomputes the score blocks, so memory stays :math:`O(N d)`.
+
+**Pass 1, bottom-up**: the gradients of every node's accumulated output and
+mass, :math:`g_\text{acc}(P) = \sum_C g_\text{acc}(C)` and
+:math:`g_m(P) = \sum_C (1 - \mu(C))\, d(C) + \mu(C)\, g_m(C)` with
+:math:`d(C) = g_\text{acc}(C) \cdot \theta(C)`.
+
+**Pass 2, top-down**: the gradients of the statistics.  With :math:`x =
+\eta - \phi`, :math:`g_x = m(P)\, \mu (1 - \mu)\, (g_m(C) - d(C))`; the
+parent's :math:`\phi(P)` contributes through
+:math:`t = \operatorname{logaddexp}(-\phi(C), -\eta(C))`; the softmax and its
+log-normaliser give :math:`g_s = a \odot (g_a - g_\theta \cdot \theta +
+g_{\log Z})`; the mean gives every child :math:`n(C)/n(P)` of the parent's
+statistics gradient.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from hsa_geo.engine.blocks import Config, Dims, gather, pair_bias, positions, scores
+from hsa_geo.engine.forward import Piece
+from hsa_geo.engine.layout import Layout
+from hsa_geo.engine.recorder import Recorder
+
+__all__ = ['backward']
+
+
+def _take(buffer: Tensor, piece: Piece) -> Tensor:
+    r"""The children rows of :obj:`piece` from a node-major buffer, shaped
+    ``[F, rows, ...]``."""
+    c = piece.size_class
+    shape = (piece.f1 - piece.f0, piece.i1 - piece.i0) + buffer.shape[1:]
+    if c.child_start is not None and piece.i0 == 0 and piece.i1 == c.width:
+        lo = c.child_start + piece.f0 * c.width
+        return buffer[lo:lo + shape[0] * shape[1]].view(shape)
+    return buffer.index_select(0, piece.child_rows).view(shape)
+
+
+def _accumulated_grads(layout: Layout, pieces: List[Piece], grad_out: Tensor, v: Tensor,
+                       cfg: Config, dims: Dims):
+    r"""Pass 1: ``g_acc [rows, H, dv]`` and ``g_mass [rows, H]`` of every
+    node, and per piece :math:`d(C)` and :math:`g_m(C)`, ``[F, rows, H]``."""
+    num_leaves, num_rows = layout.num_leaves, layout.num_rows
+    g_acc = grad_out.new_empty(num_rows, dims.heads, dims.dim_v)
+    g_acc[:num_leaves] = grad_out
+    g_acc[-1] = 0.0
+    g_mass = grad_out.new_empty(num_rows, dims.heads)
+    if cfg.include_self:
+        torch.linalg.vecdot(grad_out, v, out=g_mass[:num_leaves])
+    else:
+        g_mass[:num_leaves] = 0.0
+    g_mass[-1] = 0.0
+    kept = []
+    for piece in pieces:  # children before parents
+        ga = _take(g_acc, piece)                                      # [F, rows, H, dv]
+        gm = _take(g_mass, piece)                                     # [F, rows, H]
+        dot = torch.linalg.vecdot(ga, piece.theta.permute(1, 2, 0, 3))
+        mass_share = torch.addcmul(piece.mu.permute(1, 2, 0) * gm,
+                                   piece.one_minus_mu.permute(1, 2, 0), dot).sum(1)
+        parents = piece.parent_rows
+        if piece.i0 == 0:
+            torch.sum(ga, 1, out=g_acc[parents])
+            g_mass[parents] = mass_share
+        else:
+            g_acc[parents] += ga.sum(1)
+            g_mass[parents] += mass_share
+        kept.append((dot, gm))
+    return g_acc, g_mass, kept
+
+
+def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor, cfg: Config,
+             dims: Dims, q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor],
+             bias: Optional[Tensor], bias_ext: Optional[Tensor], recorder: Recorder,
+             grad_out: Tensor) -> Tuple[Tensor, ...]:
+    r"""Gradients of ``q``, ``k``, ``v``, ``pos`` and ``bias``."""
+    num_leaves = layout.num_leaves
+    heads, dim = dims.heads, dims.dim
+    g_acc, g_mass, kept = _accumulated_grads(layout, pieces, grad_out, v, cfg, dims)
+    g_nodes = nodes.new_empty(nodes.shape)
+    g_nodes.index_fill_(1, layout.root_rows, 0.0)  # roots: statistics used by no one
+    grad_pos = None if pos is None else torch.zeros_like(pos)
+    grad_bias = None if bias is None else torch.zeros_like(bias_ext)
+    dtype = nodes.dtype
+    g_block = None
+    for piece, (dot, gm) in _top_down_order(pieces, kept):
+        c, f0, f1, i0, i1 = piece.size_class, piece.f0, piece.f1, piece.i0, piece.i1
+        num, width = f1 - f0, c.width
+        parents = piece.parent_rows
+        g_parent = g_nodes[:, parents]                                # [H, F, D]
+        mass_p = mass[parents].t().unsqueeze(-1)                      # [H, F, 1]
+        weight = c.weights(dtype)[f0:f1]                              # [F, B]
+        block = gather(nodes, c, f0, f1)                              # [H, F, B, D]
+        if i0 == 0:  # the means' share: n(C)/n(P) of the parent's gradient
+            g_block = weight.view(1, num, width, 1) * g_parent.unsqueeze(2)
+        pos_block = positions(pos, c, f0, f1)
+        logits = scores(block, c, cfg, dims, pos_block,
+                        pair_bias(bias_ext, c, layout.num_pairs, f0, f1, i0, i1),
+                        f0, f1, i0, i1)
+        attention = logits.sub_(piece.log_norm.unsqueeze(-1)).exp_()
+        keep = recorder.kept(piece.key)
+        # theta and the top-down pass
+        g_theta = (mass_p * piece.one_minus_mu).unsqueeze(-1) * \
+            _take(g_acc, piece).permute(2, 0, 1, 3)                   # [H, F, rows, dv]
+        values = block[..., dims.v]
+        g_attention = torch.matmul(g_theta, values.transpose(-1, -2))  # [H, F, rows, B]
+        if keep is not None:
+            g_attention.mul_(keep)
+            g_values = torch.matmul((attention * keep).transpose(-1, -2), g_theta)
+        else:
+            g_values = torch.matmul(attention.transpose(-1, -2), g_theta)
+        theta_dot = torch.linalg.vecdot(g_theta, piece.theta)          # [H, F, rows]
+        # mu = sigmoid(eta - phi) and the parent's phi
+        phi = block[:, :, i0:i1, -1]
+        g_x = (mass_p * piece.mu * piece.one_minus_mu) * (gm - dot).permute(2, 0, 1)
+        neg_eta = piece.log_norm
+        empty = c.empty_rows(cfg.causal)
+        if empty is not None:
+            neg_eta = neg_eta.masked_fill(empty[i0:i1], -math.inf)
+        g_term = -weight[:, i0:i1] * g_parent[..., -1:]               # [H, F, rows]
+        # t = logaddexp(-phi, -eta); a structural infinity gets no gradient
+        d_neg_phi = torch.sigmoid(torch.neg(phi).sub_(neg_eta)).nan_to_num_(0.0)
+        d_neg_eta = torch.sigmoid(neg_eta + phi).nan_to_num_(0.0)
+        g_log_norm = torch.addcmul(-g_x, g_term, d_neg_eta)
+        g_phi = torch.addcmul(-g_x, g_term, d_neg_phi, value=-1.0)
+        # softmax with its log-normaliser
+        g_logits = attention.mul_(g_attention.sub_(theta_dot.unsqueeze(-1))
+                                  .add_(g_log_norm.unsqueeze(-1)))
+        g_block[:, :, i0:i1, :dim] += torch.matmul(g_logits, block[..., dims.k])
+        g_block[..., dims.k] += torch.matmul(g_logits.transpose(-1, -2),
+                                             block[:, :, i0:i1, :dim])
+        g_block[..., dims.v] += g_values
+        g_block[:, :, i0:i1, -1] = g_phi
+        if pos_block is not None:
+            _position_grads(grad_pos, pos_block, g_logits, c, f0, f1, i0, i1)
+        if bias_ext is not None:
+            ids = c.pair_gather(layout.num_pairs)[f0:f1, i0:i1].reshape(-1)
+            g = g_logits.sum(0) if bias.dim() == 1 else g_logits.permute(1, 2, 3, 0)
+            grad_bias.index_add_(0, ids, g.reshape(ids.numel(), *bias.shape[1:]))
+        if i1 == width:
+            _store_rows(g_nodes, g_block, piece)
+    return _leaf_grads(layout, g_nodes, mass, cfg, dims, q, k, v, pos, grad_pos, grad_out) + \
+        (None if bias is None else grad_bias[:-1], )
+
+
+def _top_down_order(pieces: List[Piece], kept: list):
+    r"""The pieces class by class from the top level down; inside a class in
+    their own order, so that the row chunks of one family come first to last."""
+    groups: List[list] = []
+    for piece, extra in zip(pieces, kept):
+        if not groups or groups[-1][0][0].number != piece.number:
+            groups.append([])
+        groups[-1].append((piece, extra))
+    for group in reversed(groups):
+        yield from group
+
+
+def _store_rows(g_nodes: Tensor, g_block: Tensor, piece: Piece) -> None:
+    c = piece.size_class
+    heads, num, width, channels = g_block.shape
+    if c.child_start is not None:
+        lo = c.child_start + piece.f0 * width
+        g_nodes[:, lo:lo + num * width] = g_block.view(heads, -1, channels)
+    else:
+        rows = c.child[piece.f0:piece.f1].reshape(-1)
+        g_nodes.index_copy_(1, rows, g_block.view(heads, -1, channels))
+
+
+def _position_grads(grad_pos: Tensor, pos_block: Tensor, g_logits: Tensor, c, f0: int,
+                    f1: int, i0: int, i1: int) -> None:
+    rows = pos_block[..., i0:i1, :]
+    if pos_block.dim() == 3:  # shared by the heads: [F, B, c]
+        g = g_logits.sum(0)                                           # [F, rows, B]
+        g_all = torch.matmul(g.transpose(-1, -2), rows)               # [F, B, c]
+        g_all[:, i0:i1] += torch.matmul(g, pos_block)
+        grad_pos.index_add_(0, c.child_node[f0:f1].reshape(-1), g_all.reshape(-1, g_all.size(-1)))
+    else:                     # per head: [H, F, B, c]
+        g_all = torch.matmul(g_logits.transpose(-1, -2), rows)        # [H, F, B, c]
+        g_all[:, :, i0:i1] += torch.matmul(g_logits, pos_block)
+        g_all = g_all.permute(1, 2, 0, 3)
+        grad_pos.index_add_(0, c.child_node[f0:f1].reshape(-1),
+                            g_all.reshape(-1, *g_all.shape[2:]))
+
+
+def _leaf_grads(layout: Layout, g_nodes: Tensor, mass: Tensor, cfg: Config, dims: Dims,
+                q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor],
+                grad_pos: Optional[Tensor], grad_out: Tensor):
+    r"""The leaves' rows of the statistics gradient, back in ``[L, H, .]``
+    layout, with the self terms of ``include_self``."""
+    num_leaves, dim = layout.num_leaves, dims.dim
+    leaves = g_nodes[:, :num_leaves]                                  # [H, L, D]
+    g_q = q.new_empty(q.shape)
+    torch.mul(leaves[..., :dim].transpose(0, 1), cfg.scale, out=g_q)
+    g_k = leaves[..., dims.k].transpose(0, 1).contiguous()
+    g_v = leaves[..., dims.v].transpose(0, 1).contiguous()
+    if cfg.include_self:
+        # phi(i) = -s(i, i) = -(scale q.k + pos.pos); the output gains m(i) v_i
+        g_phi = leaves[..., -1].t().unsqueeze(-1)                     # [L, H, 1]
+        g_q.addcmul_(g_phi, k, value=-cfg.scale)
+        g_k.addcmul_(g_phi, q, value=-cfg.scale)
+        g_v.addcmul_(mass[:num_leaves].unsqueeze(-1), grad_out)
+        if pos is not None:
+            p = pos[:num_leaves]
+            if p.dim() == 2:
+                grad_pos[:num_leaves].addcmul_(g_phi.sum(1), p, value=-2.0)
+            else:
+                grad_pos[:num_leaves].addcmul_(g_phi, p, value=-2.0)
+    return g_q, g_k, g_v, grad_pos

@@ -1,0 +1,115 @@
+r"""One chunk of one size class as dense blocks: the children's statistics
+gathered from the node buffer, and their sibling scores
+
+.. math::
+    s(A, B) = \tilde\rho_q(A) \cdot \rho_k(B) + \epsilon(A) \cdot \epsilon(B)
+        + b(A, B) + \log n(B)
+
+(:math:`\tilde\rho_q` is the scaled query mean; :math:`\log n(B)` weighs a
+sibling by its leaves, so a softmax over the row gives
+:math:`n(B)\, e^{s(A, B) + \eta(A)}`; non-siblings are :math:`-\infty`).  The
+forward pass and the backward pass (which recomputes the scores instead of
+storing them) share these functions.
+
+The node buffer is head-major, ``[heads, rows, D]`` with ``D = 2 d + d_v + 1``
+channels per row: :math:`\tilde\rho_q`, :math:`\rho_k`, :math:`\rho_v` and
+:math:`\phi`.  Gathering rows along dimension 1 gives a block ``[heads, F, B,
+D]`` whose batch dimensions merge, so every matrix product below is one
+batched GEMM without a layout copy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from hsa_geo.engine.layout import SizeClass
+
+__all__ = ['Config', 'Dims', 'gather', 'scores', 'positions', 'pair_bias']
+
+
+@dataclass(frozen=True)
+class Config:
+    r"""One call's options, fixed for its forward and backward pass."""
+    include_self: bool
+    causal: bool
+    scale: float
+    dropout: float
+
+
+@dataclass(frozen=True)
+class Dims:
+    r"""Channel offsets of the node buffer."""
+    heads: int
+    dim: int
+    dim_v: int
+
+    @property
+    def k(self) -> slice:
+        return slice(self.dim, 2 * self.dim)
+
+    @property
+    def v(self) -> slice:
+        return slice(2 * self.dim, 2 * self.dim + self.dim_v)
+
+    @property
+    def stats(self) -> int:
+        r"""Channels that are means over the leaves (all but :math:`\phi`)."""
+        return 2 * self.dim + self.dim_v
+
+    @property
+    def width(self) -> int:
+        return 2 * self.dim + self.dim_v + 1
+
+
+def gather(nodes: Tensor, c: SizeClass, f0: int, f1: int) -> Tensor:
+    r"""``[heads, f1 - f0, B, D]`` the rows of the children of families
+    ``f0:f1`` (a view when they are stored in that order)."""
+    heads, _, width = nodes.shape
+    if c.child_start is not None:
+        lo = c.child_start + f0 * c.width
+        return nodes[:, lo:c.child_start + f1 * c.width].view(heads, f1 - f0, c.width, width)
+    rows = c.child[f0:f1].reshape(-1)
+    return nodes.index_select(1, rows).view(heads, f1 - f0, c.width, width)
+
+
+def positions(pos: Optional[Tensor], c: SizeClass, f0: int, f1: int) -> Optional[Tensor]:
+    r"""The children's position vectors: ``[F, B, c]`` when shared by the
+    heads, ``[heads, F, B, c]`` per head."""
+    if pos is None:
+        return None
+    nodes = c.child_node[f0:f1].reshape(-1)
+    if pos.dim() == 2:
+        return pos.index_select(0, nodes).view(f1 - f0, c.width, -1)
+    return pos.index_select(0, nodes).view(f1 - f0, c.width, pos.size(1), -1) \
+        .permute(2, 0, 1, 3)
+
+
+def pair_bias(bias_ext: Optional[Tensor], c: SizeClass, num_pairs: int, f0: int, f1: int,
+              i0: int, i1: int) -> Optional[Tensor]:
+    r"""The pair bias of the chunk, ``[F, rows, B]`` or ``[heads, F, rows,
+    B]``; :obj:`bias_ext` is the bias with one zero entry appended, which the
+    diagonal and the padding point to."""
+    if bias_ext is None:
+        return None
+    ids = c.pair_gather(num_pairs)[f0:f1, i0:i1]
+    out = bias_ext[ids]
+    return out if out.dim() == 3 else out.permute(3, 0, 1, 2)
+
+
+def scores(block: Tensor, c: SizeClass, cfg: Config, dims: Dims, pos_block: Optional[Tensor],
+           bias_block: Optional[Tensor], f0: int, f1: int, i0: int, i1: int) -> Tensor:
+    r"""``[heads, F, rows, B]`` sibling scores of rows ``i0:i1``, with the
+    mask and the :math:`\log n(B)` weights added."""
+    query = block[:, :, i0:i1, :dims.dim]
+    key = block[:, :, :, dims.k]
+    out = torch.matmul(query, key.transpose(-1, -2))
+    out += c.score_mask(cfg.causal, block.dtype)[f0:f1, i0:i1]
+    if pos_block is not None:
+        rows = pos_block[..., i0:i1, :]
+        out += torch.matmul(rows, pos_block.transpose(-1, -2))
+    if bias_block is not None:
+        out += bias_block
+    return out

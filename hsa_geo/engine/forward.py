@@ -1,0 +1,192 @@
+r"""The forward pass of the dynamic program (names as in ``docs/math.md``).
+
+**Bottom-up**, level by level and class by class: the parents' statistics
+are the :math:`n`-weighted means of the children's, and for every child
+:math:`C` with siblings :math:`B`
+
+.. math::
+    \eta(C) &= -\log \sum_B n(B)\, e^{s(C, B)}, \qquad
+    \theta(C) = \sum_B n(B)\, e^{s(C, B) + \eta(C)}\, \rho_v(B), \\
+    \mu(C) &= \sigma(\eta(C) - \phi(C)), \qquad
+    \phi(P) = -\sum_C \tfrac{n(C)}{n(P)}
+        \log\bigl(e^{-\phi(C)} + e^{-\eta(C)}\bigr).
+
+**Top-down**: :math:`\text{acc}(C) = \text{acc}(P) + m(P)\,(1 - \mu(C))\,
+\theta(C)` and :math:`m(C) = m(P)\, \mu(C)` (the mass a node passes on; 1 at
+the roots), and :math:`\text{out}_i = \text{acc}(i)`, plus :math:`m(i)\, v_i`
+with ``include_self``.
+
+Infinities are structural and never meet arithmetic that would turn them into
+NaN: :math:`\phi = +\infty` of single-leaf subtrees (without ``include_self``)
+enters only through :math:`\sigma` and ``logaddexp``; a row without siblings
+(the first child under ``causal``) has :math:`\eta = +\infty`, which is set by
+a mask (:math:`\mu = 1`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+
+from hsa_geo.engine.blocks import Config, Dims, gather, pair_bias, positions, scores
+from hsa_geo.engine.layout import Layout, SizeClass
+from hsa_geo.engine.recorder import Recorder
+from hsa_geo.engine.schedule import Budget, chunks
+
+__all__ = ['Piece', 'leaf_rows', 'bottom_up', 'top_down', 'extend_bias']
+
+
+@dataclass
+class Piece:
+    r"""What the bottom-up pass keeps of one chunk (families ``f0:f1``,
+    rows ``i0:i1`` of class number :attr:`number`), head-major: the top-down
+    pass and the backward pass read it."""
+    number: int
+    size_class: SizeClass
+    f0: int
+    f1: int
+    i0: int
+    i1: int
+    log_norm: Tensor      # [H, F, rows]  logsumexp of the row (= -eta with siblings)
+    mu: Tensor            # [H, F, rows]
+    one_minus_mu: Tensor  # [H, F, rows]
+    theta: Tensor         # [H, F, rows, d_v]
+
+    @property
+    def key(self):
+        return self.number, self.f0, self.i0
+
+    @property
+    def child_rows(self) -> Tensor:
+        return self.size_class.child[self.f0:self.f1, self.i0:self.i1].reshape(-1)
+
+    @property
+    def parent_rows(self) -> slice:
+        start = self.size_class.parent_start
+        return slice(start + self.f0, start + self.f1)
+
+
+def extend_bias(bias: Optional[Tensor]) -> Optional[Tensor]:
+    r"""The bias with one zero entry appended (padding and diagonals point
+    to it)."""
+    if bias is None:
+        return None
+    return torch.cat([bias, bias.new_zeros(1, *bias.shape[1:])])
+
+
+def leaf_rows(q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor], cfg: Config,
+              dims: Dims, num_rows: int) -> Tensor:
+    r"""The node buffer ``[heads, rows, D]`` with the leaves' rows filled:
+    :math:`(s q, k, v, \phi)`, :math:`\phi = -s(i, i)` with ``include_self``
+    and :math:`+\infty` without; the zero row zeroed.  Internal rows are
+    written by :func:`bottom_up`."""
+    num_leaves = q.size(0)
+    nodes = q.new_empty(dims.heads, num_rows, dims.width)
+    leaves = nodes[:, :num_leaves]
+    torch.mul(q.transpose(0, 1), cfg.scale, out=leaves[..., :dims.dim])
+    leaves[..., dims.k].copy_(k.transpose(0, 1))
+    leaves[..., dims.v].copy_(v.transpose(0, 1))
+    if cfg.include_self:
+        self_score = torch.linalg.vecdot(leaves[..., :dims.dim], leaves[..., dims.k])
+        if pos is not None:
+            p = pos[:num_leaves]
+            pp = torch.linalg.vecdot(p, p)                     # [L] or [L, H]
+            self_score = self_score + (pp.unsqueeze(0) if pp.dim() == 1 else pp.t())
+        torch.neg(self_score, out=leaves[..., -1])
+    else:
+        leaves[..., -1].fill_(math.inf)
+    nodes[:, -1].zero_()
+    return nodes
+
+
+def bottom_up(layout: Layout, nodes: Tensor, cfg: Config, dims: Dims, pos: Optional[Tensor],
+              bias_ext: Optional[Tensor], recorder: Recorder, budget: Budget) -> List[Piece]:
+    r"""Fills the internal rows of :obj:`nodes` (statistics and
+    :math:`\phi`) and returns the per-chunk :math:`\eta`, :math:`\mu`,
+    :math:`\theta`."""
+    pieces: List[Piece] = []
+    dtype = nodes.dtype
+    for number, c in enumerate(layout.classes()):
+        weight = c.weights(dtype)
+        width = c.width
+        for f0, f1, i0, i1 in chunks(c.num_families, width, dims.heads, dims.width, budget):
+            num = f1 - f0
+            block = gather(nodes, c, f0, f1)                         # [H, F, B, D]
+            parents = slice(c.parent_start + f0, c.parent_start + f1)
+            if i0 == 0:  # the parents' statistics: n-weighted means
+                means = torch.matmul(weight[f0:f1].view(1, num, 1, width), block)
+                nodes[:, parents] = means.view(dims.heads, num, dims.width)
+            pos_block = positions(pos, c, f0, f1)
+            logits = scores(block, c, cfg, dims, pos_block,
+                            pair_bias(bias_ext, c, layout.num_pairs, f0, f1, i0, i1),
+                            f0, f1, i0, i1)
+            log_norm = torch.logsumexp(logits, -1)                   # [H, F, rows]
+            attention = logits.sub_(log_norm.unsqueeze(-1)).exp_()
+            theta = torch.matmul(recorder.drop(attention, (number, f0, i0)),
+                                 block[..., dims.v])                 # [H, F, rows, dv]
+            phi = block[:, :, i0:i1, -1]
+            x = torch.neg(log_norm).sub_(phi)                        # eta - phi
+            mu = torch.sigmoid(x)
+            one_minus_mu = torch.sigmoid(x.neg_())
+            neg_eta = log_norm
+            empty = c.empty_rows(cfg.causal)
+            if empty is not None:  # no sibling: eta = +inf, mu = 1
+                empty = empty[i0:i1]
+                mu.masked_fill_(empty, 1.0)
+                one_minus_mu.masked_fill_(empty, 0.0)
+                neg_eta = log_norm.masked_fill(empty, -math.inf)
+            # the children's terms of phi(P): n(C)/n(P) log(e^-phi(C) + e^-eta(C))
+            term = torch.logaddexp(torch.neg(phi), neg_eta).mul_(weight[f0:f1, i0:i1]).sum(-1)
+            if i0 == 0 and i1 == width:
+                torch.neg(term, out=nodes[:, parents, -1])
+            elif i0 == 0:
+                nodes[:, parents, -1] = -term
+            else:
+                nodes[:, parents, -1] -= term
+            if recorder.pair_weights is not None:
+                _record_pairs(recorder.pair_weights, c, attention, one_minus_mu, f0, f1, i0, i1)
+            pieces.append(Piece(number, c, f0, f1, i0, i1, log_norm, mu, one_minus_mu, theta))
+    return pieces
+
+
+def _record_pairs(out: Tensor, c: SizeClass, attention: Tensor, one_minus_mu: Tensor,
+                  f0: int, f1: int, i0: int, i1: int) -> None:
+    r""":math:`\delta(A, B) = (1 - \mu(A))\, e^{s(A, B) + \eta(A)}`, the weight
+    of each leaf of :math:`B` for each leaf of :math:`A`, in pair order."""
+    ids = c.pair_ids()[f0:f1, i0:i1]
+    keep = ids >= 0
+    count = c.log_count[f0:f1].to(attention.dtype).exp().unsqueeze(1)   # [F, 1, B]
+    delta = attention * one_minus_mu.unsqueeze(-1) / count.clamp(min=1)
+    out[ids[keep]] = delta.permute(1, 2, 3, 0)[keep]
+
+
+def top_down(layout: Layout, pieces: List[Piece], cfg: Config, dims: Dims, v: Tensor):
+    r"""The accumulated output ``acc [rows, H, d_v]`` and the passed-on mass
+    ``[rows, H]`` of every node; the leaves' rows are the output."""
+    num_rows = layout.num_rows
+    acc = v.new_empty(num_rows, dims.heads, dims.dim_v)
+    mass = v.new_empty(num_rows, dims.heads)
+    acc.index_fill_(0, layout.root_rows, 0.0)
+    mass.index_fill_(0, layout.root_rows, 1.0)
+    for piece in reversed(pieces):  # parents before children
+        parents = piece.parent_rows
+        mass_p = mass[parents].unsqueeze(1)                              # [F, 1, H]
+        coef = mass_p * piece.one_minus_mu.permute(1, 2, 0)              # [F, rows, H]
+        child_acc = torch.addcmul(acc[parents].unsqueeze(1), coef.unsqueeze(-1),
+                                  piece.theta.permute(1, 2, 0, 3))
+        child_mass = mass_p * piece.mu.permute(1, 2, 0)
+        _store(acc, piece, child_acc.reshape(-1, dims.heads, dims.dim_v))
+        _store(mass, piece, child_mass.reshape(-1, dims.heads))
+    return acc, mass
+
+
+def _store(buffer: Tensor, piece: Piece, rows: Tensor) -> None:
+    c = piece.size_class
+    if c.child_start is not None and piece.i0 == 0 and piece.i1 == c.width:
+        lo = c.child_start + piece.f0 * c.width
+        buffer[lo:lo + rows.size(0)] = rows
+    else:
+        buffer.index_copy_(0, piece.child_rows, rows)
