@@ -54,7 +54,7 @@ def _accumulated_grads(layout: Layout, pieces: List[Piece], grad_out: Tensor, v:
     g_acc[-1] = 0.0
     g_mass = grad_out.new_empty(num_rows, dims.heads)
     if cfg.include_self:
-        torch.linalg.vecdot(grad_out, v, out=g_mass[:num_leaves])
+        g_mass[:num_leaves] = torch.linalg.vecdot(grad_out, v)
     else:
         g_mass[:num_leaves] = 0.0
     g_mass[-1] = 0.0
@@ -67,7 +67,7 @@ def _accumulated_grads(layout: Layout, pieces: List[Piece], grad_out: Tensor, v:
                                    piece.one_minus_mu.permute(1, 2, 0), dot).sum(1)
         parents = piece.parent_rows
         if piece.i0 == 0:
-            torch.sum(ga, 1, out=g_acc[parents])
+            g_acc[parents] = ga.sum(1)
             g_mass[parents] = mass_share
         else:
             g_acc[parents] += ga.sum(1)
@@ -81,8 +81,7 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor, c
              bias: Optional[Tensor], bias_ext: Optional[Tensor], recorder: Recorder,
              grad_out: Tensor) -> Tuple[Tensor, ...]:
     r"""Gradients of ``q``, ``k``, ``v``, ``pos`` and ``bias``."""
-    num_leaves = layout.num_leaves
-    heads, dim = dims.heads, dims.dim
+    dim = dims.dim
     g_acc, g_mass, kept = _accumulated_grads(layout, pieces, grad_out, v, cfg, dims)
     g_nodes = nodes.new_empty(nodes.shape)
     g_nodes.index_fill_(1, layout.root_rows, 0.0)  # roots: statistics used by no one
@@ -196,8 +195,7 @@ def _leaf_grads(layout: Layout, g_nodes: Tensor, mass: Tensor, cfg: Config, dims
     layout, with the self terms of ``include_self``."""
     num_leaves, dim = layout.num_leaves, dims.dim
     leaves = g_nodes[:, :num_leaves]                                  # [H, L, D]
-    g_q = q.new_empty(q.shape)
-    torch.mul(leaves[..., :dim].transpose(0, 1), cfg.scale, out=g_q)
+    g_q = (leaves[..., :dim] * cfg.scale).transpose(0, 1).contiguous()
     g_k = leaves[..., dims.k].transpose(0, 1).contiguous()
     g_v = leaves[..., dims.v].transpose(0, 1).contiguous()
     if cfg.include_self:

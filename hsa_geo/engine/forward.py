@@ -86,7 +86,7 @@ def leaf_rows(q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor], cfg: Confi
     num_leaves = q.size(0)
     nodes = q.new_empty(dims.heads, num_rows, dims.width)
     leaves = nodes[:, :num_leaves]
-    torch.mul(q.transpose(0, 1), cfg.scale, out=leaves[..., :dims.dim])
+    leaves[..., :dims.dim] = q.transpose(0, 1) * cfg.scale
     leaves[..., dims.k].copy_(k.transpose(0, 1))
     leaves[..., dims.v].copy_(v.transpose(0, 1))
     if cfg.include_self:
@@ -95,7 +95,7 @@ def leaf_rows(q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor], cfg: Confi
             p = pos[:num_leaves]
             pp = torch.linalg.vecdot(p, p)                     # [L] or [L, H]
             self_score = self_score + (pp.unsqueeze(0) if pp.dim() == 1 else pp.t())
-        torch.neg(self_score, out=leaves[..., -1])
+        leaves[..., -1] = -self_score
     else:
         leaves[..., -1].fill_(math.inf)
     nodes[:, -1].zero_()
@@ -140,9 +140,7 @@ def bottom_up(layout: Layout, nodes: Tensor, cfg: Config, dims: Dims, pos: Optio
                 neg_eta = log_norm.masked_fill(empty, -math.inf)
             # the children's terms of phi(P): n(C)/n(P) log(e^-phi(C) + e^-eta(C))
             term = torch.logaddexp(torch.neg(phi), neg_eta).mul_(weight[f0:f1, i0:i1]).sum(-1)
-            if i0 == 0 and i1 == width:
-                torch.neg(term, out=nodes[:, parents, -1])
-            elif i0 == 0:
+            if i0 == 0:
                 nodes[:, parents, -1] = -term
             else:
                 nodes[:, parents, -1] -= term

@@ -1,0 +1,343 @@
+r"""HSA on the batches people train on, against dense attention over the same
+padded batch, in one process, interleaved.
+
+Workloads, built from the project's own data and builders:
+
+* **molecules**: 32 FreeSolv molecules (the shipped MoleculeNet file through
+  :func:`ogb.utils.smiles2graph`) through :class:`MoleculeHierarchy`
+  (atoms -> junction-tree clusters -> molecule);
+* **points**: 32 clouds of 100 surface samples of the shipped meshes
+  (airplane, ant, nut, in turn) through ``VoxelHierarchy(4)``;
+* **news**: 32 news articles (the shipped corpus, about 700 regex tokens each)
+  through :class:`TextHierarchy` (tokens -> words -> sentences -> paragraphs ->
+  document);
+* **minilm-128 / minilm-512**: the offline all-MiniLM-L6-v2, every layer on
+  HSA over windows (2, 4, 8, 16), a batch of news articles cut to 128 / 512
+  tokens; the whole model against the original (SDPA) model, forward only.
+
+For the three batches: HSA forward and forward+backward (heads 4, d 32,
+float32) against ``scaled_dot_product_attention`` over the padded batch
+``[B, H, L_max, d]`` with its key-padding mask; ``Hierarchy`` compilation
+(``from_hetero`` of the collated batch) against one training step; aten
+operators per call (``torch.profiler``: calls made from Python, and all
+calls).  Then the bandwidth floor at 10^6 leaves (a regular tree of branching
+16) and the ragged / regular time per leaf at every N.
+
+Times are medians of ``--repeats`` rounds; in each round every competitor runs
+once, in turn, so they share the machine's load.  One thread by default (on a
+shared 2-core machine, two threads can run 10x slower than one).
+
+Example::
+
+    python benchmarks/bench_workloads.py
+    python benchmarks/bench_workloads.py --workloads molecules news --repeats 30
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKLOADS = ('molecules', 'points', 'news', 'minilm-128', 'minilm-512', 'floor', 'ragged')
+
+
+# ------------------------------------------------------------------ batches
+def molecule_batch(count: int):
+    from ogb.utils import smiles2graph
+    from torch_geometric.data import Data
+    from torch_geometric.loader import DataLoader
+
+    from hsa_geo.datasets import read_molecules
+    from hsa_geo.transforms import MoleculeHierarchy
+    build = MoleculeHierarchy()
+    samples = []
+    for smiles in read_molecules('ogbg-molfreesolv')['smiles'][:count]:
+        graph = smiles2graph(smiles)
+        samples.append(build(Data(x=torch.from_numpy(graph['node_feat']), smiles=smiles,
+                                  edge_index=torch.from_numpy(graph['edge_index']))))
+    return next(iter(DataLoader(samples, batch_size=count)))
+
+
+def point_batch(count: int, points: int = 100, depth: int = 4):
+    import trimesh
+    from torch_geometric.data import Data
+    from torch_geometric.loader import DataLoader
+
+    from hsa_geo.datasets import read_mesh
+    from hsa_geo.transforms import VoxelHierarchy
+    build = VoxelHierarchy(depth)
+    samples = []
+    for i in range(count):
+        mesh = read_mesh(('airplane', 'ant', 'nut')[i % 3])
+        surface = trimesh.Trimesh(mesh.pos.numpy(), mesh.face.t().numpy(), process=False)
+        xyz, _ = trimesh.sample.sample_surface(surface, points, seed=i)
+        samples.append(build(Data(pos=torch.as_tensor(xyz, dtype=torch.float))))
+    return next(iter(DataLoader(samples, batch_size=count)))
+
+
+def news_texts(count: int) -> List[str]:
+    from hsa_geo.datasets import text_corpus
+    return text_corpus('news_articles').texts[:count]
+
+
+def news_batch(count: int):
+    from torch_geometric.data import Data
+    from torch_geometric.loader import DataLoader
+
+    from hsa_geo.transforms import TextHierarchy
+    build = TextHierarchy()
+    samples = [build(Data(text=text)) for text in news_texts(count)]
+    return next(iter(DataLoader(samples, batch_size=count)))
+
+
+def leaf_batch_vector(batch, hierarchy) -> torch.Tensor:
+    from hsa_geo.nn import leaf_tree
+    return leaf_tree(hierarchy)
+
+
+# ------------------------------------------------------------------ measuring
+def rounds(fns: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, float]:
+    r"""Median seconds of each function; every round runs each once, in turn."""
+    for fn in fns.values():  # warm-up
+        fn()
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def op_counts(fn: Callable[[], object]) -> Dict[str, int]:
+    r"""aten operators one call of :obj:`fn` runs: those called from Python
+    (``top``) and all, nested ones included (``all``)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = [e for e in prof.events() if e.name.startswith('aten::')]
+    top = [e for e in events if e.cpu_parent is None or
+           not e.cpu_parent.name.startswith('aten::')]
+    return {'top': len(top), 'all': len(events)}
+
+
+def attention_batch(batch, heads: int, dim: int, seed: int = 0):
+    r"""Random q, k, v over the batch's leaves, the compiled hierarchy, and
+    the padded layout of the same leaves for dense attention."""
+    from torch_geometric.utils import to_dense_batch
+
+    from hsa_geo import Hierarchy
+    hierarchy = Hierarchy.from_hetero(batch)
+    gen = torch.Generator().manual_seed(seed)
+    n = hierarchy.num_leaves
+    q, k, v = (torch.randn(n, heads, dim, generator=gen) for _ in range(3))
+    graph = leaf_batch_vector(batch, hierarchy)
+    _, mask = to_dense_batch(q.view(n, -1), graph)
+    return hierarchy, (q, k, v), graph, mask
+
+
+def dense_attention(q, k, v, graph, mask):
+    r"""SDPA over the padded batch with the key-padding mask, back to the
+    leaves."""
+    from torch_geometric.utils import to_dense_batch
+    n, heads, dim = q.shape
+    qd, kd, vd = (to_dense_batch(t.reshape(n, -1), graph)[0]
+                  .view(mask.size(0), mask.size(1), heads, -1).transpose(1, 2)
+                  for t in (q, k, v))
+    out = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=mask[:, None, None, :])
+    return out.transpose(1, 2)[mask]
+
+
+def hsa_step(hierarchy, q, k, v, backward: bool):
+    from hsa_geo import hsa
+    if not backward:
+        with torch.no_grad():
+            return hsa(q, k, v, hierarchy)
+    args = [t.detach().requires_grad_() for t in (q, k, v)]
+    hsa(*args, hierarchy).sum().backward()
+
+
+def dense_step(q, k, v, graph, mask, backward: bool):
+    if not backward:
+        with torch.no_grad():
+            return dense_attention(q, k, v, graph, mask)
+    args = [t.detach().requires_grad_() for t in (q, k, v)]
+    dense_attention(*args, graph, mask).sum().backward()
+
+
+def measure_batch(name: str, batch, args) -> dict:
+    from hsa_geo import Hierarchy
+    hierarchy, (q, k, v), graph, mask = attention_batch(batch, args.heads, args.dim)
+    times = rounds({
+        'hsa_fwd': lambda: hsa_step(hierarchy, q, k, v, False),
+        'dense_fwd': lambda: dense_step(q, k, v, graph, mask, False),
+        'hsa_fwd_bwd': lambda: hsa_step(hierarchy, q, k, v, True),
+        'dense_fwd_bwd': lambda: dense_step(q, k, v, graph, mask, True),
+        'compile': lambda: Hierarchy.from_hetero(batch),
+    }, args.repeats)
+    forward = op_counts(lambda: hsa_step(hierarchy, q, k, v, False))
+    args_grad = [t.detach().requires_grad_() for t in (q, k, v)]
+    from hsa_geo import hsa
+    out = hsa(*args_grad, hierarchy).sum()
+    backward = op_counts(lambda: out.backward())
+    compile_ops = op_counts(lambda: Hierarchy.from_hetero(batch))
+    classes = sum(len(level) for level in hierarchy.layout.levels)
+    return dict(workload=name, leaves=hierarchy.num_leaves, trees=hierarchy.num_roots,
+                max_len=int(mask.size(1)), levels=hierarchy.num_levels, classes=classes,
+                depth=hierarchy.depth, fwd_ops=forward, bwd_ops=backward,
+                compile_ops=compile_ops, **times)
+
+
+def measure_minilm(length: int, args) -> dict:
+    from transformers import AutoModel, AutoTokenizer
+
+    from hsa_geo.datasets import minilm_dir
+    from hsa_geo.zero_shot import inject
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    original = AutoModel.from_pretrained(minilm_dir()).eval()
+    injected = AutoModel.from_pretrained(minilm_dir()).eval()
+    inject(injected, hierarchy=(2, 4, 8, 16))
+    enc = tokenizer(news_texts(args.minilm_batch), truncation=True, max_length=length,
+                    padding='max_length', return_tensors='pt')
+
+    def run(model):
+        with torch.no_grad():
+            return model(**enc)
+
+    times = rounds({'original': lambda: run(original), 'injected': lambda: run(injected)},
+                   max(3, args.repeats // 4))
+    return dict(workload=f'minilm-{length}', batch=args.minilm_batch, length=length, **times)
+
+
+def measure_floor(args) -> dict:
+    r"""HSA forward at 10^6 leaves (regular, b = 16) against the time to read
+    q, k, v and write an output once: into a preallocated output, and into a
+    fresh one (first-touch page faults included, as HSA's own output pays)."""
+    from hsa_geo import Hierarchy
+    from hsa_geo.testing import regular_tree
+    n = args.floor_leaves
+    q, k, v = (torch.randn(n, args.heads, args.dim) for _ in range(3))
+    hierarchy = Hierarchy.from_parent(*regular_tree(n, (16, ) * 8))
+    out = torch.empty_like(q)
+
+    def reused():
+        torch.addcmul(q, k, v, out=out)
+
+    def fresh():
+        torch.addcmul(q, k, v)
+
+    times = rounds({'hsa_fwd': lambda: hsa_step(hierarchy, q, k, v, False),
+                    'floor_reused': reused, 'floor_fresh': fresh}, max(3, args.repeats // 10))
+    return dict(workload='floor', leaves=n, **times)
+
+
+def measure_ragged(args) -> List[dict]:
+    from hsa_geo import Hierarchy
+    from hsa_geo.testing import random_ragged_tree, regular_tree
+    out = []
+    for n in args.ragged_sizes:
+        q, k, v = (torch.randn(n, args.heads, args.dim) for _ in range(3))
+        regular = Hierarchy.from_parent(*regular_tree(n, (16, ) * 8))
+        ragged = Hierarchy.from_parent(*random_ragged_tree(n, 2, 32, seed=0))
+        times = rounds({'regular': lambda: hsa_step(regular, q, k, v, False),
+                        'ragged': lambda: hsa_step(ragged, q, k, v, False)},
+                       max(3, args.repeats // 4))
+        out.append(dict(workload='ragged', leaves=n, **times))
+    return out
+
+
+# ------------------------------------------------------------------ report
+def batch_table(rows: List[dict]) -> str:
+    lines = ['| workload | leaves (trees, L_max) | levels (classes) | HSA fwd ms | dense fwd ms '
+             '| dense / HSA fwd | HSA fwd+bwd ms | dense fwd+bwd ms | dense / HSA fwd+bwd '
+             '| ops fwd (all) | ops bwd (all) | compile ms (ops) | compile / step |',
+             '|' + '---|' * 13]
+    for r in rows:
+        per_level = (r['fwd_ops']['top'] - 20) / max(1, r['levels'])
+        lines.append(
+            f"| {r['workload']} | {r['leaves']:,} ({r['trees']}, {r['max_len']}) | "
+            f"{r['levels']} ({r['classes']}) | {1e3 * r['hsa_fwd']:.2f} | "
+            f"{1e3 * r['dense_fwd']:.2f} | {r['dense_fwd'] / r['hsa_fwd']:.2f}x | "
+            f"{1e3 * r['hsa_fwd_bwd']:.2f} | {1e3 * r['dense_fwd_bwd']:.2f} | "
+            f"{r['dense_fwd_bwd'] / r['hsa_fwd_bwd']:.2f}x | "
+            f"{r['fwd_ops']['top']} ({r['fwd_ops']['all']}; {per_level:.1f}/level + 20) | "
+            f"{r['bwd_ops']['top']} ({r['bwd_ops']['all']}) | "
+            f"{1e3 * r['compile']:.2f} ({r['compile_ops']['top']}) | "
+            f"{r['compile'] / (r['compile'] + r['hsa_fwd_bwd']):.0%} |")
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--workloads', nargs='+', default=list(WORKLOADS), choices=WORKLOADS,
+                        help='(default: all)')
+    parser.add_argument('--batch', type=int, default=32, help='samples per batch (default: 32)')
+    parser.add_argument('--heads', type=int, default=4, help='(default: 4)')
+    parser.add_argument('--dim', type=int, default=32, help='channels per head (default: 32)')
+    parser.add_argument('--repeats', type=int, default=40,
+                        help='timed rounds for the batches; fewer for the large sizes '
+                             '(default: 40)')
+    parser.add_argument('--threads', type=int, default=1, help='CPU threads (default: 1)')
+    parser.add_argument('--minilm-batch', type=int, default=8,
+                        help='sequences per MiniLM batch (default: 8)')
+    parser.add_argument('--floor-leaves', type=int, default=1 << 20,
+                        help='leaves of the bandwidth-floor run (default: 1,048,576)')
+    parser.add_argument('--ragged-sizes', type=int, nargs='+',
+                        default=[1024, 4096, 16384, 65536, 262144],
+                        help='N of the ragged / regular comparison')
+    parser.add_argument('--out', type=pathlib.Path, default=ROOT / 'results' / 'bench_workloads.json',
+                        help='JSON with every measurement (default: results/bench_workloads.json)')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from tqdm import tqdm
+
+    builders = {'molecules': molecule_batch, 'points': point_batch, 'news': news_batch}
+    results: List[dict] = []
+    for name in tqdm(args.workloads, desc='workloads', file=sys.stderr):
+        if name in builders:
+            results.append(measure_batch(name, builders[name](args.batch), args))
+        elif name.startswith('minilm'):
+            results.append(measure_minilm(int(name.split('-')[1]), args))
+        elif name == 'floor':
+            results.append(measure_floor(args))
+        else:
+            results.extend(measure_ragged(args))
+
+    print(f'\nHSA vs dense SDPA over the padded batch; heads={args.heads}, d={args.dim}, '
+          f'float32, {args.threads} thread(s), medians of interleaved rounds\n')
+    batches = [r for r in results if 'hsa_fwd_bwd' in r]
+    if batches:
+        print(batch_table(batches))
+    for r in results:
+        if r['workload'].startswith('minilm'):
+            print(f"\n{r['workload']}: whole model, batch {r['batch']} x {r['length']} tokens, "
+                  f"every layer on HSA: {1e3 * r['injected']:.1f} ms vs original "
+                  f"{1e3 * r['original']:.1f} ms ({r['injected'] / r['original']:.2f}x)")
+        if r['workload'] == 'floor':
+            print(f"\n{r['leaves']:,} leaves, regular b=16, forward: {1e3 * r['hsa_fwd']:.0f} ms; "
+                  f"bandwidth floor (read q, k, v, write out) {1e3 * r['floor_reused']:.0f} ms "
+                  f"into a reused output, {1e3 * r['floor_fresh']:.0f} ms into a fresh one: "
+                  f"{r['hsa_fwd'] / r['floor_reused']:.1f}x / "
+                  f"{r['hsa_fwd'] / r['floor_fresh']:.1f}x the floor")
+    ragged = [r for r in results if r['workload'] == 'ragged']
+    if ragged:
+        print('\nragged (families 2-32) / regular (b = 16) forward time per leaf: ' + ', '.join(
+            f"N={r['leaves']:,}: {r['ragged'] / r['regular']:.2f}x" for r in ragged))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(dict(args={k: (str(v) if isinstance(v, pathlib.Path) else v)
+                                              for k, v in vars(args).items()},
+                                        results=results), indent=1))
+    print(f'\nwrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()
