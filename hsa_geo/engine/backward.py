@@ -10,12 +10,12 @@ mass, :math:`g_\text{acc}(P) = \sum_C g_\text{acc}(C)` and
 :math:`d(C) = g_\text{acc}(C) \cdot \theta(C)`.
 
 **Pass 2, top-down**: the gradients of the statistics.  With :math:`x =
-\eta - \phi`, :math:`g_x = m(P)\, \mu (1 - \mu)\, (g_m(C) - d(C))`; the
-parent's :math:`\phi(P)` contributes through
-:math:`t = \operatorname{logaddexp}(-\phi(C), -\eta(C))`; the softmax and its
-log-normaliser give :math:`g_s = a \odot (g_a - g_\theta \cdot \theta +
-g_{\log Z})`; the mean gives every child :math:`n(C)/n(P)` of the parent's
-statistics gradient.
+\eta - \phi = \nu - \log Z`, :math:`g_x = m(P)\, \mu (1 - \mu)\, (g_m(C) -
+d(C))`; the parent's :math:`\nu(P)`, the mean of
+:math:`t = \operatorname{logaddexp}(\nu(C), -\eta(C))`, contributes through
+:math:`t`; the softmax and its log-normaliser give :math:`g_s = a \odot (g_a -
+g_\theta \cdot \theta + g_{\log Z})`; the means give every child
+:math:`n(C)/n(P)` of the parent's gradient.
 """
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor, c
         mass_p = mass[parents].t().unsqueeze(-1)                      # [H, F, 1]
         weight = c.weights(dtype)[f0:f1]                              # [F, B]
         block = gather(nodes, c, f0, f1)                              # [H, F, B, D]
-        if i0 == 0:  # the means' share: n(C)/n(P) of the parent's gradient
+        if i0 == 0:  # the means' share: n(C)/n(P) of the parent's gradient (and g_t)
             g_block = weight.view(1, num, width, 1) * g_parent.unsqueeze(2)
         pos_block = positions(pos, c, f0, f1)
         logits = scores(block, c, cfg, dims, pos_block,
@@ -116,19 +116,19 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor, c
         else:
             g_values = torch.matmul(attention.transpose(-1, -2), g_theta)
         theta_dot = torch.linalg.vecdot(g_theta, piece.theta)          # [H, F, rows]
-        # mu = sigmoid(eta - phi) and the parent's phi
-        phi = block[:, :, i0:i1, -1]
+        # mu = sigmoid(nu - log Z) and the parent's nu, the mean of t
+        nu = block[:, :, i0:i1, -1]
         g_x = (mass_p * piece.mu * piece.one_minus_mu) * (gm - dot).permute(2, 0, 1)
         neg_eta = piece.log_norm
         empty = c.empty_rows(cfg.causal)
         if empty is not None:
             neg_eta = neg_eta.masked_fill(empty[i0:i1], -math.inf)
-        g_term = -weight[:, i0:i1] * g_parent[..., -1:]               # [H, F, rows]
-        # t = logaddexp(-phi, -eta); a structural infinity gets no gradient
-        d_neg_phi = torch.sigmoid(torch.neg(phi).sub_(neg_eta)).nan_to_num_(0.0)
-        d_neg_eta = torch.sigmoid(neg_eta + phi).nan_to_num_(0.0)
+        g_term = g_block[:, :, i0:i1, -1]                              # n(C)/n(P) g_nu(P)
+        # t = logaddexp(nu, -eta); a structural infinity gets no gradient
+        d_nu = torch.sigmoid(nu - neg_eta).nan_to_num_(0.0)
+        d_neg_eta = torch.sigmoid(neg_eta - nu).nan_to_num_(0.0)
         g_log_norm = torch.addcmul(-g_x, g_term, d_neg_eta)
-        g_phi = torch.addcmul(-g_x, g_term, d_neg_phi, value=-1.0)
+        g_nu = torch.addcmul(g_x, g_term, d_nu)
         # softmax with its log-normaliser
         g_logits = attention.mul_(g_attention.sub_(theta_dot.unsqueeze(-1))
                                   .add_(g_log_norm.unsqueeze(-1)))
@@ -136,7 +136,7 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor, c
         g_block[..., dims.k] += torch.matmul(g_logits.transpose(-1, -2),
                                              block[:, :, i0:i1, :dim])
         g_block[..., dims.v] += g_values
-        g_block[:, :, i0:i1, -1] = g_phi
+        g_block[:, :, i0:i1, -1] = g_nu
         if pos_block is not None:
             _position_grads(grad_pos, pos_block, g_logits, c, f0, f1, i0, i1)
         if bias_ext is not None:
@@ -199,15 +199,15 @@ def _leaf_grads(layout: Layout, g_nodes: Tensor, mass: Tensor, cfg: Config, dims
     g_k = leaves[..., dims.k].transpose(0, 1).contiguous()
     g_v = leaves[..., dims.v].transpose(0, 1).contiguous()
     if cfg.include_self:
-        # phi(i) = -s(i, i) = -(scale q.k + pos.pos); the output gains m(i) v_i
-        g_phi = leaves[..., -1].t().unsqueeze(-1)                     # [L, H, 1]
-        g_q.addcmul_(g_phi, k, value=-cfg.scale)
-        g_k.addcmul_(g_phi, q, value=-cfg.scale)
+        # nu(i) = s(i, i) = scale q.k + pos.pos; the output gains m(i) v_i
+        g_nu = leaves[..., -1].t().unsqueeze(-1)                      # [L, H, 1]
+        g_q.addcmul_(g_nu, k, value=cfg.scale)
+        g_k.addcmul_(g_nu, q, value=cfg.scale)
         g_v.addcmul_(mass[:num_leaves].unsqueeze(-1), grad_out)
         if pos is not None:
             p = pos[:num_leaves]
             if p.dim() == 2:
-                grad_pos[:num_leaves].addcmul_(g_phi.sum(1), p, value=-2.0)
+                grad_pos[:num_leaves].addcmul_(g_nu.sum(1), p, value=2.0)
             else:
-                grad_pos[:num_leaves].addcmul_(g_phi, p, value=-2.0)
+                grad_pos[:num_leaves].addcmul_(g_nu, p, value=2.0)
     return g_q, g_k, g_v, grad_pos

@@ -16,11 +16,15 @@ are the :math:`n`-weighted means of the children's, and for every child
 the roots), and :math:`\text{out}_i = \text{acc}(i)`, plus :math:`m(i)\, v_i`
 with ``include_self``.
 
+The node buffer holds :math:`\nu = -\phi` (so that :math:`\eta - \phi = \nu -
+\log Z` and :math:`\nu(P) = \sum_C \frac{n(C)}{n(P)} t(C)` with :math:`t(C) =
+\operatorname{logaddexp}(\nu(C), -\eta(C))`: a weighted mean like the
+statistics, so one matrix product gives the parent all of them at once).
 Infinities are structural and never meet arithmetic that would turn them into
-NaN: :math:`\phi = +\infty` of single-leaf subtrees (without ``include_self``)
+NaN: :math:`\nu = -\infty` of single-leaf subtrees (without ``include_self``)
 enters only through :math:`\sigma` and ``logaddexp``; a row without siblings
-(the first child under ``causal``) has :math:`\eta = +\infty`, which is set by
-a mask (:math:`\mu = 1`).
+(the first child under ``causal``) has :math:`\eta = +\infty`, set by a mask
+(:math:`\mu = 1`).
 """
 from __future__ import annotations
 
@@ -80,9 +84,9 @@ def extend_bias(bias: Optional[Tensor]) -> Optional[Tensor]:
 def leaf_rows(q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor], cfg: Config,
               dims: Dims, num_rows: int) -> Tensor:
     r"""The node buffer ``[heads, rows, D]`` with the leaves' rows filled:
-    :math:`(s q, k, v, \phi)`, :math:`\phi = -s(i, i)` with ``include_self``
-    and :math:`+\infty` without; the zero row zeroed.  Internal rows are
-    written by :func:`bottom_up`."""
+    :math:`(s q, k, v, \nu)`, :math:`\nu = -\phi = s(i, i)` with
+    ``include_self`` and :math:`-\infty` without; the zero row zeroed.
+    Internal rows are written by :func:`bottom_up`."""
     num_leaves = q.size(0)
     nodes = q.new_empty(dims.heads, num_rows, dims.width)
     leaves = nodes[:, :num_leaves]
@@ -95,55 +99,63 @@ def leaf_rows(q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor], cfg: Confi
             p = pos[:num_leaves]
             pp = torch.linalg.vecdot(p, p)                     # [L] or [L, H]
             self_score = self_score + (pp.unsqueeze(0) if pp.dim() == 1 else pp.t())
-        leaves[..., -1] = -self_score
+        leaves[..., -1] = self_score
     else:
-        leaves[..., -1].fill_(math.inf)
+        leaves[..., -1].fill_(-math.inf)
     nodes[:, -1].zero_()
     return nodes
 
 
 def bottom_up(layout: Layout, nodes: Tensor, cfg: Config, dims: Dims, pos: Optional[Tensor],
               bias_ext: Optional[Tensor], recorder: Recorder, budget: Budget) -> List[Piece]:
-    r"""Fills the internal rows of :obj:`nodes` (statistics and
-    :math:`\phi`) and returns the per-chunk :math:`\eta`, :math:`\mu`,
-    :math:`\theta`."""
+    r"""Fills the internal rows of :obj:`nodes` (statistics and :math:`\nu`)
+    and returns the per-chunk :math:`\log Z`, :math:`\mu`, :math:`\theta`."""
     pieces: List[Piece] = []
     dtype = nodes.dtype
     for number, c in enumerate(layout.classes()):
         weight = c.weights(dtype)
         width = c.width
+        empty = c.empty_rows(cfg.causal)
         for f0, f1, i0, i1 in chunks(c.num_families, width, dims.heads, dims.width, budget):
-            num = f1 - f0
             block = gather(nodes, c, f0, f1)                         # [H, F, B, D]
-            parents = slice(c.parent_start + f0, c.parent_start + f1)
-            if i0 == 0:  # the parents' statistics: n-weighted means
-                means = torch.matmul(weight[f0:f1].view(1, num, 1, width), block)
-                nodes[:, parents] = means.view(dims.heads, num, dims.width)
-            pos_block = positions(pos, c, f0, f1)
-            logits = scores(block, c, cfg, dims, pos_block,
+            whole = i0 == 0 and i1 == width
+            w = weight if f1 - f0 == c.num_families else weight[f0:f1]
+            logits = scores(block, c, cfg, dims, positions(pos, c, f0, f1),
                             pair_bias(bias_ext, c, layout.num_pairs, f0, f1, i0, i1),
                             f0, f1, i0, i1)
             log_norm = torch.logsumexp(logits, -1)                   # [H, F, rows]
             attention = logits.sub_(log_norm.unsqueeze(-1)).exp_()
             theta = torch.matmul(recorder.drop(attention, (number, f0, i0)),
                                  block[..., dims.v])                 # [H, F, rows, dv]
-            phi = block[:, :, i0:i1, -1]
-            x = torch.neg(log_norm).sub_(phi)                        # eta - phi
+            nu = block[:, :, i0:i1, -1] if not whole else block[..., -1]
+            x = torch.sub(nu, log_norm)                              # eta - phi
             mu = torch.sigmoid(x)
             one_minus_mu = torch.sigmoid(x.neg_())
             neg_eta = log_norm
-            empty = c.empty_rows(cfg.causal)
             if empty is not None:  # no sibling: eta = +inf, mu = 1
-                empty = empty[i0:i1]
-                mu.masked_fill_(empty, 1.0)
-                one_minus_mu.masked_fill_(empty, 0.0)
-                neg_eta = log_norm.masked_fill(empty, -math.inf)
-            # the children's terms of phi(P): n(C)/n(P) log(e^-phi(C) + e^-eta(C))
-            term = torch.logaddexp(torch.neg(phi), neg_eta).mul_(weight[f0:f1, i0:i1]).sum(-1)
-            if i0 == 0:
-                nodes[:, parents, -1] = -term
+                rows = empty[i0:i1]
+                mu.masked_fill_(rows, 1.0)
+                one_minus_mu.masked_fill_(rows, 0.0)
+                neg_eta = log_norm.masked_fill(rows, -math.inf)
+            # t(C) = logaddexp(nu(C), -eta(C)); nu(P) is their n-weighted mean
+            term = torch.logaddexp(nu, neg_eta)
+            parents = slice(c.parent_start + f0, c.parent_start + f1)
+            if whole and c.child_start is None:
+                # the block is a private copy: put t in its nu channel and one
+                # matrix product gives the parents' statistics and nu at once
+                block[..., -1] = term
+                means = torch.matmul(w.view(1, f1 - f0, 1, width), block)
+                nodes[:, parents] = means.view(dims.heads, f1 - f0, dims.width)
             else:
-                nodes[:, parents, -1] -= term
+                if i0 == 0:
+                    means = torch.matmul(w.view(1, f1 - f0, 1, width), block)
+                    nodes[:, parents, :dims.stats] = \
+                        means.view(dims.heads, f1 - f0, dims.width)[..., :dims.stats]
+                share = (term * w[:, i0:i1]).sum(-1)
+                if i0 == 0:
+                    nodes[:, parents, -1] = share
+                else:
+                    nodes[:, parents, -1] += share
             if recorder.pair_weights is not None:
                 _record_pairs(recorder.pair_weights, c, attention, one_minus_mu, f0, f1, i0, i1)
             pieces.append(Piece(number, c, f0, f1, i0, i1, log_norm, mu, one_minus_mu, theta))
