@@ -36,10 +36,10 @@ def forward_pass(layout: Layout, cfg: Config, q: Tensor, k: Tensor, v: Tensor,
     nodes = leaf_rows(q, k, v, pos, cfg, dims, layout.num_rows)
     pieces = bottom_up(layout, nodes, cfg, dims, pos, bias_ext, recorder, budget)
     acc, mass = top_down(layout, pieces, cfg, dims, v)
-    out = acc[:layout.num_leaves]
+    out = acc[:, :layout.num_leaves].transpose(0, 1)
     if cfg.include_self:
-        out.addcmul_(mass[:layout.num_leaves].unsqueeze(-1), v)
-    return out, (pieces, nodes, mass, bias_ext)
+        out = torch.addcmul(out, mass[:, :layout.num_leaves].t().unsqueeze(-1), v)
+    return out.contiguous(), (pieces, nodes, mass, bias_ext)
 
 
 class _Attention(torch.autograd.Function):

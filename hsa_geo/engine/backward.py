@@ -26,53 +26,42 @@ import torch
 from torch import Tensor
 
 from hsa_geo.engine.blocks import Config, Dims, gather, pair_bias, positions, scores
-from hsa_geo.engine.forward import Piece
+from hsa_geo.engine.forward import Piece, take_rows
 from hsa_geo.engine.layout import Layout
 from hsa_geo.engine.recorder import Recorder
 
 __all__ = ['backward']
 
 
-def _take(buffer: Tensor, piece: Piece) -> Tensor:
-    r"""The children rows of :obj:`piece` from a node-major buffer, shaped
-    ``[F, rows, ...]``."""
-    c = piece.size_class
-    shape = (piece.f1 - piece.f0, piece.i1 - piece.i0) + buffer.shape[1:]
-    if c.child_start is not None and piece.i0 == 0 and piece.i1 == c.width:
-        lo = c.child_start + piece.f0 * c.width
-        return buffer[lo:lo + shape[0] * shape[1]].view(shape)
-    return buffer.index_select(0, piece.child_rows).view(shape)
-
-
 def _accumulated_grads(layout: Layout, pieces: List[Piece], grad_out: Tensor, v: Tensor,
                        cfg: Config, dims: Dims):
-    r"""Pass 1: ``g_acc [rows, H, dv]`` and ``g_mass [rows, H]`` of every
-    node, and per piece :math:`d(C)` and :math:`g_m(C)`, ``[F, rows, H]``."""
+    r"""Pass 1: ``g_acc [H, rows, dv]`` and ``g_mass [H, rows]`` of every
+    node (head-major), and per piece :math:`d(C)` and :math:`g_m(C)`,
+    ``[H, F, rows]``."""
     num_leaves, num_rows = layout.num_leaves, layout.num_rows
-    g_acc = grad_out.new_empty(num_rows, dims.heads, dims.dim_v)
-    g_acc[:num_leaves] = grad_out
-    g_acc[-1] = 0.0
-    g_mass = grad_out.new_empty(num_rows, dims.heads)
+    g_acc = grad_out.new_empty(dims.heads, num_rows, dims.dim_v)
+    g_acc[:, :num_leaves] = grad_out.transpose(0, 1)
+    g_acc[:, -1] = 0.0
+    g_mass = grad_out.new_empty(dims.heads, num_rows)
     if cfg.include_self:
-        g_mass[:num_leaves] = torch.linalg.vecdot(grad_out, v)
+        g_mass[:, :num_leaves] = torch.linalg.vecdot(grad_out, v).t()
     else:
-        g_mass[:num_leaves] = 0.0
-    g_mass[-1] = 0.0
+        g_mass[:, :num_leaves] = 0.0
+    g_mass[:, -1] = 0.0
     kept = []
     for piece in pieces:  # children before parents
-        ga = _take(g_acc, piece)                                      # [F, rows, H, dv]
-        gm = _take(g_mass, piece)                                     # [F, rows, H]
-        dot = torch.linalg.vecdot(ga, piece.theta.permute(1, 2, 0, 3))
-        mass_share = torch.addcmul(piece.mu.permute(1, 2, 0) * gm,
-                                   piece.one_minus_mu.permute(1, 2, 0), dot).sum(1)
+        ga = take_rows(g_acc, piece)                                  # [H, F, rows, dv]
+        gm = take_rows(g_mass, piece)                                 # [H, F, rows]
+        dot = torch.linalg.vecdot(ga, piece.theta)
+        mass_share = torch.addcmul(piece.mu * gm, piece.one_minus_mu, dot).sum(-1)
         parents = piece.parent_rows
         if piece.i0 == 0:
-            g_acc[parents] = ga.sum(1)
-            g_mass[parents] = mass_share
+            g_acc[:, parents] = ga.sum(2)
+            g_mass[:, parents] = mass_share
         else:
-            g_acc[parents] += ga.sum(1)
-            g_mass[parents] += mass_share
-        kept.append((dot, gm))
+            g_acc[:, parents] += ga.sum(2)
+            g_mass[:, parents] += mass_share
+        kept.append((dot, gm, ga))
     return g_acc, g_mass, kept
 
 
@@ -89,12 +78,12 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor, c
     grad_bias = None if bias is None else torch.zeros_like(bias_ext)
     dtype = nodes.dtype
     g_block = None
-    for piece, (dot, gm) in _top_down_order(pieces, kept):
+    for piece, (dot, gm, ga) in _top_down_order(pieces, kept):
         c, f0, f1, i0, i1 = piece.size_class, piece.f0, piece.f1, piece.i0, piece.i1
         num, width = f1 - f0, c.width
         parents = piece.parent_rows
         g_parent = g_nodes[:, parents]                                # [H, F, D]
-        mass_p = mass[parents].t().unsqueeze(-1)                      # [H, F, 1]
+        mass_p = mass[:, parents].unsqueeze(-1)                       # [H, F, 1]
         weight = c.weights(dtype)[f0:f1]                              # [F, B]
         block = gather(nodes, c, f0, f1)                              # [H, F, B, D]
         if i0 == 0:  # the means' share: n(C)/n(P) of the parent's gradient (and g_t)
@@ -106,8 +95,7 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor, c
         attention = logits.sub_(piece.log_norm.unsqueeze(-1)).exp_()
         keep = recorder.kept(piece.key)
         # theta and the top-down pass
-        g_theta = (mass_p * piece.one_minus_mu).unsqueeze(-1) * \
-            _take(g_acc, piece).permute(2, 0, 1, 3)                   # [H, F, rows, dv]
+        g_theta = (mass_p * piece.one_minus_mu).unsqueeze(-1) * ga   # [H, F, rows, dv]
         values = block[..., dims.v]
         g_attention = torch.matmul(g_theta, values.transpose(-1, -2))  # [H, F, rows, B]
         if keep is not None:
@@ -118,7 +106,7 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor, c
         theta_dot = torch.linalg.vecdot(g_theta, piece.theta)          # [H, F, rows]
         # mu = sigmoid(nu - log Z) and the parent's nu, the mean of t
         nu = block[:, :, i0:i1, -1]
-        g_x = (mass_p * piece.mu * piece.one_minus_mu) * (gm - dot).permute(2, 0, 1)
+        g_x = (mass_p * piece.mu * piece.one_minus_mu) * (gm - dot)
         neg_eta = piece.log_norm
         empty = c.empty_rows(cfg.causal)
         if empty is not None:
@@ -203,7 +191,7 @@ def _leaf_grads(layout: Layout, g_nodes: Tensor, mass: Tensor, cfg: Config, dims
         g_nu = leaves[..., -1].t().unsqueeze(-1)                      # [L, H, 1]
         g_q.addcmul_(g_nu, k, value=cfg.scale)
         g_k.addcmul_(g_nu, q, value=cfg.scale)
-        g_v.addcmul_(mass[:num_leaves].unsqueeze(-1), grad_out)
+        g_v.addcmul_(mass[:, :num_leaves].t().unsqueeze(-1), grad_out)
         if pos is not None:
             p = pos[:num_leaves]
             if p.dim() == 2:
