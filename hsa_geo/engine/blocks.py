@@ -65,14 +65,18 @@ class Dims:
 
 
 def gather(nodes: Tensor, c: SizeClass, f0: int, f1: int) -> Tensor:
-    r"""``[heads, f1 - f0, B, D]`` the rows of the children of families
-    ``f0:f1`` (a view when they are stored in that order)."""
+    r"""``[heads, f1 - f0, B, D]`` a private, contiguous copy of the rows of
+    the children of families ``f0:f1``: contiguous so that the heads and the
+    families merge into one GEMM batch dimension (a strided view would make
+    every product copy its operands), private so that the forward pass may
+    overwrite its :math:`\nu` channel."""
     heads, _, width = nodes.shape
-    if c.child_start is not None:
+    if c.child_start is not None:  # stored in block order: one strided copy
         lo = c.child_start + f0 * c.width
-        return nodes[:, lo:c.child_start + f1 * c.width].view(heads, f1 - f0, c.width, width)
-    rows = c.child[f0:f1].reshape(-1)
-    return nodes.index_select(1, rows).view(heads, f1 - f0, c.width, width)
+        block = nodes[:, lo:c.child_start + f1 * c.width].contiguous()
+    else:
+        block = nodes.index_select(1, c.child[f0:f1].reshape(-1))
+    return block.view(heads, f1 - f0, c.width, width)
 
 
 def positions(pos: Optional[Tensor], c: SizeClass, f0: int, f1: int) -> Optional[Tensor]:

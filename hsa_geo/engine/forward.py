@@ -151,7 +151,7 @@ def bottom_up(layout: Layout, nodes: Tensor, cfg: Config, dims: Dims, pos: Optio
             # t(C) = logaddexp(nu(C), -eta(C)); nu(P) is their n-weighted mean
             term = torch.logaddexp(nu, neg_eta)
             parents = slice(c.parent_start + f0, c.parent_start + f1)
-            if whole and c.child_start is None:
+            if whole:
                 # the block is a private copy: put t in its nu channel and one
                 # matrix product gives the parents' statistics and nu at once
                 block[..., -1] = term
