@@ -25,6 +25,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from hsa_geo.engine import triton_kernels
 from hsa_geo.engine.blocks import Config, Dims, gather, pair_bias, positions, scores
 from hsa_geo.engine.forward import Piece, take_rows
 from hsa_geo.engine.layout import Layout
@@ -79,6 +80,11 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor, c
     dtype = nodes.dtype
     g_block = None
     for piece, (dot, gm, ga) in _top_down_order(pieces, kept):
+        if piece.fused:
+            triton_kernels.backward_class(nodes, g_nodes, piece, cfg.causal, dims,
+                                          mass[:, piece.parent_rows], ga, dot, gm, pos,
+                                          grad_pos, bias_ext, grad_bias, layout.num_pairs)
+            continue
         c, f0, f1, i0, i1 = piece.size_class, piece.f0, piece.f1, piece.i0, piece.i1
         num, width = f1 - f0, c.width
         parents = piece.parent_rows

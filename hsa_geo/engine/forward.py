@@ -35,6 +35,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
+from hsa_geo.engine import triton_kernels
 from hsa_geo.engine.blocks import Config, Dims, gather, pair_bias, positions, scores
 from hsa_geo.engine.layout import Layout, SizeClass
 from hsa_geo.engine.recorder import Recorder
@@ -59,6 +60,7 @@ class Piece:
     mu: Tensor            # [H, F, rows]
     one_minus_mu: Tensor  # [H, F, rows]
     theta: Tensor         # [H, F, rows, d_v]
+    fused: bool = False   # computed by the Triton kernels (a whole class)
 
     @property
     def key(self):
@@ -128,6 +130,12 @@ def bottom_up(layout: Layout, nodes: Tensor, cfg: Config, dims: Dims, pos: Optio
         weight = c.weights(dtype)
         width = c.width
         empty = c.empty_rows(cfg.causal)
+        if recorder.pair_weights is None and \
+                triton_kernels.usable(nodes.device, dtype, width, cfg.dropout):
+            outputs = triton_kernels.forward_class(nodes, c, cfg.causal, dims, pos, bias_ext,
+                                                   layout.num_pairs)
+            pieces.append(Piece(number, c, 0, c.num_families, 0, width, *outputs, fused=True))
+            continue
         for f0, f1, i0, i1 in chunks(c.num_families, width, dims.heads, dims.width, budget):
             block = gather(nodes, c, f0, f1)                         # [H, F, B, D]
             whole = i0 == 0 and i1 == width

@@ -107,6 +107,14 @@ class SizeClass:
             self._cache[key] = self.weight.to(dtype)
         return self._cache[key]
 
+    def log_counts(self, dtype) -> Tensor:
+        r"""``[F, B]`` :math:`\log n(C)` in :obj:`dtype` (:math:`-\infty` at
+        padding)."""
+        key = ('log_count', dtype)
+        if key not in self._cache:
+            self._cache[key] = self.log_count.to(dtype)
+        return self._cache[key]
+
     def score_mask(self, causal: bool, dtype) -> Tensor:
         r"""``[F, B, B]`` additive score terms: :math:`\log n(B)` where row
         :math:`A` may attend column :math:`B` (a sibling: another real child,
