@@ -81,10 +81,10 @@ def softmax_(logits: Tensor):
     ``[..., rows]``.  Every row has a finite entry (the score mask gives rows
     without siblings a dummy one), so no infinity needs handling; this is
     several times faster than :func:`torch.logsumexp`, which does."""
-    peak = logits.amax(-1, keepdim=True)
-    total = logits.sub_(peak).exp_().sum(-1, keepdim=True)
-    log_norm = total.log().add_(peak).squeeze(-1)
-    return logits.div_(total), log_norm
+    peak = logits.amax(-1)
+    total = logits.sub_(peak.unsqueeze(-1)).exp_().sum(-1)
+    attention = logits.div_(total.unsqueeze(-1))
+    return attention, total.log_().add_(peak)
 
 
 def extend_bias(bias: Optional[Tensor]) -> Optional[Tensor]:
@@ -177,6 +177,10 @@ def bottom_up(layout: Layout, nodes: Tensor, cfg: Config, dims: Dims, pos: Optio
                     nodes[:, parents, -1] += share
             if recorder.pair_weights is not None:
                 _record_pairs(recorder.pair_weights, c, attention, one_minus_mu, f0, f1, i0, i1)
+            if torch.compiler.is_compiling():
+                # dynamo refuses to let an in-place-built intermediate escape
+                # the autograd.Function's subgraph through the saved state
+                log_norm = log_norm.clone()
             pieces.append(Piece(number, c, f0, f1, i0, i1, log_norm, mu, one_minus_mu, theta))
     return pieces
 
