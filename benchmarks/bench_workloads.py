@@ -37,140 +37,17 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
 import sys
-import time
-from typing import Callable, Dict, List, Optional
+from typing import List
 
 import torch
-import torch.nn.functional as F
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _workloads import (attention_batch, dense_step, hsa_step, molecule_batch,  # noqa: E402
+                        news_batch, news_texts, op_counts, point_batch, rounds)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKLOADS = ('molecules', 'points', 'news', 'minilm-128', 'minilm-512', 'floor', 'ragged')
-
-
-# ------------------------------------------------------------------ batches
-def molecule_batch(count: int):
-    from ogb.utils import smiles2graph
-    from torch_geometric.data import Data
-    from torch_geometric.loader import DataLoader
-
-    from hsa_geo.datasets import read_molecules
-    from hsa_geo.transforms import MoleculeHierarchy
-    build = MoleculeHierarchy()
-    samples = []
-    for smiles in read_molecules('ogbg-molfreesolv')['smiles'][:count]:
-        graph = smiles2graph(smiles)
-        samples.append(build(Data(x=torch.from_numpy(graph['node_feat']), smiles=smiles,
-                                  edge_index=torch.from_numpy(graph['edge_index']))))
-    return next(iter(DataLoader(samples, batch_size=count)))
-
-
-def point_batch(count: int, points: int = 100, depth: int = 4):
-    import trimesh
-    from torch_geometric.data import Data
-    from torch_geometric.loader import DataLoader
-
-    from hsa_geo.datasets import read_mesh
-    from hsa_geo.transforms import VoxelHierarchy
-    build = VoxelHierarchy(depth)
-    samples = []
-    for i in range(count):
-        mesh = read_mesh(('airplane', 'ant', 'nut')[i % 3])
-        surface = trimesh.Trimesh(mesh.pos.numpy(), mesh.face.t().numpy(), process=False)
-        xyz, _ = trimesh.sample.sample_surface(surface, points, seed=i)
-        samples.append(build(Data(pos=torch.as_tensor(xyz, dtype=torch.float))))
-    return next(iter(DataLoader(samples, batch_size=count)))
-
-
-def news_texts(count: int) -> List[str]:
-    from hsa_geo.datasets import text_corpus
-    return text_corpus('news_articles').texts[:count]
-
-
-def news_batch(count: int):
-    from torch_geometric.data import Data
-    from torch_geometric.loader import DataLoader
-
-    from hsa_geo.transforms import TextHierarchy
-    build = TextHierarchy()
-    samples = [build(Data(text=text)) for text in news_texts(count)]
-    return next(iter(DataLoader(samples, batch_size=count)))
-
-
-def leaf_batch_vector(batch, hierarchy) -> torch.Tensor:
-    from hsa_geo.nn import leaf_tree
-    return leaf_tree(hierarchy)
-
-
-# ------------------------------------------------------------------ measuring
-def rounds(fns: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, float]:
-    r"""Median seconds of each function; every round runs each once, in turn."""
-    for fn in fns.values():  # warm-up
-        fn()
-    times: Dict[str, List[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
-def op_counts(fn: Callable[[], object]) -> Dict[str, int]:
-    r"""aten operators one call of :obj:`fn` runs: those called from Python
-    (``top``) and all, nested ones included (``all``)."""
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    events = [e for e in prof.events() if e.name.startswith('aten::')]
-    top = [e for e in events if e.cpu_parent is None or
-           not e.cpu_parent.name.startswith('aten::')]
-    return {'top': len(top), 'all': len(events)}
-
-
-def attention_batch(batch, heads: int, dim: int, seed: int = 0):
-    r"""Random q, k, v over the batch's leaves, the compiled hierarchy, and
-    the padded layout of the same leaves for dense attention."""
-    from torch_geometric.utils import to_dense_batch
-
-    from hsa_geo import Hierarchy
-    hierarchy = Hierarchy.from_hetero(batch)
-    gen = torch.Generator().manual_seed(seed)
-    n = hierarchy.num_leaves
-    q, k, v = (torch.randn(n, heads, dim, generator=gen) for _ in range(3))
-    graph = leaf_batch_vector(batch, hierarchy)
-    _, mask = to_dense_batch(q.view(n, -1), graph)
-    return hierarchy, (q, k, v), graph, mask
-
-
-def dense_attention(q, k, v, graph, mask):
-    r"""SDPA over the padded batch with the key-padding mask, back to the
-    leaves."""
-    from torch_geometric.utils import to_dense_batch
-    n, heads, dim = q.shape
-    qd, kd, vd = (to_dense_batch(t.reshape(n, -1), graph)[0]
-                  .view(mask.size(0), mask.size(1), heads, -1).transpose(1, 2)
-                  for t in (q, k, v))
-    out = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=mask[:, None, None, :])
-    return out.transpose(1, 2)[mask]
-
-
-def hsa_step(hierarchy, q, k, v, backward: bool):
-    from hsa_geo import hsa
-    if not backward:
-        with torch.no_grad():
-            return hsa(q, k, v, hierarchy)
-    args = [t.detach().requires_grad_() for t in (q, k, v)]
-    hsa(*args, hierarchy).sum().backward()
-
-
-def dense_step(q, k, v, graph, mask, backward: bool):
-    if not backward:
-        with torch.no_grad():
-            return dense_attention(q, k, v, graph, mask)
-    args = [t.detach().requires_grad_() for t in (q, k, v)]
-    dense_attention(*args, graph, mask).sum().backward()
 
 
 def measure_batch(name: str, batch, args) -> dict:

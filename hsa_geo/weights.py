@@ -154,16 +154,16 @@ def hsa_weights(q: Tensor, k: Tensor, hierarchy: Hierarchy,
     layout = hierarchy.layout
     recorder = Recorder(pair_weights=q.new_zeros(hierarchy.num_pairs, heads))
     with torch.no_grad():
-        _, (pieces, _, _, _) = forward_pass(
+        _, (pieces, *_) = forward_pass(
             layout, Config(include_self, causal, scale, 0.0), q, k,
             q.new_zeros(q.size(0), heads, 1), pos, bias, recorder)
     # nodes without siblings (roots, the nodes inside unary chains) keep
     # everything; a compiled node's share belongs to the node heading its chain
     mu = q.new_ones(hierarchy.num_nodes, heads)
     for piece in pieces:
-        rows = piece.child_rows
-        real = rows != layout.zero_row
-        nodes = layout.top_node[rows[real]]
+        c = piece.size_class
+        real = (c.weight[piece.f0:piece.f1, piece.i0:piece.i1] > 0).reshape(-1)
+        nodes = layout.heading_nodes(c, piece.child_rows[real])
         mu[nodes] = piece.mu.permute(1, 2, 0).reshape(-1, heads)[real]
     return AttentionWeights(hierarchy.sibling_index, recorder.pair_weights, mu,
                             hierarchy, include_self)

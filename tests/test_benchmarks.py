@@ -5,7 +5,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPTS = sorted(p.name for p in (ROOT / 'benchmarks').glob('*.py'))
+SCRIPTS = sorted(p.name for p in (ROOT / 'benchmarks').glob('*.py') if not p.name.startswith('_'))
 
 
 @pytest.mark.parametrize('script', SCRIPTS)
@@ -44,3 +44,23 @@ def test_points_benchmark_smoke_run(tmp_path):
         assert float(r[5].replace(',', '')) > 0 and float(r[6].replace(',', '')) > 0
     assert 'morton kNN' in table and 'skipped (N > --dense-max' in table
     assert (tmp_path / 'points.json').exists() and (tmp_path / 'points.png').stat().st_size
+
+
+def test_workloads_benchmark_smoke_run(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_workloads.py'),
+                          '--workloads', 'molecules', 'ragged', '--batch', '4',
+                          '--repeats', '1', '--ragged-sizes', '256',
+                          '--out', str(tmp_path / 'w.json')],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert '| molecules | ' in out.stdout and 'N=256:' in out.stdout
+    assert (tmp_path / 'w.json').exists()
+
+
+def test_cuda_check_dry_run_on_the_cpu():
+    # the GPU script cannot run in CI; its dry run walks every step on the CPU
+    out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'cuda_check.py'),
+                          '--dry-run'], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert 'max |PyTorch path - reference|' in out.stdout
+    assert '| molecules |' in out.stdout and '| 4,096 |' in out.stdout

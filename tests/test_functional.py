@@ -203,6 +203,19 @@ def test_degenerate_forests_match_reference_with_gradcheck(name, parent, num_lea
     assert torch.autograd.gradcheck(fn, args)
 
 
+def test_gradcheck_one_head_with_a_block_stored_in_order():
+    # regression: with one head a block stored in order was already
+    # contiguous, so the "private copy" was the buffer itself and the forward
+    # pass overwrote its children's nu (found by the hypothesis gradcheck)
+    parent, n = random_forest(198, 2, 3, 3)
+    h = Hierarchy.from_parent(parent, n)
+    assert any(c.child_start is not None and not c.leaves for c in h.layout.classes())
+    q, k, v, p, b = _inputs(h, 1, 2, 2, 198, pos='shared', bias='shared')
+    args = [t.clone().requires_grad_() for t in (q, k, v, p, b)]
+    assert torch.autograd.gradcheck(
+        lambda q, k, v, p, b: hsa(q, k, v, h, pos=p, bias=b), args)
+
+
 def test_lone_leaves_with_self_pass_values_and_their_gradient():
     # regression: every tree a lone leaf ran no backward step, so v.grad was 0
     for parent in ([-1], [-1, -1, -1]):
@@ -359,3 +372,34 @@ def test_attention_dropout_is_unbiased():
     assert ((runs.mean(0) - expected).abs() <= 5 * stderr + 1e-9).all()
     with pytest.raises(ValueError, match="'dropout' must be in"):
         hsa(q, k, v, h, dropout=1.0)
+
+
+@pytest.fixture
+def garbage_memory():
+    r"""Every torch.empty comes back filled with NaN, so that a read of memory
+    the engine never wrote shows as NaN instead of passing by luck."""
+    import torch.utils.deterministic as det
+    old_mode, old_fill = torch.are_deterministic_algorithms_enabled(), \
+        det.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True)
+    det.fill_uninitialized_memory = True
+    yield
+    det.fill_uninitialized_memory = old_fill
+    torch.use_deterministic_algorithms(old_mode)
+
+
+@pytest.mark.parametrize('include_self,causal', [(False, False), (True, False),
+                                                 (False, True), (True, True)])
+def test_engine_never_reads_memory_it_did_not_write(garbage_memory, include_self, causal):
+    forests = [random_forest(s, 3, 3, 6) for s in range(4)] + \
+        [(p, n) for _, p, n in degenerate_forests()] + [_padded_forest()]
+    for parent, n in forests:
+        h = Hierarchy.from_parent(parent, n)
+        q, k, v, p, b = _inputs(h, 2, 3, 2, n, pos='heads', bias='heads')
+        args = [t.clone().requires_grad_() for t in (q, k, v, p, b)]
+        out = hsa(*args[:3], h, pos=args[3], bias=args[4], include_self=include_self,
+                  causal=causal)
+        ref = hsa_dense(q, k, v, h, pos=p, bias=b, include_self=include_self, causal=causal)
+        assert torch.allclose(out, ref, atol=1e-12)
+        out.sum().backward()
+        assert all(torch.isfinite(a.grad).all() for a in args)

@@ -49,15 +49,22 @@ def test_layout_holds_every_compiled_node_once(seed):
     children = torch.bincount(parent[parent >= 0], minlength=parent.numel())
     unary = children == 1
     # every node with siblings heads exactly one child slot of one class
-    heading = [int(x) for c in layout.classes() for x in c.child_node[
-        c.child != layout.zero_row]]
+    heading = [int(x) for c in layout.classes() for x in c.child_node[c.weight > 0]]
     with_siblings = [i for i, p in enumerate(parent.tolist()) if p >= 0 and not unary[p]]
     assert sorted(heading) == with_siblings
-    internal = int((~unary[n:]).sum())               # branching nodes own the rows
-    assert layout.num_rows == n + internal + 1
+    # branching nodes and the lifted leaves own the node-buffer rows
+    internal = int((~unary[n:]).sum())
+    lifted = layout.num_lifted
+    assert layout.num_rows == lifted + internal + 1
     parents = [r for c in layout.classes()
                for r in range(c.parent_start, c.parent_start + c.num_families)]
-    assert sorted(parents) == list(range(n, n + internal))
+    assert sorted(parents) == list(range(lifted, lifted + internal))
+    first = layout.levels[0] if layout.levels else []
+    assert all(c.leaves for c in first) and not any(
+        c.leaves for level in layout.levels[1:] for c in level)
+    leaves_in_classes = sorted(int(x) for c in first for x in c.child[c.weight > 0])
+    assert sorted(leaves_in_classes + layout.lifted.tolist() +
+                  layout.root_leaves.tolist()) == list(range(n))
     for c in layout.classes():  # a family of width B holds at most B children
         assert int(c.sizes.max()) <= c.width and int(c.sizes.min()) >= 2
 
@@ -65,17 +72,18 @@ def test_layout_holds_every_compiled_node_once(seed):
 def test_unary_chains_collapse_and_heights_mix():
     # leaf 0 hangs directly under the root of height 2: no pass-through node
     h = Hierarchy.from_parent(torch.tensor([5, 4, 4, 4, 5, -1]), 4)
-    assert h.depth == 2 and h.num_levels == 2 and h.layout.num_rows == 4 + 2 + 1
+    assert h.depth == 2 and h.num_levels == 2 and h.layout.num_rows == 1 + 2 + 1
+    assert h.layout.lifted.tolist() == [0]           # its row in the node buffer: 0
     top = h.layout.levels[1][0]
-    assert top.child.tolist() == [[0, 4]]           # a leaf beside an internal node
+    assert top.child.tolist() == [[0, 1]]           # a leaf beside an internal node
     assert top.weight.tolist() == [[0.25, 0.75]]
     # a chain is one node: the leaf is the root's child through two unary nodes
     h = Hierarchy.from_parent(torch.tensor([3, 4, 4, 5, 5, -1]), 3)
-    assert h.num_levels == 2 and h.layout.num_rows == 3 + 2 + 1
+    assert h.num_levels == 2 and h.layout.num_rows == 1 + 2 + 1
     assert h.layout.levels[1][0].child_node.tolist() == [[3, 4]]
     for chain in ([1, 2, 3, -1], [1, -1]):
         h = Hierarchy.from_parent(torch.tensor(chain), 1)
-        assert h.num_levels == 0 and h.layout.root_rows.tolist() == [0]
+        assert h.num_levels == 0 and h.layout.root_leaves.tolist() == [0]
 
 
 def test_regular_and_ragged_generators():

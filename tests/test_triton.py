@@ -67,7 +67,7 @@ def _check(h, inputs, include_self, causal, calls):
               causal=causal)
     ref = hsa_dense(q, k, v, h, pos=p, bias=b, include_self=include_self, causal=causal)
     assert torch.allclose(out.double(), ref, atol=2e-5), (out.double() - ref).abs().max()
-    weights = torch.randn_like(out)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
     (out * weights).sum().backward()
     # the PyTorch path in float64 is exact (tested against the reference)
     exact = [t.double().clone().requires_grad_() for t in present]
@@ -128,3 +128,20 @@ def test_kernels_not_used_where_they_cannot_be(interpreted):
     assert interpreted['forward'] == 0
     hsa(q, q, q, h)
     assert interpreted['forward'] == 1
+
+
+def test_kernels_never_read_memory_they_did_not_write(interpreted):
+    import torch.utils.deterministic as det
+    old_mode, old_fill = torch.are_deterministic_algorithms_enabled(), \
+        det.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    det.fill_uninitialized_memory = True   # torch.empty gives NaN
+    try:
+        for seed in range(3):
+            parent, n = random_forest(seed, 3, 3, 6)
+            h = Hierarchy.from_parent(parent, n)
+            for include_self, causal in FLAGS:
+                _check(h, _inputs(h, seed, bias='heads'), include_self, causal, interpreted)
+    finally:
+        det.fill_uninitialized_memory = old_fill
+        torch.use_deterministic_algorithms(old_mode)

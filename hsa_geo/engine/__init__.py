@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from hsa_geo.engine.backward import backward
-from hsa_geo.engine.blocks import Config, Dims
-from hsa_geo.engine.forward import bottom_up, extend_bias, leaf_rows, top_down
+from hsa_geo.engine.blocks import Config, Dims, Inputs
+from hsa_geo.engine.forward import bottom_up, extend_bias, node_buffer, top_down
 from hsa_geo.engine.layout import Layout
 from hsa_geo.engine.recorder import Recorder
 from hsa_geo.engine.schedule import Budget
@@ -30,16 +30,14 @@ __all__ = ['attention', 'Config', 'Layout', 'Recorder', 'forward_pass']
 def forward_pass(layout: Layout, cfg: Config, q: Tensor, k: Tensor, v: Tensor,
                  pos: Optional[Tensor], bias: Optional[Tensor], recorder: Recorder):
     r"""The output ``[L, H, d_v]`` and what the backward pass needs."""
-    dims = Dims(q.size(1), q.size(2), v.size(2))
-    budget = Budget(q.device)
+    inputs = Inputs(q, k, v, pos, cfg, Dims(q.size(1), q.size(2), v.size(2)))
     bias_ext = extend_bias(bias)
-    nodes = leaf_rows(q, k, v, pos, cfg, dims, layout.num_rows)
-    pieces = bottom_up(layout, nodes, cfg, dims, pos, bias_ext, recorder, budget)
-    acc, mass = top_down(layout, pieces, cfg, dims, v)
-    out = acc[:, :layout.num_leaves].transpose(0, 1)
+    nodes = node_buffer(layout, inputs)
+    pieces = bottom_up(layout, nodes, inputs, bias_ext, recorder, Budget(q.device))
+    out, leaf_mass, _, mass = top_down(layout, pieces, inputs.dims, v)
     if cfg.include_self:
-        out = torch.addcmul(out, mass[:, :layout.num_leaves].t().unsqueeze(-1), v)
-    return out.contiguous(), (pieces, nodes, mass, bias_ext)
+        out.addcmul_(leaf_mass[:layout.num_leaves].unsqueeze(-1), v)
+    return out, (pieces, nodes, mass, leaf_mass, bias_ext)
 
 
 class _Attention(torch.autograd.Function):
@@ -54,10 +52,10 @@ class _Attention(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         q, k, v, pos, bias = ctx.saved_tensors
-        pieces, nodes, mass, bias_ext = ctx.state
-        dims = Dims(q.size(1), q.size(2), v.size(2))
-        grads = backward(ctx.layout, pieces, nodes, mass, ctx.cfg, dims, q, k, v, pos, bias,
-                         bias_ext, ctx.recorder, grad_out.contiguous())
+        pieces, nodes, mass, leaf_mass, bias_ext = ctx.state
+        inputs = Inputs(q, k, v, pos, ctx.cfg, Dims(q.size(1), q.size(2), v.size(2)))
+        grads = backward(ctx.layout, pieces, nodes, mass, leaf_mass, inputs, bias, bias_ext,
+                         ctx.recorder, grad_out.contiguous())
         return (None, None, None) + grads
 
 

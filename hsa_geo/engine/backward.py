@@ -26,8 +26,9 @@ import torch
 from torch import Tensor
 
 from hsa_geo.engine import triton_kernels
-from hsa_geo.engine.blocks import Config, Dims, gather, pair_bias, positions, scores
-from hsa_geo.engine.forward import Piece, take_rows
+from hsa_geo.engine.blocks import (Config, Dims, Inputs, gather, pair_bias, positions,
+                                   scores)
+from hsa_geo.engine.forward import Piece, store_leaves, take_leaves, take_rows
 from hsa_geo.engine.layout import Layout
 from hsa_geo.engine.recorder import Recorder
 
@@ -39,20 +40,24 @@ def _accumulated_grads(layout: Layout, pieces: List[Piece], grad_out: Tensor, v:
     r"""Pass 1: ``g_acc [H, rows, dv]`` and ``g_mass [H, rows]`` of every
     node (head-major), and per piece :math:`d(C)` and :math:`g_m(C)`,
     ``[H, F, rows]``."""
-    num_leaves, num_rows = layout.num_leaves, layout.num_rows
+    num_rows, lifted = layout.num_rows, layout.num_lifted
     g_acc = grad_out.new_empty(dims.heads, num_rows, dims.dim_v)
-    g_acc[:, :num_leaves] = grad_out.transpose(0, 1)
-    g_acc[:, -1] = 0.0
     g_mass = grad_out.new_empty(dims.heads, num_rows)
-    if cfg.include_self:
-        g_mass[:, :num_leaves] = torch.linalg.vecdot(grad_out, v).t()
-    else:
-        g_mass[:, :num_leaves] = 0.0
+    leaf_g_mass = torch.linalg.vecdot(grad_out, v) if cfg.include_self else None  # [L, H]
+    if lifted:
+        g_acc[:, :lifted] = grad_out[layout.lifted].transpose(0, 1)
+        g_mass[:, :lifted] = 0.0 if leaf_g_mass is None else leaf_g_mass[layout.lifted].t()
+    g_acc[:, -1] = 0.0
     g_mass[:, -1] = 0.0
     kept = []
     for piece in pieces:  # children before parents
-        ga = take_rows(g_acc, piece)                                  # [H, F, rows, dv]
-        gm = take_rows(g_mass, piece)                                 # [H, F, rows]
+        if piece.size_class.leaves:
+            ga = take_leaves(grad_out, piece)                         # [H, F, rows, dv]
+            gm = piece.mu.new_zeros(piece.mu.shape) if leaf_g_mass is None else \
+                take_leaves(leaf_g_mass, piece)                       # [H, F, rows]
+        else:
+            ga = take_rows(g_acc, piece)
+            gm = take_rows(g_mass, piece)
         dot = torch.linalg.vecdot(ga, piece.theta)
         mass_share = torch.addcmul(piece.mu * gm, piece.one_minus_mu, dot).sum(-1)
         parents = piece.parent_rows
@@ -66,23 +71,26 @@ def _accumulated_grads(layout: Layout, pieces: List[Piece], grad_out: Tensor, v:
     return g_acc, g_mass, kept
 
 
-def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor, cfg: Config,
-             dims: Dims, q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor],
-             bias: Optional[Tensor], bias_ext: Optional[Tensor], recorder: Recorder,
+def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor,
+             leaf_mass: Tensor, inputs: Inputs, bias: Optional[Tensor],
+             bias_ext: Optional[Tensor], recorder: Recorder,
              grad_out: Tensor) -> Tuple[Tensor, ...]:
     r"""Gradients of ``q``, ``k``, ``v``, ``pos`` and ``bias``."""
+    cfg, dims, pos = inputs.cfg, inputs.dims, inputs.pos
     dim = dims.dim
-    g_acc, g_mass, kept = _accumulated_grads(layout, pieces, grad_out, v, cfg, dims)
+    g_acc, g_mass, kept = _accumulated_grads(layout, pieces, grad_out, inputs.v, cfg, dims)
     g_nodes = nodes.new_empty(nodes.shape)
     g_nodes.index_fill_(1, layout.root_rows, 0.0)  # roots: statistics used by no one
+    # the leaves' statistics gradients, node-major; row L takes the padding
+    g_leaves = nodes.new_empty(layout.num_leaves + 1, dims.heads, dims.width)
     grad_pos = None if pos is None else torch.zeros_like(pos)
     grad_bias = None if bias is None else torch.zeros_like(bias_ext)
     dtype = nodes.dtype
     g_block = None
     for piece, (dot, gm, ga) in _top_down_order(pieces, kept):
         if piece.fused:
-            triton_kernels.backward_class(nodes, g_nodes, piece, cfg.causal, dims,
-                                          mass[:, piece.parent_rows], ga, dot, gm, pos,
+            triton_kernels.backward_class(nodes, g_nodes, g_leaves, piece, inputs,
+                                          mass[:, piece.parent_rows], ga, dot, gm,
                                           grad_pos, bias_ext, grad_bias, layout.num_pairs)
             continue
         c, f0, f1, i0, i1 = piece.size_class, piece.f0, piece.f1, piece.i0, piece.i1
@@ -91,7 +99,7 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor, c
         g_parent = g_nodes[:, parents]                                # [H, F, D]
         mass_p = mass[:, parents].unsqueeze(-1)                       # [H, F, 1]
         weight = c.weights(dtype)[f0:f1]                              # [F, B]
-        block = gather(nodes, c, f0, f1)                              # [H, F, B, D]
+        block = gather(nodes, inputs, c, f0, f1)                      # [H, F, B, D]
         if i0 == 0:  # the means' share: n(C)/n(P) of the parent's gradient (and g_t)
             g_block = weight.view(1, num, width, 1) * g_parent.unsqueeze(2)
         pos_block = positions(pos, c, f0, f1)
@@ -138,9 +146,26 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor, c
             g = g_logits.sum(0) if bias.dim() == 1 else g_logits.permute(1, 2, 3, 0)
             grad_bias.index_add_(0, ids, g.reshape(ids.numel(), *bias.shape[1:]))
         if i1 == width:
-            _store_rows(g_nodes, g_block, piece)
-    return _leaf_grads(layout, g_nodes, mass, cfg, dims, q, k, v, pos, grad_pos, grad_out) + \
-        (None if bias is None else grad_bias[:-1], )
+            if c.leaves:
+                store_leaves(g_leaves, _whole(piece), g_block)
+            else:
+                _store_rows(g_nodes, g_block, piece)
+    if layout.num_lifted:
+        g_leaves[layout.lifted] = g_nodes[:, :layout.num_lifted].transpose(0, 1)
+    if layout.root_leaves.numel():
+        g_leaves.index_fill_(0, layout.root_leaves, 0.0)
+    return _leaf_grads(layout, g_leaves[:layout.num_leaves], leaf_mass, inputs, grad_pos,
+                       grad_out) + (None if bias is None else grad_bias[:-1], )
+
+
+def _whole(piece: Piece) -> Piece:
+    r"""The piece of all rows of the piece's families (their gradient block
+    is complete once the last row chunk is done)."""
+    if piece.i0 == 0 and piece.i1 == piece.size_class.width:
+        return piece
+    return Piece(piece.number, piece.size_class, piece.f0, piece.f1, 0,
+                 piece.size_class.width, piece.log_norm, piece.mu, piece.one_minus_mu,
+                 piece.theta)
 
 
 def _top_down_order(pieces: List[Piece], kept: list):
@@ -182,22 +207,21 @@ def _position_grads(grad_pos: Tensor, pos_block: Tensor, g_logits: Tensor, c, f0
                             g_all.reshape(-1, *g_all.shape[2:]))
 
 
-def _leaf_grads(layout: Layout, g_nodes: Tensor, mass: Tensor, cfg: Config, dims: Dims,
-                q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor],
+def _leaf_grads(layout: Layout, leaves: Tensor, leaf_mass: Tensor, inputs: Inputs,
                 grad_pos: Optional[Tensor], grad_out: Tensor):
-    r"""The leaves' rows of the statistics gradient, back in ``[L, H, .]``
-    layout, with the self terms of ``include_self``."""
+    r"""``q``, ``k``, ``v`` gradients from the leaves' statistics gradient
+    ``[L, H, D]``, with the self terms of ``include_self``."""
+    cfg, dims, q, k, pos = inputs.cfg, inputs.dims, inputs.q, inputs.k, inputs.pos
     num_leaves, dim = layout.num_leaves, dims.dim
-    leaves = g_nodes[:, :num_leaves]                                  # [H, L, D]
-    g_q = (leaves[..., :dim] * cfg.scale).transpose(0, 1).contiguous()
-    g_k = leaves[..., dims.k].transpose(0, 1).contiguous()
-    g_v = leaves[..., dims.v].transpose(0, 1).contiguous()
+    g_q = leaves[..., :dim] * cfg.scale
+    g_k = leaves[..., dims.k].contiguous()
+    g_v = leaves[..., dims.v].contiguous()
     if cfg.include_self:
         # nu(i) = s(i, i) = scale q.k + pos.pos; the output gains m(i) v_i
-        g_nu = leaves[..., -1].t().unsqueeze(-1)                      # [L, H, 1]
+        g_nu = leaves[..., -1:]                                       # [L, H, 1]
         g_q.addcmul_(g_nu, k, value=cfg.scale)
         g_k.addcmul_(g_nu, q, value=cfg.scale)
-        g_v.addcmul_(mass[:, :num_leaves].t().unsqueeze(-1), grad_out)
+        g_v.addcmul_(leaf_mass[:num_leaves].unsqueeze(-1), grad_out)
         if pos is not None:
             p = pos[:num_leaves]
             if p.dim() == 2:

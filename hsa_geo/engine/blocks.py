@@ -19,6 +19,7 @@ batched GEMM without a layout copy.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -27,7 +28,8 @@ from torch import Tensor
 
 from hsa_geo.engine.layout import SizeClass
 
-__all__ = ['Config', 'Dims', 'gather', 'scores', 'positions', 'pair_bias']
+__all__ = ['Config', 'Dims', 'Inputs', 'gather', 'leaf_block', 'scores', 'positions',
+           'pair_bias']
 
 
 @dataclass(frozen=True)
@@ -64,16 +66,60 @@ class Dims:
         return 2 * self.dim + self.dim_v + 1
 
 
-def gather(nodes: Tensor, c: SizeClass, f0: int, f1: int) -> Tensor:
+@dataclass(frozen=True)
+class Inputs:
+    r"""One call's inputs, ``[L, H, .]`` as the user gave them."""
+    q: Tensor
+    k: Tensor
+    v: Tensor
+    pos: Optional[Tensor]
+    cfg: Config
+    dims: Dims
+
+
+def leaf_block(inputs: Inputs, ids: Optional[Tensor], lo: int = 0, hi: int = 0) -> Tensor:
+    r"""``[heads, n, D]`` the leaves ``ids`` (or ``lo:hi``) as node-buffer
+    rows: :math:`(s q, k, v, \nu)` with :math:`\nu = s(i, i)` under
+    ``include_self`` and :math:`-\infty` without, read straight from the
+    inputs (the leaves are never copied into a buffer of their own)."""
+    def take(t: Tensor) -> Tensor:
+        t = t.transpose(0, 1)                                          # [H, L, c]
+        return t[:, lo:hi] if ids is None else t.index_select(1, ids)
+
+    cfg = inputs.cfg
+    q, k, v = take(inputs.q), take(inputs.k), take(inputs.v)
+    if cfg.include_self:
+        nu = torch.linalg.vecdot(q, k).mul_(cfg.scale)                 # [H, n]
+        if inputs.pos is not None:
+            p = inputs.pos[lo:hi] if ids is None else inputs.pos.index_select(0, ids)
+            pp = torch.linalg.vecdot(p, p)                             # [n] or [n, H]
+            nu += pp if pp.dim() == 1 else pp.t()
+    else:
+        nu = q.new_full(q.shape[:2], -math.inf)
+    block = torch.cat([q, k, v, nu.unsqueeze(-1)], -1)
+    block[..., :inputs.dims.dim] *= cfg.scale
+    return block
+
+
+def gather(nodes: Tensor, inputs: Inputs, c: SizeClass, f0: int, f1: int) -> Tensor:
     r"""``[heads, f1 - f0, B, D]`` a private, contiguous copy of the rows of
     the children of families ``f0:f1``: contiguous so that the heads and the
     families merge into one GEMM batch dimension (a strided view would make
     every product copy its operands), private so that the forward pass may
-    overwrite its :math:`\nu` channel."""
+    overwrite its :math:`\nu` channel.  A class of leaves reads the inputs."""
     heads, _, width = nodes.shape
-    if c.child_start is not None:  # stored in block order: one strided copy
+    if c.leaves:
+        if c.child_start is not None:
+            lo = c.child_start + f0 * c.width
+            block = leaf_block(inputs, None, lo, c.child_start + f1 * c.width)
+        else:
+            block = leaf_block(inputs, c.load_index()[f0:f1].reshape(-1))
+    elif c.child_start is not None:  # stored in block order: one strided copy
         lo = c.child_start + f0 * c.width
-        block = nodes[:, lo:c.child_start + f1 * c.width].contiguous()
+        # clone, not contiguous(): with one head the slice is already
+        # contiguous and contiguous() would hand out the buffer itself
+        block = nodes[:, lo:c.child_start + f1 * c.width].clone(
+            memory_format=torch.contiguous_format)
     else:
         block = nodes.index_select(1, c.child[f0:f1].reshape(-1))
     return block.view(heads, f1 - f0, c.width, width)

@@ -36,13 +36,14 @@ import torch
 from torch import Tensor
 
 from hsa_geo.engine import triton_kernels
-from hsa_geo.engine.blocks import Config, Dims, gather, pair_bias, positions, scores
+from hsa_geo.engine.blocks import (Dims, Inputs, gather, leaf_block, pair_bias, positions,
+                                   scores)
 from hsa_geo.engine.layout import Layout, SizeClass
 from hsa_geo.engine.recorder import Recorder
 from hsa_geo.engine.schedule import Budget, chunks
 
-__all__ = ['Piece', 'leaf_rows', 'bottom_up', 'top_down', 'extend_bias', 'softmax_',
-           'store_rows', 'take_rows']
+__all__ = ['Piece', 'node_buffer', 'bottom_up', 'top_down', 'extend_bias', 'softmax_',
+           'store_rows', 'take_rows', 'store_leaves', 'take_leaves']
 
 
 @dataclass
@@ -95,36 +96,24 @@ def extend_bias(bias: Optional[Tensor]) -> Optional[Tensor]:
     return torch.cat([bias, bias.new_zeros(1, *bias.shape[1:])])
 
 
-def leaf_rows(q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor], cfg: Config,
-              dims: Dims, num_rows: int) -> Tensor:
-    r"""The node buffer ``[heads, rows, D]`` with the leaves' rows filled:
-    :math:`(s q, k, v, \nu)`, :math:`\nu = -\phi = s(i, i)` with
-    ``include_self`` and :math:`-\infty` without; the zero row zeroed.
-    Internal rows are written by :func:`bottom_up`."""
-    num_leaves = q.size(0)
-    nodes = q.new_empty(dims.heads, num_rows, dims.width)
-    leaves = nodes[:, :num_leaves]
-    leaves[..., :dims.dim] = q.transpose(0, 1) * cfg.scale
-    leaves[..., dims.k].copy_(k.transpose(0, 1))
-    leaves[..., dims.v].copy_(v.transpose(0, 1))
-    if cfg.include_self:
-        self_score = torch.linalg.vecdot(leaves[..., :dims.dim], leaves[..., dims.k])
-        if pos is not None:
-            p = pos[:num_leaves]
-            pp = torch.linalg.vecdot(p, p)                     # [L] or [L, H]
-            self_score = self_score + (pp.unsqueeze(0) if pp.dim() == 1 else pp.t())
-        leaves[..., -1] = self_score
-    else:
-        leaves[..., -1].fill_(-math.inf)
+def node_buffer(layout: Layout, inputs: Inputs) -> Tensor:
+    r"""The node buffer ``[heads, rows, D]``: the lifted leaves' rows filled
+    from the inputs, the zero row zeroed; internal rows are written by
+    :func:`bottom_up`."""
+    dims = inputs.dims
+    nodes = inputs.q.new_empty(dims.heads, layout.num_rows, dims.width)
+    if layout.num_lifted:
+        nodes[:, :layout.num_lifted] = leaf_block(inputs, layout.lifted)
     nodes[:, -1].zero_()
     return nodes
 
 
-def bottom_up(layout: Layout, nodes: Tensor, cfg: Config, dims: Dims, pos: Optional[Tensor],
-              bias_ext: Optional[Tensor], recorder: Recorder, budget: Budget) -> List[Piece]:
+def bottom_up(layout: Layout, nodes: Tensor, inputs: Inputs, bias_ext: Optional[Tensor],
+              recorder: Recorder, budget: Budget) -> List[Piece]:
     r"""Fills the internal rows of :obj:`nodes` (statistics and :math:`\nu`)
     and returns the per-chunk :math:`\log Z`, :math:`\mu`, :math:`\theta`."""
     pieces: List[Piece] = []
+    cfg, dims, pos = inputs.cfg, inputs.dims, inputs.pos
     dtype = nodes.dtype
     for number, c in enumerate(layout.classes()):
         weight = c.weights(dtype)
@@ -132,12 +121,12 @@ def bottom_up(layout: Layout, nodes: Tensor, cfg: Config, dims: Dims, pos: Optio
         empty = c.empty_rows(cfg.causal)
         if recorder.pair_weights is None and \
                 triton_kernels.usable(nodes.device, dtype, width, cfg.dropout):
-            outputs = triton_kernels.forward_class(nodes, c, cfg.causal, dims, pos, bias_ext,
+            outputs = triton_kernels.forward_class(nodes, c, inputs, bias_ext,
                                                    layout.num_pairs)
             pieces.append(Piece(number, c, 0, c.num_families, 0, width, *outputs, fused=True))
             continue
         for f0, f1, i0, i1 in chunks(c.num_families, width, dims.heads, dims.width, budget):
-            block = gather(nodes, c, f0, f1)                         # [H, F, B, D]
+            block = gather(nodes, inputs, c, f0, f1)                 # [H, F, B, D]
             whole = i0 == 0 and i1 == width
             w = weight if f1 - f0 == c.num_families else weight[f0:f1]
             logits = scores(block, c, cfg, dims, positions(pos, c, f0, f1),
@@ -196,23 +185,65 @@ def _record_pairs(out: Tensor, c: SizeClass, attention: Tensor, one_minus_mu: Te
     out[ids[keep]] = delta.permute(1, 2, 3, 0)[keep]
 
 
-def top_down(layout: Layout, pieces: List[Piece], cfg: Config, dims: Dims, v: Tensor):
-    r"""The accumulated output ``acc [H, rows, d_v]`` and the passed-on mass
-    ``[H, rows]`` of every node, head-major like the pieces; the leaves' rows
-    are the output."""
-    num_rows, heads = layout.num_rows, dims.heads
+def top_down(layout: Layout, pieces: List[Piece], dims: Dims, v: Tensor):
+    r"""The output ``[L, H, d_v]`` (without the self term) with the leaves'
+    passed-on mass ``[L + 1, H]``, and the internal nodes' accumulated output
+    ``acc [H, rows, d_v]`` and mass ``[H, rows]``, head-major like the pieces."""
+    num_rows, heads, num_leaves = layout.num_rows, dims.heads, layout.num_leaves
     acc = v.new_empty(heads, num_rows, dims.dim_v)
     mass = v.new_empty(heads, num_rows)
     acc.index_fill_(1, layout.root_rows, 0.0)
     mass.index_fill_(1, layout.root_rows, 1.0)
+    out = v.new_empty(num_leaves + 1, heads, dims.dim_v)   # row L: padding's
+    leaf_mass = v.new_empty(num_leaves + 1, heads)
     for piece in reversed(pieces):  # parents before children
         parents = piece.parent_rows
         mass_p = mass[:, parents].unsqueeze(-1)                          # [H, F, 1]
         child_acc = torch.addcmul(acc[:, parents].unsqueeze(2),
                                   (mass_p * piece.one_minus_mu).unsqueeze(-1), piece.theta)
-        store_rows(acc, piece, child_acc)
-        store_rows(mass, piece, mass_p * piece.mu)
-    return acc, mass
+        if piece.size_class.leaves:
+            store_leaves(out, piece, child_acc)
+            store_leaves(leaf_mass, piece, mass_p * piece.mu)
+        else:
+            store_rows(acc, piece, child_acc)
+            store_rows(mass, piece, mass_p * piece.mu)
+    if layout.num_lifted:
+        out[layout.lifted] = acc[:, :layout.num_lifted].transpose(0, 1)
+        leaf_mass[layout.lifted] = mass[:, :layout.num_lifted].t()
+    if layout.root_leaves.numel():
+        out.index_fill_(0, layout.root_leaves, 0.0)
+        leaf_mass.index_fill_(0, layout.root_leaves, 1.0)
+    return out[:num_leaves], leaf_mass, acc, mass
+
+
+def store_leaves(buffer: Tensor, piece: Piece, values: Tensor) -> None:
+    r"""Writes a piece's per-child values ``[H, F, rows, ...]`` into the rows
+    of a node-major leaf buffer ``[L + 1, H, ...]`` (padding goes to row
+    ``L``)."""
+    c = piece.size_class
+    flat = values.movedim(0, 2).flatten(0, 1)                           # [F rows, H, ...]
+    if c.child_start is not None and piece.i0 == 0 and piece.i1 == c.width:
+        lo = c.child_start + piece.f0 * c.width
+        buffer[lo:lo + flat.size(0)] = flat
+    else:
+        buffer[piece.child_rows] = flat
+
+
+def take_leaves(buffer: Tensor, piece: Piece) -> Tensor:
+    r"""The children's values of a class of leaves from a node-major buffer
+    ``[L, H, ...]``, head-major ``[H, F, rows, ...]``, zero at padding."""
+    c = piece.size_class
+    head_major = buffer.transpose(0, 1)
+    shape = (buffer.size(1), piece.f1 - piece.f0, piece.i1 - piece.i0) + buffer.shape[2:]
+    if c.child_start is not None and piece.i0 == 0 and piece.i1 == c.width:
+        lo = c.child_start + piece.f0 * c.width
+        return head_major[:, lo:lo + shape[1] * shape[2]].contiguous().view(shape)
+    rows = c.load_index()[piece.f0:piece.f1, piece.i0:piece.i1].reshape(-1)
+    out = head_major.index_select(1, rows).view(shape)
+    if c.padded:
+        valid = c.valid(buffer.dtype)[piece.f0:piece.f1, piece.i0:piece.i1]
+        out = out * valid.view((1, ) + valid.shape + (1, ) * (len(shape) - 3))
+    return out
 
 
 def store_rows(buffer: Tensor, piece: Piece, rows: Tensor) -> None:

@@ -13,12 +13,15 @@ single-child nodes is compiled into one node, whose content (statistics,
 collapsing, every internal node has at least two children, so the number of
 levels is the number of levels that have choices to make.
 
-**Rows.**  The compiled nodes own the rows of the engine's buffers: the leaves
-rows ``0 .. num_leaves - 1`` (the user's order, so ``q``/``k``/``v`` and the
-output are never permuted), then the internal nodes level by level (level
-:math:`h` holds the nodes of height :math:`h`; within a level, class by class
-and family by family, so the parents of a class are one contiguous range),
-then one zero row that padding points to.
+**Rows.**  The leaves stay where they are: the classes of the first level
+(whose children are all leaves) index the user's ``q``/``k``/``v`` and output
+rows directly, so the inputs are never copied or permuted.  The node buffer
+holds the rest: first the *lifted* leaves (leaves whose parent is higher up,
+e.g. one-token words directly under a sentence once the word is collapsed),
+then the internal nodes level by level (level :math:`h` holds the nodes of
+height :math:`h`; within a level, class by class and family by family, so the
+parents of a class are one contiguous range), then one zero row that padding
+points to.
 
 **Size classes.**  The families of a level are sorted by size and cut into at
 most :data:`MAX_CLASSES` classes; each class is one dense block ``[F, B]`` of
@@ -55,9 +58,11 @@ class SizeClass:
         parent_start (int): Row of the first parent; the class's parents own
             rows ``parent_start .. parent_start + num_families - 1``, in the
             order of :attr:`child`.
-        child (LongTensor): ``[F, B]`` rows of the children (padding: the
-            zero row); inside a family, children in the order of their
-            heading user node (the order ``causal`` refers to).
+        child (LongTensor): ``[F, B]`` rows of the children in the node
+            buffer (padding: the zero row), or for a class of leaves
+            (:attr:`leaves`) their leaf indices (padding: ``num_leaves``);
+            inside a family, children in the order of their heading user node
+            (the order ``causal`` refers to).
         child_node (LongTensor): ``[F, B]`` the user node heading each child
             (the top of its collapsed chain): its position vector and sibling
             pairs are the child's.  Padding: 0.
@@ -71,6 +76,7 @@ class SizeClass:
         child_start (int, optional): When the children are the rows
             ``child_start .. child_start + F B - 1`` in block order (no
             padding), so that the block is a view of the buffer.
+        leaves (bool): The children are leaves, read from the inputs.
     """
     width: int
     parent_start: int
@@ -82,6 +88,7 @@ class SizeClass:
     pair_start: int
     num_pairs: int
     child_start: Optional[int] = None
+    leaves: bool = False
     # derived per (kind, dtype, device), built on first use
     _cache: Dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -97,9 +104,27 @@ class SizeClass:
         return SizeClass(self.width, self.parent_start, self.child.to(device),
                          self.child_node.to(device), self.weight.to(device),
                          self.log_count.to(device), self.sizes.to(device),
-                         self.pair_start, self.num_pairs, self.child_start)
+                         self.pair_start, self.num_pairs, self.child_start, self.leaves)
 
     # ----------------------------------------------------------- derived
+    def load_index(self) -> Tensor:
+        r"""``[F, B]`` :attr:`child` with the padding of a class of leaves
+        pointing to leaf 0 instead of one past the end, for gathering from the
+        inputs (padding is masked by :attr:`weight` and :attr:`log_count`)."""
+        if not self.leaves:
+            return self.child
+        key = ('load', )
+        if key not in self._cache:
+            self._cache[key] = torch.where(self.weight > 0, self.child, 0)
+        return self._cache[key]
+
+    def valid(self, dtype) -> Tensor:
+        r"""``[F, B]`` 1 for real children, 0 for padding, in :obj:`dtype`."""
+        key = ('valid', dtype)
+        if key not in self._cache:
+            self._cache[key] = (self.weight > 0).to(dtype)
+        return self._cache[key]
+
     def weights(self, dtype) -> Tensor:
         r"""``[F, B]`` :math:`n(C)/n(P)` in :obj:`dtype`."""
         key = ('weight', dtype)
@@ -193,22 +218,28 @@ class Layout:
     r"""The compiled forest (see the module docstring).
 
     Attributes:
-        num_leaves (int): Leaves; they own rows ``0 .. num_leaves - 1``.
-        num_rows (int): Rows of the node buffers, the zero row included.
+        num_leaves (int): Leaves.
+        num_rows (int): Rows of the node buffer: the lifted leaves, the
+            internal nodes, the zero row.
         levels (List[List[SizeClass]]): Per level (height 1, 2, ...), its
-            size classes.
-        root_rows (LongTensor): Rows of the compiled roots (trees that are a
-            lone leaf included).
-        top_node (LongTensor): ``[num_rows - 1]`` the user node heading each
-            compiled node (its chain's top); used to report per-node results
-            in the user's numbering.
+            size classes; the first level's classes are classes of leaves.
+        lifted (LongTensor): The leaves that own the first rows of the node
+            buffer (their parent is above the first level).
+        root_rows (LongTensor): Node-buffer rows of the internal roots.
+        root_leaves (LongTensor): Leaves that are trees of their own.
+        row_top (LongTensor): ``[num_rows - 1]`` the user node heading each
+            node-buffer row (its chain's top).
+        leaf_top (LongTensor): ``[num_leaves]`` the same for the leaves.
         num_pairs (int): Ordered sibling pairs of all families.
     """
     num_leaves: int
     num_rows: int
     levels: List[List[SizeClass]]
+    lifted: Tensor
     root_rows: Tensor
-    top_node: Tensor
+    root_leaves: Tensor
+    row_top: Tensor
+    leaf_top: Tensor
     num_pairs: int
 
     @property
@@ -219,10 +250,21 @@ class Layout:
     def num_levels(self) -> int:
         return len(self.levels)
 
+    @property
+    def num_lifted(self) -> int:
+        return self.lifted.numel()
+
     def to(self, device) -> 'Layout':
         return Layout(self.num_leaves, self.num_rows,
                       [[c.to(device) for c in level] for level in self.levels],
-                      self.root_rows.to(device), self.top_node.to(device), self.num_pairs)
+                      self.lifted.to(device), self.root_rows.to(device),
+                      self.root_leaves.to(device), self.row_top.to(device),
+                      self.leaf_top.to(device), self.num_pairs)
+
+    def heading_nodes(self, c: SizeClass, rows: Tensor) -> Tensor:
+        r"""The user nodes heading the children :obj:`rows` (entries of
+        ``c.child``, padding excluded by the caller)."""
+        return self.leaf_top[rows] if c.leaves else self.row_top[rows]
 
     def classes(self):
         r"""Every size class, bottom level first."""
@@ -260,15 +302,21 @@ class Layout:
         order = _lexsort([internal, fam_size, fam_height])
         families = internal[order]
         fam_height, fam_size = fam_height[order], fam_size[order]
+        # lifted leaves: a parent above the first level (height >= 2)
+        leaf_ids = torch.arange(num_leaves)
+        leaf_parent = cparent[:num_leaves]
+        lifted = leaf_ids[(leaf_parent >= 0) & (height[leaf_parent.clamp(min=0)] >= 2)]
+        num_lifted = lifted.numel()
         row = torch.full((num_nodes, ), -1, dtype=torch.long)
-        row[:num_leaves] = torch.arange(num_leaves)
-        row[families] = num_leaves + torch.arange(families.numel())
-        num_rows = num_leaves + families.numel() + 1
+        row[lifted] = torch.arange(num_lifted)
+        row[families] = num_lifted + torch.arange(families.numel())
+        num_rows = num_lifted + families.numel() + 1
         zero_row = num_rows - 1
+        first_level = 1 if families.numel() == 0 else int(fam_height[0])
 
         # ---- children of every family, ordered by (family row, heading node)
         members = (compiled & (cparent >= 0)).nonzero().view(-1)
-        member_family = row[cparent[members]] - num_leaves          # family position
+        member_family = row[cparent[members]] - num_lifted          # family position
         member_top = top[members]
         order = _lexsort([member_top, member_family])
         members, member_family = members[order], member_family[order]
@@ -279,10 +327,11 @@ class Layout:
         pair_offset = 0
         heights, counts = torch.unique_consecutive(fam_height, return_counts=True)
         level_start = 0
-        for count in counts.tolist():
+        for level_height, count in zip(heights.tolist(), counts.tolist()):
             lo, hi = level_start, level_start + count
             level_start = hi
             sizes = fam_size[lo:hi]
+            leaves = level_height == 1   # every child of a height-1 node is a leaf
             classes = []
             for c_lo, c_hi in size_classes(sizes):
                 f_lo, f_hi = lo + c_lo, lo + c_hi
@@ -292,8 +341,12 @@ class Layout:
                 fam = member_family[m_lo:m_hi] - f_lo
                 slot = rank[m_lo:m_hi]
                 child_nodes = members[m_lo:m_hi]
-                child = torch.full((num_fam, width), zero_row, dtype=torch.long)
-                child[fam, slot] = row[child_nodes]
+                if leaves:
+                    child = torch.full((num_fam, width), num_leaves, dtype=torch.long)
+                    child[fam, slot] = child_nodes
+                else:
+                    child = torch.full((num_fam, width), zero_row, dtype=torch.long)
+                    child[fam, slot] = row[child_nodes]
                 heading = torch.zeros((num_fam, width), dtype=torch.long)
                 heading[fam, slot] = top[child_nodes]
                 counts_here = leaf_count[child_nodes].double()
@@ -305,20 +358,23 @@ class Layout:
                 pairs = int((class_sizes * (class_sizes - 1)).sum())
                 flat = child.view(-1)
                 first = int(flat[0])
-                in_order = first != zero_row and bool(torch.equal(
-                    flat, torch.arange(first, first + flat.numel())))
-                classes.append(SizeClass(width, num_leaves + f_lo, child, heading, weight,
+                in_order = bool(torch.equal(flat, torch.arange(first, first + flat.numel()))) \
+                    and int(flat[-1]) < (num_leaves if leaves else zero_row)
+                classes.append(SizeClass(width, num_lifted + f_lo, child, heading, weight,
                                          log_count, class_sizes, pair_offset, pairs,
-                                         first if in_order else None))
+                                         first if in_order else None, leaves))
                 pair_offset += pairs
             levels.append(classes)
-        del heights
+        del first_level
 
-        root_rows = row[is_root.nonzero().view(-1)]
-        top_node = torch.empty(num_rows - 1, dtype=torch.long)
-        compiled_ids = compiled.nonzero().view(-1)
-        top_node[row[compiled_ids]] = top[compiled_ids]
-        return cls(num_leaves, num_rows, levels, root_rows, top_node, pair_offset)
+        roots = is_root.nonzero().view(-1)
+        root_rows = row[roots[roots >= num_leaves]]
+        root_leaves = roots[roots < num_leaves]
+        row_top = torch.empty(num_rows - 1, dtype=torch.long)
+        buffered = (row >= 0).nonzero().view(-1)
+        row_top[row[buffered]] = top[buffered]
+        return cls(num_leaves, num_rows, levels, lifted, root_rows, root_leaves, row_top,
+                   top[:num_leaves].clone(), pair_offset)
 
     # ------------------------------------------------------- pair order
     def sibling_index(self) -> Tensor:

@@ -46,7 +46,11 @@ def interpreted() -> bool:
 
 
 def usable(device: torch.device, dtype: torch.dtype, width: int, dropout: float) -> bool:
-    r"""Whether a class of this width runs on the kernels for this call."""
+    r"""Whether a class of this width runs on the kernels for this call
+    (``HSA_GEO_TRITON=0`` turns them off, e.g. to time the PyTorch path on a
+    GPU)."""
+    if os.environ.get('HSA_GEO_TRITON', '1') == '0':
+        return False
     if device.type != 'cuda' and not (
             interpreted() and os.environ.get('HSA_GEO_TRITON_ON_CPU', '0') == '1'):
         return False
@@ -90,11 +94,20 @@ def _extras(c, pos: Optional[Tensor], bias_ext: Optional[Tensor], num_pairs: int
     return pos_args, bias_args, flags
 
 
-def forward_class(nodes: Tensor, c, causal: bool, dims, pos: Optional[Tensor],
-                  bias_ext: Optional[Tensor], num_pairs: int):
+def _sources(inputs, c, dummy: Tensor):
+    r"""The input tensors and strides a class of leaves reads (dummies for
+    the other classes)."""
+    if not c.leaves:
+        return (dummy, dummy, dummy, 0, 0, 0, 0, inputs.cfg.scale)
+    q, k, v = (t.contiguous() for t in (inputs.q, inputs.k, inputs.v))
+    return (q, k, v, q.stride(0), q.stride(1), v.stride(0), v.stride(1), inputs.cfg.scale)
+
+
+def forward_class(nodes: Tensor, c, inputs, bias_ext: Optional[Tensor], num_pairs: int):
     r"""One whole class on the forward kernel: writes the parents' rows of
     :obj:`nodes` and returns ``(log_norm, mu, one_minus_mu, theta)``."""
     forward_kernel, _ = _kernels()
+    dims, pos = inputs.dims, inputs.pos
     heads, num, width = dims.heads, c.num_families, c.width
     log_norm = nodes.new_empty(heads, num, width)
     mu, omm = torch.empty_like(log_norm), torch.empty_like(log_norm)
@@ -102,21 +115,24 @@ def forward_class(nodes: Tensor, c, causal: bool, dims, pos: Optional[Tensor],
     dummy = nodes.new_zeros(1)
     pos_args, bias_args, flags = _extras(c, pos, bias_ext, num_pairs, dummy)
     forward_kernel[(num, heads)](
-        nodes, nodes.stride(0), nodes.stride(1), c.child, c.weights(nodes.dtype),
-        c.log_counts(nodes.dtype), log_norm, mu, omm, theta, c.parent_start, num, width,
-        dims.dim, dims.dim_v, *pos_args, *bias_args, causal=causal, BB=_block(width),
-        BD=_block(dims.dim), BV=_block(dims.dim_v), IEEE=True, **flags)
+        nodes, nodes.stride(0), nodes.stride(1), *_sources(inputs, c, dummy), c.child,
+        c.weights(nodes.dtype), c.log_counts(nodes.dtype), log_norm, mu, omm, theta,
+        c.parent_start, num, width, dims.dim, dims.dim_v, *pos_args, *bias_args,
+        causal=inputs.cfg.causal, LEAVES=c.leaves, SELF=inputs.cfg.include_self,
+        BB=_block(width), BD=_block(dims.dim), BV=_block(dims.dim_v), IEEE=True, **flags)
     return log_norm, mu, omm, theta
 
 
-def backward_class(nodes: Tensor, g_nodes: Tensor, piece, causal: bool, dims, mass_p: Tensor,
-                   ga: Tensor, dot: Tensor, gm: Tensor, pos: Optional[Tensor],
+def backward_class(nodes: Tensor, g_nodes: Tensor, g_leaves: Tensor, piece, inputs,
+                   mass_p: Tensor, ga: Tensor, dot: Tensor, gm: Tensor,
                    grad_pos: Optional[Tensor], bias_ext: Optional[Tensor],
                    grad_bias: Optional[Tensor], num_pairs: int) -> None:
     r"""One whole class on the backward kernel: writes the children's rows of
-    :obj:`g_nodes` and adds to the position and bias gradients."""
+    :obj:`g_nodes` (or, for leaves, of ``g_leaves [L + 1, H, D]``) and adds to
+    the position and bias gradients."""
     _, backward_kernel = _kernels()
     c = piece.size_class
+    dims, pos = inputs.dims, inputs.pos
     heads, num, width = dims.heads, c.num_families, c.width
     dummy = nodes.new_zeros(1)
     pos_args, bias_args, flags = _extras(c, pos, bias_ext, num_pairs, dummy)
@@ -125,10 +141,11 @@ def backward_class(nodes: Tensor, g_nodes: Tensor, piece, causal: bool, dims, ma
     g_bias_args = (dummy, 0, 0) if grad_bias is None else \
         (grad_bias, grad_bias.stride(0), grad_bias.stride(1) if grad_bias.dim() == 2 else 0)
     backward_kernel[(num, heads)](
-        nodes, g_nodes, nodes.stride(0), nodes.stride(1), c.child, c.weights(nodes.dtype),
+        nodes, g_nodes, nodes.stride(0), nodes.stride(1), *_sources(inputs, c, dummy),
+        g_leaves, g_leaves.stride(0), g_leaves.stride(1), c.child, c.weights(nodes.dtype),
         c.log_counts(nodes.dtype), piece.log_norm, piece.mu, piece.one_minus_mu,
         piece.theta, ga.contiguous(), dot.contiguous(), gm.contiguous(),
         mass_p.contiguous(), c.parent_start, num, width, dims.dim, dims.dim_v,
-        *pos_args, *g_pos_args, *bias_args, *g_bias_args, causal=causal, BB=_block(width),
+        *pos_args, *g_pos_args, *bias_args, *g_bias_args, causal=inputs.cfg.causal,
+        LEAVES=c.leaves, SELF=inputs.cfg.include_self, BB=_block(width),
         BD=_block(dims.dim), BV=_block(dims.dim_v), IEEE=True, **flags)
-
