@@ -25,7 +25,8 @@ def molecule_batch(count: int):
     for smiles in read_molecules('ogbg-molfreesolv')['smiles'][:count]:
         graph = smiles2graph(smiles)
         samples.append(build(Data(x=torch.from_numpy(graph['node_feat']), smiles=smiles,
-                                  edge_index=torch.from_numpy(graph['edge_index']))))
+                                  edge_index=torch.from_numpy(graph['edge_index']),
+                                  edge_attr=torch.from_numpy(graph['edge_feat']))))
     return next(iter(DataLoader(samples, batch_size=count)))
 
 

@@ -156,7 +156,8 @@ def scores(block: Tensor, c: SizeClass, cfg: Config, dims: Dims, pos_block: Opti
     query = block[:, :, i0:i1, :dims.dim]
     key = block[:, :, :, dims.k]
     out = torch.matmul(query, key.transpose(-1, -2))
-    out += c.score_mask(cfg.causal, block.dtype)[f0:f1, i0:i1]
+    for term in c.score_mask(cfg.causal, block.dtype, f0, f1, i0, i1):
+        out += term
     if pos_block is not None:
         rows = pos_block[..., i0:i1, :]
         out += torch.matmul(rows, pos_block.transpose(-1, -2))

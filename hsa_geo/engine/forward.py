@@ -241,7 +241,7 @@ def take_leaves(buffer: Tensor, piece: Piece) -> Tensor:
     rows = c.load_index()[piece.f0:piece.f1, piece.i0:piece.i1].reshape(-1)
     out = head_major.index_select(1, rows).view(shape)
     if c.padded:
-        valid = c.valid(buffer.dtype)[piece.f0:piece.f1, piece.i0:piece.i1]
+        valid = c.valid()[piece.f0:piece.f1, piece.i0:piece.i1]
         out = out * valid.view((1, ) + valid.shape + (1, ) * (len(shape) - 3))
     return out
 

@@ -43,6 +43,9 @@ __all__ = ['SizeClass', 'Layout', 'size_classes', 'MAX_CLASSES', 'CLASS_COST']
 
 #: At most this many padded size classes per level.
 MAX_CLASSES = 3
+#: Classes of up to this many score entries keep their score masks and pair
+#: ids; larger ones build them per chunk (they would cost memory like a level).
+MASK_ENTRIES = 1 << 18
 #: The cost of one more class in padded score entries per head: about the
 #: work of the two dozen kernels a class launches, measured on a 2-core CPU
 #: (a launch ~5 us, a score entry ~2.5 ns with d = 32).
@@ -89,8 +92,36 @@ class SizeClass:
     num_pairs: int
     child_start: Optional[int] = None
     leaves: bool = False
-    # derived per (kind, dtype, device), built on first use
-    _cache: Dict = field(default_factory=dict, repr=False, compare=False)
+    # derived tensors, built at construction (never inside a forward pass:
+    # a lazily filled cache is a side effect torch.compile cannot trace)
+    derived: Dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        real = self.weight > 0
+        d = self.derived
+        d['valid'] = real
+        d['load'] = torch.where(real, self.child, 0) if self.leaves else self.child
+        small = self.num_families * self.width * self.width <= MASK_ENTRIES
+        rows = torch.arange(self.width, device=self.child.device)
+        for dtype in (torch.float32, torch.float64):
+            d['weight', dtype] = self.weight.to(dtype)
+            d['log_count', dtype] = self.log_count.to(dtype)
+            for causal in (False, True):
+                allowed = rows.view(1, -1) < rows.view(-1, 1) if causal else \
+                    rows.view(1, -1) != rows.view(-1, 1)
+                pattern = torch.zeros(self.width, self.width, dtype=dtype,
+                                      device=self.child.device)
+                pattern.masked_fill_(~allowed, -math.inf)
+                if causal:  # the first child has no sibling to its left
+                    pattern[0, 0] = 0.0
+                d['pattern', causal, dtype] = pattern
+                if small:
+                    d['mask', causal, dtype] = d['log_count', dtype].unsqueeze(1) + pattern
+        empty = torch.zeros(self.width, dtype=torch.bool, device=self.child.device)
+        empty[0] = True
+        d['empty'] = empty
+        if small:
+            d['pairs'] = _pair_ids(self.sizes, self.width, self.pair_start)
 
     @property
     def num_families(self) -> int:
@@ -111,94 +142,55 @@ class SizeClass:
         r"""``[F, B]`` :attr:`child` with the padding of a class of leaves
         pointing to leaf 0 instead of one past the end, for gathering from the
         inputs (padding is masked by :attr:`weight` and :attr:`log_count`)."""
-        if not self.leaves:
-            return self.child
-        key = ('load', )
-        if key not in self._cache:
-            self._cache[key] = torch.where(self.weight > 0, self.child, 0)
-        return self._cache[key]
+        return self.derived['load']
 
-    def valid(self, dtype) -> Tensor:
-        r"""``[F, B]`` 1 for real children, 0 for padding, in :obj:`dtype`."""
-        key = ('valid', dtype)
-        if key not in self._cache:
-            self._cache[key] = (self.weight > 0).to(dtype)
-        return self._cache[key]
+    def valid(self) -> Tensor:
+        r"""``[F, B]`` bool: a real child, not padding."""
+        return self.derived['valid']
 
     def weights(self, dtype) -> Tensor:
         r"""``[F, B]`` :math:`n(C)/n(P)` in :obj:`dtype`."""
-        key = ('weight', dtype)
-        if key not in self._cache:
-            self._cache[key] = self.weight.to(dtype)
-        return self._cache[key]
+        return self.derived['weight', dtype]
 
     def log_counts(self, dtype) -> Tensor:
         r"""``[F, B]`` :math:`\log n(C)` in :obj:`dtype` (:math:`-\infty` at
         padding)."""
-        key = ('log_count', dtype)
-        if key not in self._cache:
-            self._cache[key] = self.log_count.to(dtype)
-        return self._cache[key]
+        return self.derived['log_count', dtype]
 
-    def score_mask(self, causal: bool, dtype) -> Tensor:
-        r"""``[F, B, B]`` additive score terms: :math:`\log n(B)` where row
-        :math:`A` may attend column :math:`B` (a sibling: another real child,
-        left of :math:`A` when causal), :math:`-\infty` elsewhere.  A row with
-        nothing to attend (the first child under ``causal``) gets a finite
-        dummy entry on its diagonal so that its softmax stays finite; its
-        :math:`\eta = +\infty` is set by :meth:`empty_rows`."""
-        key = ('mask', causal, dtype)
-        if key not in self._cache:
-            b = self.width
-            rows = torch.arange(b, device=self.child.device)
-            allowed = rows.view(1, -1) < rows.view(-1, 1) if causal else \
-                rows.view(1, -1) != rows.view(-1, 1)
-            mask = self.log_count.to(dtype).unsqueeze(1).expand(-1, b, -1).clone()
-            mask.masked_fill_(~allowed, -math.inf)
-            if causal:
-                mask[:, 0, 0] = 0.0
-            self._cache[key] = mask
-        return self._cache[key]
+    def score_mask(self, causal: bool, dtype, f0: int, f1: int, i0: int, i1: int):
+        r"""The additive score terms of families ``f0:f1``, rows ``i0:i1``:
+        :math:`\log n(B)` where row :math:`A` may attend column :math:`B` (a
+        sibling: another real child, left of :math:`A` when causal),
+        :math:`-\infty` elsewhere; a row with nothing to attend (the first
+        child under ``causal``) gets a finite dummy entry on its diagonal so
+        that its softmax stays finite (its :math:`\eta = +\infty` is set by
+        :meth:`empty_rows`).  One ``[F, rows, B]`` tensor for small classes,
+        else the pair ``(log_count [F, 1, B], pattern [rows, B])`` to add."""
+        mask = self.derived.get(('mask', causal, dtype))
+        if mask is not None:
+            return (mask[f0:f1, i0:i1], )
+        return (self.derived['log_count', dtype][f0:f1].unsqueeze(1),
+                self.derived['pattern', causal, dtype][i0:i1])
 
     def empty_rows(self, causal: bool) -> Optional[Tensor]:
         r"""``[B]`` rows with no sibling to attend (only the first child under
         ``causal``; after collapsing, every family has two or more children),
         or :obj:`None`."""
-        if not causal:
-            return None
-        key = ('empty', causal)
-        if key not in self._cache:
-            empty = torch.zeros(self.width, dtype=torch.bool, device=self.child.device)
-            empty[0] = True
-            self._cache[key] = empty
-        return self._cache[key]
-
-    def pair_gather(self, num_pairs: int) -> Tensor:
-        r"""``[F, B, B]`` :meth:`pair_ids` with the diagonal and the padding
-        pointing to :obj:`num_pairs` (an appended zero entry)."""
-        key = ('pair_gather', num_pairs)
-        if key not in self._cache:
-            ids = self.pair_ids()
-            self._cache[key] = torch.where(ids >= 0, ids, num_pairs)
-        return self._cache[key]
-
-    def pair_slots(self) -> Tensor:
-        r"""Flat positions in ``[F * B * B]`` of the real pairs, in pair
-        order."""
-        key = ('pair_slots', )
-        if key not in self._cache:
-            self._cache[key] = (self.pair_ids().reshape(-1) >= 0).nonzero().view(-1)
-        return self._cache[key]
+        return self.derived['empty'] if causal else None
 
     def pair_ids(self) -> Tensor:
         r"""``[F, B, B]`` the index of each ordered sibling pair (row
         attends column) in :attr:`Layout.sibling_index`, ``-1`` on the
         diagonal and at padding; pairs are numbered family by family, row-major
-        inside a family."""
-        key = ('pairs', )
-        if key not in self._cache:
-            self._cache[key] = _pair_ids(self.sizes, self.width, self.pair_start)
-        return self._cache[key]
+        inside a family.  Kept for small classes, computed for large ones."""
+        ids = self.derived.get('pairs')
+        return _pair_ids(self.sizes, self.width, self.pair_start) if ids is None else ids
+
+    def pair_gather(self, num_pairs: int) -> Tensor:
+        r"""``[F, B, B]`` :meth:`pair_ids` with the diagonal and the padding
+        pointing to :obj:`num_pairs` (an appended zero entry)."""
+        ids = self.pair_ids()
+        return torch.where(ids >= 0, ids, num_pairs)
 
 
 def _pair_ids(sizes: Tensor, width: int, start: int) -> Tensor:
