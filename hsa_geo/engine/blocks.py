@@ -82,9 +82,10 @@ def leaf_block(inputs: Inputs, ids: Optional[Tensor], lo: int = 0, hi: int = 0) 
     rows: :math:`(s q, k, v, \nu)` with :math:`\nu = s(i, i)` under
     ``include_self`` and :math:`-\infty` without, read straight from the
     inputs (the leaves are never copied into a buffer of their own)."""
-    def take(t: Tensor) -> Tensor:
-        t = t.transpose(0, 1)                                          # [H, L, c]
-        return t[:, lo:hi] if ids is None else t.index_select(1, ids)
+    def take(t: Tensor) -> Tensor:                                     # [H, n, c] view
+        # gather along the leading dimension of the user's tensor: an
+        # index_select along dim 1 of its transpose would copy all of it first
+        return (t[lo:hi] if ids is None else t.index_select(0, ids)).transpose(0, 1)
 
     cfg = inputs.cfg
     q, k, v = take(inputs.q), take(inputs.k), take(inputs.v)

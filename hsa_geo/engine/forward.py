@@ -233,13 +233,14 @@ def take_leaves(buffer: Tensor, piece: Piece) -> Tensor:
     r"""The children's values of a class of leaves from a node-major buffer
     ``[L, H, ...]``, head-major ``[H, F, rows, ...]``, zero at padding."""
     c = piece.size_class
-    head_major = buffer.transpose(0, 1)
     shape = (buffer.size(1), piece.f1 - piece.f0, piece.i1 - piece.i0) + buffer.shape[2:]
     if c.child_start is not None and piece.i0 == 0 and piece.i1 == c.width:
         lo = c.child_start + piece.f0 * c.width
-        return head_major[:, lo:lo + shape[1] * shape[2]].contiguous().view(shape)
-    rows = c.load_index()[piece.f0:piece.f1, piece.i0:piece.i1].reshape(-1)
-    out = head_major.index_select(1, rows).view(shape)
+        rows = buffer[lo:lo + shape[1] * shape[2]]
+    else:  # gather along the leading dimension (see blocks.leaf_block)
+        rows = buffer.index_select(
+            0, c.load_index()[piece.f0:piece.f1, piece.i0:piece.i1].reshape(-1))
+    out = rows.transpose(0, 1).contiguous().view(shape)
     if c.padded:
         valid = c.valid()[piece.f0:piece.f1, piece.i0:piece.i1]
         out = out * valid.view((1, ) + valid.shape + (1, ) * (len(shape) - 3))
