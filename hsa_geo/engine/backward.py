@@ -67,7 +67,7 @@ def _accumulated_grads(layout: Layout, pieces: List[Piece], grad_out: Tensor, v:
         else:
             g_acc[:, parents] += ga.sum(2)
             g_mass[:, parents] += mass_share
-        kept.append((dot, gm, ga))
+        kept.append((dot, gm))
     return g_acc, g_mass, kept
 
 
@@ -87,7 +87,11 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor,
     grad_bias = None if bias is None else torch.zeros_like(bias_ext)
     dtype = nodes.dtype
     g_block = None
-    for piece, (dot, gm, ga) in _top_down_order(pieces, kept):
+    for piece, (dot, gm) in _top_down_order(pieces, kept):
+        # the children's g_acc again: keeping them from pass 1 would hold a
+        # second copy of the output gradient for every level
+        ga = take_leaves(grad_out, piece) if piece.size_class.leaves else \
+            take_rows(g_acc, piece)
         if piece.fused:
             triton_kernels.backward_class(nodes, g_nodes, g_leaves, piece, inputs,
                                           mass[:, piece.parent_rows], ga, dot, gm,
