@@ -13,27 +13,36 @@ import torch.nn.functional as F
 
 
 # ------------------------------------------------------------------ batches
-def molecule_batch(count: int):
+def molecule_samples(count: int, start: int = 0) -> list:
+    r"""FreeSolv molecules ``start .. start + count`` as junction-tree
+    hierarchies (atoms -> clusters -> molecule) with OGB atom and bond features."""
     from ogb.utils import smiles2graph
     from torch_geometric.data import Data
-    from torch_geometric.loader import DataLoader
 
     from hsa_geo.datasets import read_molecules
     from hsa_geo.transforms import MoleculeHierarchy
     build = MoleculeHierarchy()
     samples = []
-    for smiles in read_molecules('ogbg-molfreesolv')['smiles'][:count]:
+    for smiles in read_molecules('ogbg-molfreesolv')['smiles'][start:start + count]:
         graph = smiles2graph(smiles)
         samples.append(build(Data(x=torch.from_numpy(graph['node_feat']), smiles=smiles,
                                   edge_index=torch.from_numpy(graph['edge_index']),
                                   edge_attr=torch.from_numpy(graph['edge_feat']))))
-    return next(iter(DataLoader(samples, batch_size=count)))
+    return samples
 
 
-def point_batch(count: int, points: int = 100, depth: int = 4):
+def molecule_batch(count: int):
+    from torch_geometric.loader import DataLoader
+    return next(iter(DataLoader(molecule_samples(count), batch_size=count)))
+
+
+def point_samples(count: int, points: int = 100, depth: int = 4,
+                  vary: bool = False) -> list:
+    r"""Clouds of surface samples of the shipped meshes (airplane, ant, nut in
+    turn) as octrees; with :obj:`vary` the cloud sizes cycle through
+    ``points * (0.5, 0.75, 1, 1.25, 1.5)``."""
     import trimesh
     from torch_geometric.data import Data
-    from torch_geometric.loader import DataLoader
 
     from hsa_geo.datasets import read_mesh
     from hsa_geo.transforms import VoxelHierarchy
@@ -42,9 +51,15 @@ def point_batch(count: int, points: int = 100, depth: int = 4):
     for i in range(count):
         mesh = read_mesh(('airplane', 'ant', 'nut')[i % 3])
         surface = trimesh.Trimesh(mesh.pos.numpy(), mesh.face.t().numpy(), process=False)
-        xyz, _ = trimesh.sample.sample_surface(surface, points, seed=i)
+        size = int(points * (0.5, 0.75, 1.0, 1.25, 1.5)[i % 5]) if vary else points
+        xyz, _ = trimesh.sample.sample_surface(surface, size, seed=i)
         samples.append(build(Data(pos=torch.as_tensor(xyz, dtype=torch.float))))
-    return next(iter(DataLoader(samples, batch_size=count)))
+    return samples
+
+
+def point_batch(count: int, points: int = 100, depth: int = 4):
+    from torch_geometric.loader import DataLoader
+    return next(iter(DataLoader(point_samples(count, points, depth), batch_size=count)))
 
 
 def news_texts(count: int) -> List[str]:

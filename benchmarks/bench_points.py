@@ -21,7 +21,7 @@ Linear(2C, C)), so only the attention differs:
   norm) of PyG's ``examples/point_transformer_classification.py``, over a
   ``--k`` nearest-neighbour graph (the conv adds self loops: N (k + 1)
   edges).  It is vector attention (one weight per channel), so ``--heads``
-  does not apply.  The graph comes from ``hsa_geo.transforms.knn_graph``:
+  does not apply.  The graph comes from ``hsa_geo.utils.knn_graph``:
   exact up to ``--exact-knn-max`` points, the approximate Morton-order graph
   beyond (the conv's cost depends only on its N (k + 1) edges; the table says
   which graph was used).
@@ -201,7 +201,8 @@ def _worker(job: dict) -> dict:
     from hsa_geo import Hierarchy
     from hsa_geo.nn import HSAEncoderLayer
     from hsa_geo.testing import median_time, rss_bytes
-    from hsa_geo.transforms import VoxelHierarchy, auto_depth, knn_graph
+    from hsa_geo.transforms import VoxelHierarchy, auto_depth
+    from hsa_geo.utils import knn_graph
 
     if job['threads']:
         torch.set_num_threads(job['threads'])

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hsa_geo import Hierarchy
+from hsa_geo.loader import HierarchyCollater
 from hsa_geo.testing import PeakMemory, mean_ci95
 
 
@@ -78,6 +78,48 @@ class Task:
         return a < b if self.kind == 'regression' else a > b
 
 
+class OGBTask:
+    r"""Loss, target scaling and prediction format for one OGB dataset (the
+    main job, ``ogbg_mol.py``): multi-task binary labels with missing entries,
+    multi-class labels, or standardised regression targets."""
+    def __init__(self, dataset, train_index: Tensor):
+        self.task_type = dataset.task_type
+        self.num_tasks = dataset.num_tasks
+        self.num_classes = dataset.num_classes
+        self.regression = self.task_type == 'regression'
+        self.multiclass = self.task_type == 'multiclass classification'
+        self.out_channels = self.num_classes if self.multiclass else self.num_tasks
+        self.mean = torch.zeros(self.num_tasks)
+        self.std = torch.ones(self.num_tasks)
+        if self.regression:  # standardise targets with training statistics
+            # the collated labels: one row per graph, in dataset order
+            y = dataset._data.y[train_index].float()
+            self.mean = torch.nanmean(y, dim=0)
+            self.std = torch.sqrt(torch.nanmean((y - self.mean)**2, dim=0)).clamp_min(1e-6)
+
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        if self.multiclass:
+            return F.cross_entropy(out, y.view(-1).long())
+        y = y.float()
+        labeled = ~torch.isnan(y)
+        if self.regression:
+            target = (y - self.mean.to(y.device)) / self.std.to(y.device)
+            return F.mse_loss(out[labeled], target[labeled])
+        return F.binary_cross_entropy_with_logits(out[labeled], y[labeled])
+
+    def prediction(self, out: Tensor) -> Tensor:
+        if self.multiclass:
+            return out.argmax(dim=-1, keepdim=True)
+        if self.regression:
+            return out * self.std.to(out.device) + self.mean.to(out.device)
+        return out  # scores for ROC-AUC / AP
+
+
+def higher_is_better(metric: str) -> bool:
+    r"""Whether a larger value of an OGB metric is better."""
+    return metric not in ('rmse', 'mae')
+
+
 def mean_iou(pred: Tensor, target: Tensor, num_classes: int) -> float:
     r"""Mean over the classes present in prediction or target of the
     intersection over union."""
@@ -91,22 +133,22 @@ def mean_iou(pred: Tensor, target: Tensor, num_classes: int) -> float:
 
 # ------------------------------------------------------------------------ batches
 class CompiledBatches:
-    r"""Fixed batches of hierarchies, each collated by PyG, compiled once
-    (:meth:`Hierarchy.from_hetero` on the CPU) and moved to :obj:`device`, so
+    r"""Fixed batches of hierarchies, collated and compiled once by
+    :class:`~hsa_geo.loader.HierarchyCollater` (the collater of
+    :class:`~hsa_geo.loader.HierarchyLoader`) and moved to :obj:`device`, so
     that every epoch, seed and model reuses them.  Samples are grouped by
     size (less padding for the flat models' dense families); with
     :obj:`shuffle` the order of the batches is drawn anew on every pass from
-    torch's global generator.  Iterating yields ``(batch, hierarchy)``."""
+    torch's global generator.  Iterating yields ``(batch, batch.hierarchy)``."""
     def __init__(self, samples: list, batch_size: int, device, shuffle: bool = False):
-        from torch_geometric.data import Batch
         sizes = torch.tensor([_num_leaves(d) for d in samples])
         order = sizes.argsort(stable=True).tolist()
+        collate = HierarchyCollater(samples)
         self.shuffle = shuffle
         self.batches = []
         for start in range(0, len(order), batch_size):
-            batch = Batch.from_data_list([samples[i] for i in order[start:start + batch_size]])
-            hierarchy = Hierarchy.from_hetero(batch)
-            self.batches.append((batch.to(device), hierarchy.to(device)))
+            batch = collate([samples[i] for i in order[start:start + batch_size]]).to(device)
+            self.batches.append((batch, batch.hierarchy))
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -209,6 +251,12 @@ def mean_std(values) -> tuple:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def mean_std_text(values) -> str:
+    r"""``'mean ± std'`` with three decimals."""
+    mean, std = mean_std(values)
+    return f'{mean:.3f} ± {std:.3f}'
+
+
 SPREADS = {'ci95': (mean_ci95, '± = 95% interval over seeds (Student t)'),
            'std': (mean_std, '± = standard deviation over seeds')}
 
@@ -258,28 +306,42 @@ def markdown_table(rows: List[dict], keys: List[str], metrics: List[str],
 
 
 def plot_curves(results: List[dict], panel_keys: List[str], line_key: str, metric: str,
-                path: str, title: str) -> Optional[str]:
-    r"""Validation :obj:`metric` per epoch, mean over seeds, one panel per
-    value of :obj:`panel_keys` and one line per :obj:`line_key`."""
+                path: str, title: str, series: Optional[tuple] = None) -> Optional[str]:
+    r"""Per-epoch curves, mean over seeds (with a band of one standard
+    deviation when there are several): one panel per value of
+    :obj:`panel_keys` and per history key of :obj:`series` (default: the
+    validation :obj:`metric`; a ``'loss'`` panel is drawn on a log scale), one
+    line per value of :obj:`line_key`."""
     try:
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    panels: Dict[tuple, Dict[str, List[List[float]]]] = {}
+    series = tuple(series or (f'valid_{metric}', ))
+    panels: Dict[tuple, Dict[str, List[dict]]] = {}
     for r in results:
-        lines = panels.setdefault(tuple(r[k] for k in panel_keys), {})
-        lines.setdefault(r[line_key], []).append([h[f'valid_{metric}'] for h in r['history']])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for ax, (panel, lines) in zip(axes[0], panels.items()):
-        for name, curves in lines.items():
-            length = min(len(c) for c in curves)
-            mean = torch.tensor([c[:length] for c in curves]).mean(0)
-            ax.plot(range(1, length + 1), mean.tolist(), label=name)
-        ax.set_title(' / '.join(str(p) for p in panel), fontsize=9)
+        panels.setdefault(tuple(r[k] for k in panel_keys), {}).setdefault(
+            r[line_key], []).append(r['history'])
+    columns = [(panel, key) for panel in panels for key in series]
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.6 * len(columns), 3.6), squeeze=False)
+    for ax, (panel, key) in zip(axes[0], columns):
+        for name, histories in panels[panel].items():
+            length = min(len(h) for h in histories)
+            curves = torch.tensor([[row[key] for row in h[:length]] for h in histories])
+            mean = curves.mean(0)
+            epochs = range(1, length + 1)
+            line, = ax.plot(epochs, mean.tolist(), label=name)
+            if len(histories) > 1:
+                std = curves.std(0)
+                ax.fill_between(epochs, (mean - std).tolist(), (mean + std).tolist(),
+                                color=line.get_color(), alpha=0.2)
+        if key == 'loss':
+            ax.set_yscale('log')
+        ax.set_title(' / '.join(str(p) for p in panel + (key.replace('_', ' '), )),
+                     fontsize=9)
         ax.set_xlabel('epoch')
-        ax.set_ylabel(f'valid {metric}')
+        ax.set_ylabel(key.replace('_', ' '))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
@@ -294,3 +356,105 @@ def save_json(obj, path: str) -> None:
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with open(path, 'w') as f:
         json.dump(obj, f, indent=1)
+
+
+# ------------------------------------------------------- point-cloud and mesh runs
+# name: (global attention, local PointTransformerConv block, flat hierarchy)
+GEOMETRY_MODELS: Dict[str, tuple] = {
+    'hsa': (True, False, False),
+    'hsa+pt': (True, True, False),
+    'pt': (False, True, False),
+    'dense': (True, False, True),
+    'pointnet': (False, False, False),
+}
+
+
+def geometry_blocks(model_name: str, channels: int, dim: int = 3) -> dict:
+    r"""The ``attention`` and ``local`` blocks of :obj:`model_name` for
+    :class:`~hsa_geo.nn.HSAPointTransformer` (as modules: the default HSA
+    block or none, a :class:`~hsa_geo.nn.PointTransformerBlock` or none)."""
+    from hsa_geo.nn import PointTransformerBlock
+    from hsa_geo.nn.point import DEFAULT
+    attention, local, _ = GEOMETRY_MODELS[model_name]
+    return dict(attention=DEFAULT if attention else None,
+                local=PointTransformerBlock(channels, dim) if local else None)
+
+
+def split(num: int, seed: int = 0) -> Dict[str, List[int]]:
+    r"""A fixed random 70 / 15 / 15 split of :obj:`num` samples."""
+    order = torch.randperm(num, generator=torch.Generator().manual_seed(seed)).tolist()
+    a, b = int(0.7 * num), int(0.85 * num)
+    return {'train': order[:a], 'valid': order[a:b], 'test': order[b:]}
+
+
+def geometry_loaders(trees: list, flats: list, parts: Dict[str, List[int]], batch_size: int,
+                     device) -> Dict[bool, Dict[str, CompiledBatches]]:
+    r"""Compiled batches of the trees and of the flat hierarchies, per split."""
+    return {flat: {name: CompiledBatches([(flats if flat else trees)[i] for i in idx],
+                                         batch_size, device, shuffle=name == 'train')
+                   for name, idx in parts.items()}
+            for flat in (False, True)}
+
+
+def geometry_forward(leaf: str, flat: bool, extra: Callable = None) -> Callable:
+    r"""``forward(model, batch, hierarchy)`` for leaves of type :obj:`leaf`
+    (their coordinates ``pos``, the hierarchy's position vectors, the
+    ``(leaf, 'to', leaf)`` neighbourhood graph); the flat hierarchy's grid
+    positions are not used (a cloud is a set)."""
+    def forward(model, batch, hierarchy):
+        store = batch[leaf]
+        kwargs = extra(batch) if extra is not None else {}
+        return model(store.get('x'), store.pos, hierarchy,
+                     None if flat else batch.hsa_pos_dict,
+                     batch[leaf, 'to', leaf].edge_index, **kwargs)
+    return forward
+
+
+def add_training_arguments(parser, seeds: int, epochs: int, batch_size: int, lr,
+                           lr_help: str = 'learning rate'):
+    r"""The options :func:`run_geometry_models` reads (seeds, epochs,
+    optimiser, model size, device)."""
+    parser.add_argument('--seeds', type=int, default=seeds)
+    parser.add_argument('--epochs', type=int, default=epochs)
+    parser.add_argument('--batch-size', type=int, default=batch_size)
+    parser.add_argument('--lr', type=float, default=lr, help=lr_help)
+    parser.add_argument('--weight-decay', type=float, default=0.01)
+    parser.add_argument('--channels', type=int, default=64)
+    parser.add_argument('--layers', type=int, default=2)
+    parser.add_argument('--heads', type=int, default=4)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def run_geometry_models(args, make_model: Callable, data: Dict[bool, dict], task: Task,
+                        leaf: str, label: dict, results: list, out_json: str,
+                        extra: Callable = None) -> None:
+    r"""Trains every model of ``args.models`` for every seed
+    (``make_model(model_name)`` builds one), appending one result per run to
+    :obj:`results` (written to :obj:`out_json` each time)."""
+    from tqdm import tqdm
+    runs = [(m, s) for m in args.models for s in range(args.seeds)]
+    bar = tqdm(runs, desc=' '.join(str(v) for v in label.values()))
+    for model_name, seed in bar:
+        flat = GEOMETRY_MODELS[model_name][2]
+        torch.manual_seed(seed)
+        model = make_model(model_name)
+        result = train_run(model, data[flat], geometry_forward(leaf, flat, extra), task,
+                           args.epochs, args.lr, args.device, args.weight_decay,
+                           progress=bar)
+        results.append({**label, 'model': model_name, 'seed': seed, **result})
+        save_json(results, out_json)
+
+
+def geometry_report(results: list, keys: List[str], metrics: List[str], device, title: str,
+                    out_dir: str, name: str) -> str:
+    r"""Writes ``<name>.md`` (mean +- standard deviation over seeds) and the
+    validation curves ``<name>_curves.png``; returns the markdown."""
+    rows = summarise(results, keys, metrics, spread='std')
+    table = markdown_table(rows, keys, metrics)
+    text = (f'## {title}\n\n{table}\n\n{SPREADS["std"][1]}; test scores at the '
+            f'best-validation epoch; {measurement_note(device)}\n')
+    with open(osp.join(out_dir, f'{name}.md'), 'w') as f:
+        f.write(text)
+    plot_curves(results, keys[:-1] or keys, 'model', metrics[0],
+                osp.join(out_dir, f'{name}_curves.png'), title)
+    return text

@@ -101,7 +101,7 @@ def build_samples(texts: List[str], labels: Tensor, pos_dim: int, progress: bool
 class TextModel(Module):
     r"""Leaf embeddings -> :class:`HTEPredictor`."""
     def __init__(self, leaves: str, num_classes: int, hidden: int, heads: int,
-                 pos_dim: int, attention: str, dropout: float, table: Tensor = None,
+                 pos_dim: int, attention: bool, dropout: float, table: Tensor = None,
                  vocabulary: Tensor = None, embedding_dim: int = 64):
         super().__init__()
         if leaves == 'frozen':
@@ -219,7 +219,7 @@ def main(argv=None) -> List[dict]:
             samples = datasets[kind]
             torch.manual_seed(seed)
             model = TextModel(leaves, len(corpus.classes), args.hidden, args.heads,
-                              args.pos_dim, 'none' if kind == 'deepset' else 'hsa',
+                              args.pos_dim, kind != 'deepset',
                               args.dropout, table=table, vocabulary=vocabulary,
                               embedding_dim=args.embedding_dim)
             try:

@@ -39,12 +39,13 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeRotation
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import Task  # noqa: E402
-from point_cloud import (MODELS, add_training_arguments, loaders, report,  # noqa: E402
-                         run_models, split)
+from _experiment import (GEOMETRY_MODELS, Task, add_training_arguments,  # noqa: E402
+                         geometry_blocks, geometry_loaders, geometry_report,
+                         run_geometry_models, split)
 
 from hsa_geo.nn import HSAMeshTransformer  # noqa: E402
-from hsa_geo.transforms import FlatHierarchy, MeshHierarchy, knn_graph  # noqa: E402
+from hsa_geo.transforms import FlatHierarchy, MeshHierarchy  # noqa: E402
+from hsa_geo.utils import knn_graph  # noqa: E402
 
 TASKS = ('classification', 'parts')
 
@@ -107,7 +108,7 @@ def main(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--task', nargs='+', default=list(TASKS), choices=TASKS)
     parser.add_argument('--models', nargs='+', default=['hsa', 'dense', 'pointnet'],
-                        choices=list(MODELS),
+                        choices=list(GEOMETRY_MODELS),
                         help='pt and hsa+pt are available but ~10x slower per epoch on '
                              'meshes of ~500 faces')
     add_training_arguments(parser, seeds=2, epochs=12, batch_size=16, lr=2e-3)
@@ -135,7 +136,7 @@ def main(argv=None):
         meshes = synthetic_shapes(args.per_class, seed=0, num_points=16,
                                   union=task_name == 'parts', num_faces=tuple(args.faces))
         pairs = [prepare(m, args.depth, args.k) for m in meshes]
-        data = loaders([p[0] for p in pairs], [p[1] for p in pairs], split(len(meshes)),
+        data = geometry_loaders([p[0] for p in pairs], [p[1] for p in pairs], split(len(meshes)),
                        args.batch_size, args.device)
         faces = torch.tensor([m.face.size(1) for m in meshes]).float()
         print(f'{task_name}: {len(meshes)} meshes, {faces.min():.0f}-{faces.max():.0f} faces '
@@ -145,17 +146,18 @@ def main(argv=None):
         else:
             task = Task('segmentation', classes, target=lambda batch: batch['face'].face_part)
 
-        def make_model(attention, local):
+        def make_model(model_name):
             return HSAMeshTransformer(
                 classes, args.channels, num_layers=args.layers, heads=args.heads,
-                attention=attention, local=local,
+                **geometry_blocks(model_name, args.channels),
                 task='classification' if task_name == 'classification' else 'segmentation')
-        run_models(args, make_model, data, task, 'face', {'task': task_name}, results,
-                   osp.join(args.out, 'results.json'),
-                   extra=lambda batch: {'area': batch['face'].area})
-        texts.append(report([r for r in results if r['task'] == task_name],
-                            ['task', 'model'], list(task.metrics), args.device,
-                            f'Synthetic meshes: {task_name}', args.out, f'mesh_{task_name}'))
+        run_geometry_models(args, make_model, data, task, 'face', {'task': task_name},
+                            results, osp.join(args.out, 'results.json'),
+                            extra=lambda batch: {'area': batch['face'].area})
+        texts.append(geometry_report([r for r in results if r['task'] == task_name],
+                                     ['task', 'model'], list(task.metrics), args.device,
+                                     f'Synthetic meshes: {task_name}', args.out,
+                                     f'mesh_{task_name}'))
     print('\n' + '\n'.join(texts))
     return results
 

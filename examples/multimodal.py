@@ -134,7 +134,7 @@ class MultiModalModel(Module):
     r"""Atom encoder and frozen token embeddings -> :class:`HTEPredictor`
     with one set of projections per leaf type."""
     def __init__(self, modalities: List[str], out_channels: int, hidden: int, heads: int,
-                 pos_dim: int, attention: str, dropout: float, table: Tensor):
+                 pos_dim: int, attention: bool, dropout: float, table: Tensor):
         super().__init__()
         from ogb.graphproppred.mol_encoder import AtomEncoder
         in_channels = {}
@@ -214,7 +214,7 @@ def main(argv=None) -> List[dict]:
             torch.manual_seed(seed)
             modalities = [kind] if kind in ('graph', 'name') else ['graph', 'name']
             model = MultiModalModel(modalities, task.out_channels, args.hidden, args.heads,
-                                    args.pos_dim, 'none' if kind == 'deepset' else 'hsa',
+                                    args.pos_dim, kind != 'deepset',
                                     args.dropout, table)
             run = train_run(model, loaders[kind], forward, task, args.epochs, args.lr,
                             device, args.weight_decay, progress)

@@ -43,8 +43,11 @@ from torch.utils.data.distributed import DistributedSampler
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn import GINEConv, GPSConv, global_add_pool, global_mean_pool
 
-from hsa_geo import Hierarchy
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _experiment import OGBTask, higher_is_better, mean_std_text, plot_curves  # noqa: E402
+
 from hsa_geo.datasets import OFFLINE_DATASETS, evaluator, ogb_dataset
+from hsa_geo.loader import HierarchyLoader
 from hsa_geo.nn import HSAGPSConv
 from hsa_geo.transforms import MoleculeHierarchy
 
@@ -122,7 +125,7 @@ class MolModel(Module):
                 x = conv(x, bonds.edge_index, graph,
                          edge_attr=bond_encoder(bonds.edge_attr))
         else:
-            hierarchy = Hierarchy.from_hetero(batch)  # compiled once, used by every layer
+            hierarchy = batch.hierarchy  # compiled once by the loader, used by every layer
             pos = ({t: batch[t].hsa_pos for t in ('atom', 'cluster', 'molecule')}
                    if self.use_pos else None)
             for conv, bond_encoder in zip(self.convs, self.bond_encoders):
@@ -131,46 +134,13 @@ class MolModel(Module):
         return self.head(global_mean_pool(x, graph, size=batch.num_graphs))
 
 
+def loader_for(kind: str):
+    r"""HSA batches carry their compiled hierarchy (``batch.hierarchy``);
+    the baselines do not need one."""
+    return HierarchyLoader if kind == 'hsa' else DataLoader
+
+
 # ------------------------------------------------------------------ training helpers
-class Task:
-    r"""Loss, target scaling and prediction format for one OGB dataset."""
-    def __init__(self, dataset, train_index: Tensor):
-        self.task_type = dataset.task_type
-        self.num_tasks = dataset.num_tasks
-        self.num_classes = dataset.num_classes
-        self.regression = self.task_type == 'regression'
-        self.multiclass = self.task_type == 'multiclass classification'
-        self.out_channels = self.num_classes if self.multiclass else self.num_tasks
-        self.mean = torch.zeros(self.num_tasks)
-        self.std = torch.ones(self.num_tasks)
-        if self.regression:  # standardise targets with training statistics
-            # the collated labels: one row per graph, in dataset order
-            y = dataset._data.y[train_index].float()
-            self.mean = torch.nanmean(y, dim=0)
-            self.std = torch.sqrt(torch.nanmean((y - self.mean)**2, dim=0)).clamp_min(1e-6)
-
-    def loss(self, out: Tensor, y: Tensor) -> Tensor:
-        if self.multiclass:
-            return F.cross_entropy(out, y.view(-1).long())
-        y = y.float()
-        labeled = ~torch.isnan(y)
-        if self.regression:
-            target = (y - self.mean.to(y.device)) / self.std.to(y.device)
-            return F.mse_loss(out[labeled], target[labeled])
-        return F.binary_cross_entropy_with_logits(out[labeled], y[labeled])
-
-    def prediction(self, out: Tensor) -> Tensor:
-        if self.multiclass:
-            return out.argmax(dim=-1, keepdim=True)
-        if self.regression:
-            return out * self.std.to(out.device) + self.mean.to(out.device)
-        return out  # scores for ROC-AUC / AP
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric not in ('rmse', 'mae')
-
-
 class Distributed:
     r"""Process-group facts; a single process is world size 1."""
     def __init__(self, device: str):
@@ -209,7 +179,7 @@ def shard(index: Tensor, ctx: Distributed) -> Tensor:
     return index[ctx.rank::ctx.world_size]
 
 
-def train_epoch(model, loader, optimizer, task: Task, ctx: Distributed, progress=None):
+def train_epoch(model, loader, optimizer, task: OGBTask, ctx: Distributed, progress=None):
     model.train()
     total, count = 0.0, 0
     for batch in loader:
@@ -226,14 +196,14 @@ def train_epoch(model, loader, optimizer, task: Task, ctx: Distributed, progress
 
 
 @torch.no_grad()
-def evaluate(model, dataset, index: Tensor, task: Task, ogb_evaluator, ctx: Distributed,
+def evaluate(model, dataset, index: Tensor, task: OGBTask, ogb_evaluator, ctx: Distributed,
              batch_size: int) -> float:
     r"""OGB metric on ``dataset[index]``; each rank predicts its shard (no
     padding, so no molecule counts twice) and the shards are gathered."""
     model.eval()
     part = shard(index, ctx)
     y_true, y_pred = [], []
-    for batch in DataLoader(dataset[part], batch_size=batch_size):
+    for batch in loader_for(model.kind)(dataset[part], batch_size=batch_size):
         batch = batch.to(ctx.device)
         y_pred.append(task.prediction(model(batch)).cpu())
         y_true.append(batch.y.cpu())
@@ -245,7 +215,7 @@ def evaluate(model, dataset, index: Tensor, task: Task, ogb_evaluator, ctx: Dist
     return float(result[ogb_evaluator.eval_metric])
 
 
-def run(kind: str, seed: int, dataset, split, task: Task, args, ctx: Distributed,
+def run(kind: str, seed: int, dataset, split, task: OGBTask, args, ctx: Distributed,
         ogb_evaluator) -> Dict[str, object]:
     from tqdm.auto import tqdm
     torch.manual_seed(seed)
@@ -266,13 +236,14 @@ def run(kind: str, seed: int, dataset, split, task: Task, args, ctx: Distributed
     if ctx.enabled:  # equal shards (DDP needs the same number of steps on every rank)
         sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank,
                                      shuffle=True, seed=seed)
-        loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
-                            drop_last=drop_last)
+        loader = loader_for(kind)(train_set, batch_size=args.batch_size, sampler=sampler,
+                                  drop_last=drop_last)
     else:
-        loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+        loader = loader_for(kind)(train_set, batch_size=args.batch_size, shuffle=True,
                             generator=generator, drop_last=drop_last)
-    better = higher_is_better(ogb_evaluator.eval_metric)
-    history = {'loss': [], 'valid': [], 'test': []}
+    metric = ogb_evaluator.eval_metric
+    better = higher_is_better(metric)
+    history = []
     best = None
     epoch_times = []
     progress = tqdm(total=args.epochs * len(loader), disable=not ctx.main or args.quiet,
@@ -290,9 +261,8 @@ def run(kind: str, seed: int, dataset, split, task: Task, args, ctx: Distributed
         if not all(math.isfinite(v) for v in (loss, valid, test)):
             raise FloatingPointError(f'{kind} seed {seed} epoch {epoch}: loss {loss}, '
                                      f'valid {valid}, test {test}')
-        history['loss'].append(loss)
-        history['valid'].append(valid)
-        history['test'].append(test)
+        history.append({'epoch': epoch + 1, 'loss': loss, f'valid_{metric}': valid,
+                        f'test_{metric}': test})
         if best is None or (valid > best[0] if better else valid < best[0]):
             best = (valid, test, epoch + 1)  # epochs count from 1, as printed
         progress.set_postfix(loss=f'{loss:.3f}', valid=f'{valid:.3f}')
@@ -303,12 +273,6 @@ def run(kind: str, seed: int, dataset, split, task: Task, args, ctx: Distributed
 
 
 # ------------------------------------------------------------------------ reporting
-def mean_std(values: List[float]) -> str:
-    t = torch.tensor(values, dtype=torch.float64)
-    std = t.std().item() if len(values) > 1 else 0.0
-    return f'{t.mean().item():.3f} ± {std:.3f}'
-
-
 def results_table(results: List[dict], metric: str, dataset: str) -> str:
     r"""Mean ± std over seeds; time per epoch as the median over seeds of
     each run's median epoch, and as a ratio to the first model of the run
@@ -325,39 +289,11 @@ def results_table(results: List[dict], metric: str, dataset: str) -> str:
              '|---|---|---|---|---|---|---|']
     for kind in kinds:
         rows = [r for r in results if r['model'] == kind]
-        lines.append(f"| {MODEL_NAMES[kind]} | {mean_std([r['test'] for r in rows])} | "
-                     f"{mean_std([r['best_valid'] for r in rows])} | {rows[0]['params']:,} | "
+        lines.append(f"| {MODEL_NAMES[kind]} | {mean_std_text([r['test'] for r in rows])} | "
+                     f"{mean_std_text([r['best_valid'] for r in rows])} | {rows[0]['params']:,} | "
                      f"{medians[kind]:.2f} | {medians[kind] / medians[base]:.2f}x | "
                      f"{len(rows)} |")
     return '\n'.join(lines)
-
-
-def plot_curves(results: List[dict], metric: str, dataset: str, path: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for kind, color in zip(MODELS, ('tab:gray', 'tab:blue', 'tab:red')):
-        rows = [r for r in results if r['model'] == kind]
-        if not rows:
-            continue
-        for ax, key in zip(axes, ('loss', 'valid')):
-            curves = torch.tensor([r['history'][key] for r in rows])
-            mean = curves.mean(0)
-            epochs = range(1, len(mean) + 1)
-            ax.plot(epochs, mean, color=color, label=MODEL_NAMES[kind])
-            if len(rows) > 1:
-                std = curves.std(0)
-                ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
-    axes[0].set(xlabel='epoch', ylabel='training loss', yscale='log',
-                title='training loss (mean ± std over seeds)')
-    axes[1].set(xlabel='epoch', ylabel=f'validation {metric}',
-                title=f'{dataset}: validation {metric}')
-    axes[1].legend()
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- main
@@ -417,7 +353,7 @@ def main(argv=None) -> List[dict]:
         split = dataset.get_idx_split(args.split)
         if args.limit is not None:
             split = {k: v[:args.limit] for k, v in split.items()}
-        task = Task(dataset, split['train'])
+        task = OGBTask(dataset, split['train'])
         ogb_evaluator = evaluator(args.dataset)
         metric = ogb_evaluator.eval_metric
         if ctx.main:
@@ -452,7 +388,10 @@ def main(argv=None) -> List[dict]:
                           f, indent=1)
             with open(osp.join(args.out, 'table.md'), 'w') as f:
                 f.write(table + '\n')
-            plot_curves(results, metric, args.dataset, osp.join(args.out, 'curves.png'))
+            named = [{**r, 'model': MODEL_NAMES[r['model']]} for r in results]
+            plot_curves(named, [], 'model', metric, osp.join(args.out, 'curves.png'),
+                        f'{args.dataset} (mean ± std over seeds)',
+                        series=('loss', f'valid_{metric}'))
             print(f"\nwrote {osp.join(args.out, 'results.json')}, table.md, curves.png")
         return results
     finally:

@@ -43,28 +43,21 @@ import os.path as osp
 import pathlib
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import List
 
 import torch
 from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeRotation
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import (SPREADS, CompiledBatches, Task, markdown_table,  # noqa: E402
-                         measurement_note, plot_curves, save_json, summarise,
-                         train_run)
+from _experiment import (GEOMETRY_MODELS, Task, add_training_arguments,  # noqa: E402
+                         geometry_blocks, geometry_loaders, geometry_report,
+                         run_geometry_models, split)
 
 from hsa_geo.nn import HSAPointTransformer  # noqa: E402
-from hsa_geo.transforms import FlatHierarchy, VoxelHierarchy, knn_graph  # noqa: E402
+from hsa_geo.transforms import FlatHierarchy, VoxelHierarchy  # noqa: E402
+from hsa_geo.utils import knn_graph  # noqa: E402
 
-# name: (attention, local block, flat hierarchy)
-MODELS: Dict[str, tuple] = {
-    'hsa': ('hsa', None, False),
-    'hsa+pt': ('hsa', 'point_transformer', False),
-    'pt': ('none', 'point_transformer', False),
-    'dense': ('hsa', None, True),
-    'pointnet': ('none', None, False),
-}
 # name: (spatial dim, feature size, classes, tree depth, k of the kNN graph, lr)
 DATASETS = {'digits': (2, 1, 10, 2, 8, 1e-3), 'shapes': (3, 0, 7, 3, 16, 2e-3)}
 
@@ -89,83 +82,6 @@ def prepare(data: Data, depth: int, k: int, leaf: str = 'point'):
     data.edge_index = knn_graph(data.pos, k)
     tree = VoxelHierarchy(depth, leaf_type=leaf)(data)
     return tree, FlatHierarchy(pos_dim=2)(tree)
-
-
-def split(num: int, seed: int = 0) -> Dict[str, List[int]]:
-    order = torch.randperm(num, generator=torch.Generator().manual_seed(seed)).tolist()
-    a, b = int(0.7 * num), int(0.85 * num)
-    return {'train': order[:a], 'valid': order[a:b], 'test': order[b:]}
-
-
-def loaders(trees: list, flats: list, parts: Dict[str, List[int]], batch_size: int,
-            device) -> Dict[bool, Dict[str, CompiledBatches]]:
-    r"""Compiled batches of the trees and of the flat hierarchies, per split."""
-    return {flat: {name: CompiledBatches([(flats if flat else trees)[i] for i in idx],
-                                         batch_size, device, shuffle=name == 'train')
-                   for name, idx in parts.items()}
-            for flat in (False, True)}
-
-
-def forward_fn(leaf: str, flat: bool, extra: Callable = None) -> Callable:
-    r"""``forward(model, batch, hierarchy)`` for leaves of type :obj:`leaf`;
-    the flat hierarchy's grid positions are not used (a cloud is a set)."""
-    def forward(model, batch, hierarchy):
-        store = batch[leaf]
-        kwargs = extra(batch) if extra is not None else {}
-        return model(store.get('x'), store.pos, hierarchy,
-                     None if flat else batch.hsa_pos_dict,
-                     batch[leaf, 'to', leaf].edge_index, **kwargs)
-    return forward
-
-
-# ------------------------------------------------------------------------ runs
-def add_training_arguments(parser, seeds: int, epochs: int, batch_size: int, lr,
-                           lr_help: str = 'learning rate'):
-    r"""The options :func:`run_models` reads (seeds, epochs, optimiser, model
-    size, device), shared by this script and ``mesh.py``."""
-    parser.add_argument('--seeds', type=int, default=seeds)
-    parser.add_argument('--epochs', type=int, default=epochs)
-    parser.add_argument('--batch-size', type=int, default=batch_size)
-    parser.add_argument('--lr', type=float, default=lr, help=lr_help)
-    parser.add_argument('--weight-decay', type=float, default=0.01)
-    parser.add_argument('--channels', type=int, default=64)
-    parser.add_argument('--layers', type=int, default=2)
-    parser.add_argument('--heads', type=int, default=4)
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-
-
-def run_models(args, make_model: Callable, data: Dict[bool, dict], task: Task,
-               leaf: str, label: dict, results: list, out_json: str,
-               extra: Callable = None) -> None:
-    r"""Trains every model of ``args.models`` for every seed, appending one
-    result per run to :obj:`results` (written to :obj:`out_json` each time)."""
-    from tqdm import tqdm
-    runs = [(m, s) for m in args.models for s in range(args.seeds)]
-    bar = tqdm(runs, desc=' '.join(str(v) for v in label.values()))
-    for model_name, seed in bar:
-        attention, local, flat = MODELS[model_name]
-        torch.manual_seed(seed)
-        model = make_model(attention, local)
-        result = train_run(model, data[flat], forward_fn(leaf, flat, extra), task,
-                           args.epochs, args.lr, args.device, args.weight_decay,
-                           progress=bar)
-        results.append({**label, 'model': model_name, 'seed': seed, **result})
-        save_json(results, out_json)
-
-
-def report(results: list, keys: List[str], metrics: List[str], device, title: str,
-           out_dir: str, name: str) -> str:
-    r"""Writes ``<name>.md`` (mean +- standard deviation over seeds) and the
-    validation curves ``<name>_curves.png``; returns the markdown."""
-    rows = summarise(results, keys, metrics, spread='std')
-    table = markdown_table(rows, keys, metrics)
-    text = (f'## {title}\n\n{table}\n\n{SPREADS["std"][1]}; test scores at the '
-            f'best-validation epoch; {measurement_note(device)}\n')
-    with open(osp.join(out_dir, f'{name}.md'), 'w') as f:
-        f.write(text)
-    plot_curves(results, keys[:-1] or keys, 'model', metrics[0],
-                osp.join(out_dir, f'{name}_curves.png'), title)
-    return text
 
 
 # --------------------------------------------------------------------- figures
@@ -230,7 +146,8 @@ def main(argv=None):
                     'dense attention and PointNet, same budget.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--dataset', nargs='+', default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS))
+    parser.add_argument('--models', nargs='+', default=list(GEOMETRY_MODELS),
+                        choices=list(GEOMETRY_MODELS))
     add_training_arguments(parser, seeds=3, epochs=15, batch_size=32, lr=None,
                            lr_help='learning rate; unset: 1e-3 for digits, 2e-3 for shapes')
     parser.add_argument('--pool', default='max', choices=['max', 'mean'])
@@ -258,8 +175,9 @@ def main(argv=None):
     if args.report:
         results = [r for path in args.report
                    for r in json.loads(pathlib.Path(path).read_text())]
-        print(report(results, ['dataset', 'model'], ['accuracy', 'macro_f1'], args.device,
-                     'Point-cloud classification', args.out, 'point_cloud'))
+        print(geometry_report(results, ['dataset', 'model'], ['accuracy', 'macro_f1'],
+                              args.device, 'Point-cloud classification', args.out,
+                              'point_cloud'))
         return results
     results: list = []
     texts = []
@@ -274,19 +192,20 @@ def main(argv=None):
             clouds = [clouds[i] for i in keep[:args.limit].sort().values.tolist()]
         pairs = [prepare(c, depth, k) for c in clouds]
         trees, flats = [p[0] for p in pairs], [p[1] for p in pairs]
-        data = loaders(trees, flats, split(len(clouds)), args.batch_size, args.device)
+        data = geometry_loaders(trees, flats, split(len(clouds)), args.batch_size, args.device)
         sizes = torch.tensor([c.pos.size(0) for c in clouds]).float()
         print(f'{dataset}: {len(clouds)} clouds, {sizes.min():.0f}-{sizes.max():.0f} points '
               f'(mean {sizes.mean():.1f}), prepared in {time.perf_counter() - start:.1f} s')
 
-        def make_model(attention, local):
+        def make_model(model_name):
             return HSAPointTransformer(features, args.channels, classes, args.layers,
-                                       args.heads, dim=dim, attention=attention,
-                                       local=local, pool=args.pool)
-        run_models(args, make_model, data, Task('classification', classes), 'point',
-                   {'dataset': dataset}, results, osp.join(args.out, 'results.json'))
-    texts.append(report(results, ['dataset', 'model'], ['accuracy', 'macro_f1'], args.device,
-                        'Point-cloud classification', args.out, 'point_cloud'))
+                                       args.heads, dim=dim, pool=args.pool,
+                                       **geometry_blocks(model_name, args.channels, dim))
+        run_geometry_models(args, make_model, data, Task('classification', classes), 'point',
+                            {'dataset': dataset}, results, osp.join(args.out, 'results.json'))
+    texts.append(geometry_report(results, ['dataset', 'model'], ['accuracy', 'macro_f1'],
+                                 args.device, 'Point-cloud classification', args.out,
+                                 'point_cloud'))
     print('\n' + '\n'.join(texts))
     if args.figures:
         print('\n'.join(draw_figures(args.figures)))

@@ -63,6 +63,11 @@ def as_finite_float(value, name: str, positive: bool = False) -> float:
     except (TypeError, ValueError):
         raise TypeError(f"'{name}' must be a number, got {value!r} of type "
                         f"{type(value).__name__}") from None
+    if torch.compiler.is_compiling():
+        # a module's float may be symbolic under torch.compile(dynamic=True),
+        # where math.isfinite breaks the graph; the engine's operator checks
+        # its scale and dropout at run time instead
+        return out
     if not math.isfinite(out):
         raise ValueError(f"'{name}' must be finite, got {out}")
     if positive and out <= 0:

@@ -48,7 +48,7 @@ from torch import Tensor
 
 from hsa_geo._checks import as_bool, as_finite_float
 from hsa_geo import engine
-from hsa_geo.engine import Config
+from hsa_geo.engine import Config, op
 from hsa_geo.hierarchy import Hierarchy
 
 __all__ = ['hsa']
@@ -111,9 +111,64 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     pos = None if pos is None else pos.to(dtype)
     bias = None if bias is None else bias.to(dtype)
+    if torch.compiler.is_compiling() and not isinstance(hierarchy, LoneLeaves):
+        # one opaque call: no size of this batch's forest enters the graph
+        if isinstance(hierarchy, FlatFamilies):
+            structure = hierarchy.batch if hierarchy.batch is not None else q.new_empty(0)
+            kind = 'batch' if hierarchy.batch is not None else 'single'
+        else:
+            structure, kind = hierarchy.parent, 'parent'
+        out, _ = op.attention(q, k, v, pos, bias, structure, kind, include_self, causal,
+                              scale, dropout)
+        return out.to(out_dtype)
+    if isinstance(hierarchy, LoneLeaves):
+        op.check_sizes(q, None, None, hierarchy.hierarchy)
+        if pos is not None or bias is not None:
+            raise ValueError("'pos' and 'bias' belong to sibling pairs, and LoneLeaves "
+                             "has none: pass neither")
+        return (v if include_self else torch.zeros_like(v)).to(out_dtype)
+    if isinstance(hierarchy, FlatFamilies):
+        hierarchy = op.flat_hierarchy(hierarchy.batch, q.size(0), q.device)
+    op.check_sizes(q, pos, bias, hierarchy)
     out = engine.attention(hierarchy.layout, Config(include_self, causal, scale, dropout),
                            q, k, v, pos, bias)
     return out.to(out_dtype)
+
+
+class LoneLeaves:
+    r"""The leaves of :obj:`hierarchy`, each a tree of its own: no leaf has
+    a sibling, so :func:`hsa` returns zeros (each leaf's own value with
+    ``include_self``).  Attention switched off with every size and leaf type
+    of the hierarchy kept, and nothing compiled: the DeepSet baseline of a
+    hierarchical model (e.g. ``HTEPredictor(attention=False)``)."""
+    __slots__ = ('hierarchy', )
+
+    def __init__(self, hierarchy: Hierarchy):
+        if not isinstance(hierarchy, Hierarchy):
+            raise TypeError(f"'hierarchy' must be a compiled Hierarchy, got "
+                            f"{type(hierarchy).__name__}")
+        self.hierarchy = hierarchy
+
+    def __getattr__(self, name):  # sizes, leaf types, device: the hierarchy's
+        return getattr(self.hierarchy, name)
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}({self.hierarchy!r})'
+
+
+class FlatFamilies:
+    r"""One flat family per graph of :obj:`batch` (all leaves in one family
+    when it is :obj:`None`): the forest of softmax attention within each
+    graph, which :func:`hsa` builds itself, once per batch tensor, so that a
+    layer given only PyG's ``batch`` vector (e.g. :class:`HSAGPSConv` without
+    a hierarchy) compiles into one graph."""
+    __slots__ = ('batch', )
+
+    def __init__(self, batch: Optional[Tensor]):
+        self.batch = batch
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(batch={self.batch is not None})'
 
 
 def check_options(q: Tensor, include_self, causal, scale):
@@ -126,7 +181,7 @@ def check_options(q: Tensor, include_self, causal, scale):
 
 
 def _check_inputs(q, k, v, hierarchy, pos, bias):
-    if not isinstance(hierarchy, Hierarchy):
+    if not isinstance(hierarchy, (Hierarchy, FlatFamilies, LoneLeaves)):
         raise TypeError(f"'hierarchy' must be a compiled Hierarchy (see "
                         f"Hierarchy.from_parent), got {type(hierarchy).__name__}")
     for name, t in (('q', q), ('k', k), ('v', v)):
@@ -150,37 +205,27 @@ def _check_inputs(q, k, v, hierarchy, pos, bias):
     if v.shape[:2] != q.shape[:2]:
         raise ValueError(f"'v' must have shape [{q.size(0)}, {q.size(1)}, d_v] "
                          f"to match 'q', got {list(v.shape)}")
-    if q.size(0) != hierarchy.num_leaves:
-        raise ValueError(f"'q' has {q.size(0)} rows but the hierarchy has "
-                         f"{hierarchy.num_leaves} leaves")
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise TypeError(f"'q', 'k' and 'v' must share a dtype, got {q.dtype}, "
                         f"{k.dtype} and {v.dtype}")
     if k.device != q.device or v.device != q.device:
         raise ValueError(f"'q', 'k' and 'v' must be on one device, got "
                          f"{q.device}, {k.device} and {v.device}")
-    if hierarchy.device != q.device:
-        raise ValueError(f"'hierarchy' is on {hierarchy.device} but 'q' is on "
-                         f"{q.device}; move it with hierarchy.to(device)")
     heads = q.size(1)
     if pos is not None:
         if not isinstance(pos, Tensor) or not pos.is_floating_point():
             raise TypeError("'pos' must be a floating-point tensor")
-        ok = pos.dim() == 2 or (pos.dim() == 3 and pos.size(1) == heads)
-        if not ok or pos.size(0) != hierarchy.num_nodes:
-            raise ValueError(f"'pos' must have shape [num_nodes={hierarchy.num_nodes}, "
-                             f"c] or [{hierarchy.num_nodes}, heads={heads}, c], "
-                             f"got {list(pos.shape)}")
+        if not (pos.dim() == 2 or (pos.dim() == 3 and pos.size(1) == heads)):
+            raise ValueError(f"'pos' must have shape [num_nodes, c] or [num_nodes, "
+                             f"heads={heads}, c], got {list(pos.shape)}")
         if pos.device != q.device:
             raise ValueError(f"'pos' is on {pos.device} but 'q' is on {q.device}")
     if bias is not None:
         if not isinstance(bias, Tensor) or not bias.is_floating_point():
             raise TypeError("'bias' must be a floating-point tensor")
-        ok = bias.dim() == 1 or (bias.dim() == 2 and bias.size(1) == heads)
-        if not ok or bias.size(0) != hierarchy.num_pairs:
-            raise ValueError(f"'bias' must have shape [num_pairs={hierarchy.num_pairs}] "
-                             f"or [{hierarchy.num_pairs}, heads={heads}] (one "
-                             f"entry per column of hierarchy.sibling_index), got "
-                             f"{list(bias.shape)}")
+        if not (bias.dim() == 1 or (bias.dim() == 2 and bias.size(1) == heads)):
+            raise ValueError(f"'bias' must have shape [num_pairs] or [num_pairs, "
+                             f"heads={heads}] (one entry per column of "
+                             f"hierarchy.sibling_index), got {list(bias.shape)}")
         if bias.device != q.device:
             raise ValueError(f"'bias' is on {bias.device} but 'q' is on {q.device}")

@@ -11,6 +11,7 @@ padded size classes; see :mod:`hsa_geo.engine.layout`).
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -94,6 +95,30 @@ def _depth(parent: Tensor) -> Tensor:
     return dist[:num_nodes]
 
 
+def _tree_of_leaves(parent: Tensor, num_leaves: int) -> Tuple[Tensor, Tensor]:
+    r"""The root node ids ``[num_roots]`` (in node order) and, for every leaf,
+    the index of its tree among them ``[num_leaves]``, by pointer jumping."""
+    nodes = torch.arange(parent.numel())
+    top = torch.where(parent < 0, nodes, parent)
+    for _ in range(max(1, math.ceil(math.log2(parent.numel() + 1))) + 1):
+        top = top[top]
+    roots = (parent < 0).nonzero().view(-1)
+    tree_of_root = torch.full((parent.numel(), ), -1, dtype=torch.long)
+    tree_of_root[roots] = torch.arange(roots.numel())
+    return roots, tree_of_root[top[:num_leaves]]
+
+
+# Hierarchies by the identity of their parent tensor: under torch.compile the
+# engine runs as a custom op (hsa_geo.engine.op) that is handed tensors only,
+# and this finds the compiled layout behind the parent vector it was given.
+_BY_PARENT: Dict[int, 'weakref.ref[Hierarchy]'] = {}
+
+
+def _forget(key: int, ref) -> None:
+    if _BY_PARENT.get(key) is ref:
+        del _BY_PARENT[key]
+
+
 class Hierarchy:
     r"""A forest compiled for the Hierarchical Self-Attention dynamic program
     of `"Hierarchical Self-Attention: Generalizing Neural Attention Mechanics
@@ -113,17 +138,43 @@ class Hierarchy:
         Hierarchy(num_nodes=7, num_leaves=4, num_roots=1, depth=2, max_branching=2)
     """
     def __init__(self, parent: Tensor, num_leaves: int, layout: Layout, depth: int,
-                 max_branching: int, num_roots: int):
+                 max_branching: int, num_roots: int, roots: Tensor, leaf_tree: Tensor):
         self.parent = parent
         self.num_leaves = num_leaves
         self.layout = layout
         self.depth = depth
         self.max_branching = max_branching
         self.num_roots = num_roots
+        #: ``[num_roots]`` the root node ids in node order.
+        self.roots = roots
+        #: ``[num_leaves]`` for every leaf the index of its tree among
+        #: :attr:`roots` (for a batch: the sample's index, like PyG's ``batch``).
+        self.leaf_tree = leaf_tree
         self._sibling_index: Optional[Tensor] = None
         # set by from_hetero: node type -> (start, end) in the global numbering
         self.node_slices: Dict[str, Tuple[int, int]] = {}
         self.leaf_types: List[str] = []
+        self._register()
+
+    def _register(self) -> None:
+        key, ref = id(self.parent), weakref.ref(self)
+        _BY_PARENT[key] = ref
+        weakref.finalize(self, _forget, key, ref)
+
+    @classmethod
+    def of(cls, parent: Tensor) -> Optional['Hierarchy']:
+        r"""The live hierarchy whose :attr:`parent` is this very tensor object,
+        or :obj:`None`."""
+        ref = _BY_PARENT.get(id(parent))
+        found = ref() if ref is not None else None
+        return found if found is not None and found.parent is parent else None
+
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._register()
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -150,8 +201,9 @@ class Hierarchy:
         is_root = parent < 0
         children = torch.bincount(parent[~is_root], minlength=num_nodes)
         max_branching = int(children.max()) if num_nodes > num_leaves else 0
+        roots, leaf_tree = _tree_of_leaves(parent, num_leaves)
         out = cls(parent, num_leaves, Layout.build(parent, num_leaves), int(depth.max()),
-                  max_branching, int(is_root.sum()))
+                  max_branching, int(is_root.sum()), roots, leaf_tree)
         return out.to(device) if device.type != 'cpu' else out
 
     @classmethod
@@ -329,10 +381,12 @@ class Hierarchy:
             self._sibling_index = self.layout.sibling_index()
         return self._sibling_index
 
-    def to(self, device) -> 'Hierarchy':
+    def to(self, device, non_blocking: bool = False) -> 'Hierarchy':
         r"""Moves the compiled hierarchy to :obj:`device`.  Only the device
         can change: every tensor of a hierarchy is an index (int64) or a leaf
-        count, so a dtype is refused with a :class:`TypeError`."""
+        count, so a dtype is refused with a :class:`TypeError`.  PyG's
+        ``batch.to(device)`` calls this for ``batch.hierarchy`` (see
+        :class:`~hsa_geo.loader.HierarchyLoader`)."""
         if isinstance(device, torch.dtype):
             raise TypeError(f"'device' must be a device, got the dtype {device}: a "
                             f"Hierarchy holds integer indices and moves between "
@@ -344,8 +398,10 @@ class Hierarchy:
                             f"as 'cuda', got {device!r}") from error
         if device == self.device:
             return self
-        out = Hierarchy(self.parent.to(device), self.num_leaves, self.layout.to(device),
-                        self.depth, self.max_branching, self.num_roots)
+        move = dict(device=device, non_blocking=non_blocking)
+        out = Hierarchy(self.parent.to(**move), self.num_leaves, self.layout.to(device),
+                        self.depth, self.max_branching, self.num_roots,
+                        self.roots.to(**move), self.leaf_tree.to(**move))
         if self._sibling_index is not None:
             out._sibling_index = self._sibling_index.to(device)
         out.node_slices, out.leaf_types = dict(self.node_slices), list(self.leaf_types)

@@ -13,12 +13,13 @@ and :math:`\hat\theta_{ij} = \mu(N_1) \cdots \mu(N_m)\, \delta(A', B')`.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from hsa_geo.engine import Config, Recorder, forward_pass
+from hsa_geo.engine.op import check_sizes
 from hsa_geo.functional import _check_inputs, check_options
 from hsa_geo.hierarchy import Hierarchy
 
@@ -40,6 +41,15 @@ class AttentionWeights(NamedTuple):
     mu: Tensor
     hierarchy: Hierarchy
     include_self: bool
+
+    def edge_form(self) -> Tuple[Tensor, Tensor]:
+        r"""PyG's ``(edge_index, alpha)`` form: the sibling pairs and
+        ``alpha`` ``[num_pairs, heads]``, :math:`\alpha(A, B) = n(B)\,
+        \delta(A, B)`, the share of :math:`A`'s attention that goes to the
+        leaves of :math:`B`; with the kept share :math:`\mu(A)`, every row
+        sums to one: :math:`\sum_B \alpha(A, B) + \mu(A) = 1`."""
+        counts = _leaf_counts(self.hierarchy).to(self.delta.dtype)
+        return self.sibling_index, self.delta * counts[self.sibling_index[1]].unsqueeze(-1)
 
     def dense(self) -> Tensor:
         r"""The full attention matrix :math:`\hat\theta`, ``[heads,
@@ -145,6 +155,10 @@ def hsa_weights(q: Tensor, k: Tensor, hierarchy: Hierarchy,
     (without values), computed by the same dynamic program, detached from
     autograd."""
     _check_inputs(q, k, k, hierarchy, pos, bias)
+    if not isinstance(hierarchy, Hierarchy):
+        raise TypeError(f"'hierarchy' must be a compiled Hierarchy, got "
+                        f"{type(hierarchy).__name__}")
+    check_sizes(q, pos, bias, hierarchy)
     include_self, causal, scale = check_options(q, include_self, causal, scale)
     dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     q, k = q.detach().to(dtype), k.detach().to(dtype)
@@ -167,6 +181,18 @@ def hsa_weights(q: Tensor, k: Tensor, hierarchy: Hierarchy,
         mu[nodes] = piece.mu.permute(1, 2, 0).reshape(-1, heads)[real]
     return AttentionWeights(hierarchy.sibling_index, recorder.pair_weights, mu,
                             hierarchy, include_self)
+
+
+def _leaf_counts(h: Hierarchy) -> Tensor:
+    r"""``[num_nodes]`` the number of leaves below (or at) every node."""
+    parent = h.parent
+    counts = torch.zeros(h.num_nodes, dtype=torch.long, device=parent.device)
+    node = torch.arange(h.num_leaves, device=parent.device)
+    for _ in range(h.depth + 1):
+        counts.index_add_(0, node, torch.ones_like(node))
+        node = parent[node]
+        node = node[node >= 0]
+    return counts
 
 
 def _membership(h: Hierarchy) -> Tensor:

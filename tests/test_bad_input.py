@@ -13,7 +13,8 @@ from hsa_geo import Hierarchy, HSAConv, hsa
 from hsa_geo.nn import HSAEncoderLayer, HSAGPSConv, HSATransformer
 from hsa_geo.transforms import (FlatHierarchy, FPSHierarchy, GraphHierarchy, MeshHierarchy,
                                 MoleculeHierarchy, MultiModalHierarchy, SequenceHierarchy,
-                                TextHierarchy, VoxelHierarchy, knn_graph)
+                                TextHierarchy, VoxelHierarchy)
+from hsa_geo.utils import knn_graph
 from hsa_geo.weights import hsa_weights
 
 PAIR = torch.tensor([2, 2, -1])           # two leaves under one root

@@ -3,7 +3,7 @@ from hsa_geo.nn.conv import HSAConv
 from hsa_geo.nn.encoder import HSAEncoderLayer, HSATransformer
 from hsa_geo.nn.gps import HSAGPSConv
 from hsa_geo.nn.models import HTEPredictor
-from hsa_geo.nn.point import HSAMeshTransformer, HSAPointTransformer
+from hsa_geo.nn.point import HSAMeshTransformer, HSAPointTransformer, PointTransformerBlock
 from hsa_geo.nn.pool import depth_pool, leaf_tree, root_pool, subtree_pool, type_pool
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     'HTEPredictor',
     'HSAPointTransformer',
     'HSAMeshTransformer',
+    'PointTransformerBlock',
     'subtree_pool',
     'root_pool',
     'leaf_tree',

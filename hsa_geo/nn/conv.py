@@ -9,9 +9,10 @@ from torch.nn import LayerNorm, ModuleDict
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
 
-from hsa_geo.functional import hsa
+from hsa_geo.functional import FlatFamilies, LoneLeaves, hsa
 from hsa_geo.hierarchy import Hierarchy
-from hsa_geo.weights import hsa_weights
+from hsa_geo.nn.explain import AttentionTap
+from hsa_geo.weights import AttentionWeights, hsa_weights
 
 __all__ = ['HSAConv']
 
@@ -134,6 +135,7 @@ class HSAConv(torch.nn.Module):
                                        for t, c in pos_channels.items()})
         else:
             self.lin_pos = Linear(pos_channels, width, bias=False)
+        self.explain_tap = AttentionTap()  # hands alpha to PyG's explainers
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -154,66 +156,86 @@ class HSAConv(torch.nn.Module):
             x (Tensor or Dict[str, Tensor]): Leaf features ``[num_leaves,
                 in_channels]`` in the hierarchy's leaf order, or a dictionary
                 over leaf node types.
-            hierarchy (Hierarchy or HeteroData or dict): The compiled
-                :class:`~hsa_geo.Hierarchy` (compile once and pass it to every
-                layer), or a (batched) ``HeteroData`` / ``edge_index_dict`` to
-                compile on the fly (see :meth:`Hierarchy.from_hetero`).
+            hierarchy (Hierarchy): The compiled forest whose leaves are the
+                rows of :obj:`x`, the part of a batch this layer takes in place
+                of an ``edge_index``: ``batch.hierarchy`` of a
+                :class:`~hsa_geo.loader.HierarchyLoader` batch, compiled once
+                per batch and shared by every layer.
             pos (Tensor or Dict[str, Tensor], optional): Position vectors of
                 all nodes ``[num_nodes, pos_channels]`` in the hierarchy's node
                 order, or a dictionary over node types (types without an entry
                 get zeros).
             return_attention_weights (bool, optional): Also return the
-                attention weights in block form, an
-                :class:`~hsa_geo.weights.AttentionWeights` (``sibling_index``,
-                per-pair ``delta``, per-node ``mu``; ``.dense()`` expands them
-                to the full matrix, ``.plot()`` draws it).  They are computed
-                by a second, detached pass of the dynamic program.
-                (default: :obj:`None`)
+                attention weights in PyG's form, ``(out, (sibling_index,
+                alpha))`` like :class:`~torch_geometric.nn.conv.TransformerConv`:
+                the ordered sibling pairs :math:`(A, B)` of
+                :attr:`Hierarchy.sibling_index` and ``alpha`` ``[num_pairs,
+                heads]``, the share of :math:`A`'s attention that goes to the
+                leaves of :math:`B` (see :mod:`hsa_geo.nn.explain`).  The block
+                form, from which the full matrix follows, is
+                :meth:`attention_weights`.  Computed by a second, detached pass
+                of the dynamic program. (default: :obj:`None`)
         """
-        hierarchy = self._compile(x, hierarchy)
-        xs = self._leaf_inputs(x, hierarchy)
-        num_leaves = hierarchy.num_leaves
-        shape = (num_leaves, self.heads, self.out_channels)
-        query = torch.cat([self.lin_query[t](v) for t, v in xs.items()]).view(shape)
-        key = torch.cat([self.lin_key[t](v) for t, v in xs.items()]).view(shape)
-        value = torch.cat([self.lin_value[t](v) for t, v in xs.items()]).view(shape)
-        if self.norm_query is not None:
-            query, key = self.norm_query(query), self.norm_key(key)
-        pos_vectors = self._positions(pos, hierarchy, query)
+        _check_hierarchy(hierarchy)
+        xs, query, key, value, pos_vectors = self._project(x, hierarchy, pos)
         out = hsa(query, key, value, hierarchy, pos=pos_vectors,
                   include_self=self.include_self, causal=self.causal,
                   dropout=self.dropout if self.training else 0.0)
         if self.query_residual:
             out = out + query
-        out = out.reshape(num_leaves, -1) if self.concat else out.mean(dim=1)
+        out = out.flatten(1) if self.concat else out.mean(dim=1)
         out = self.lin_out(out)
         if self.lin_skip is not None:
             out = out + torch.cat([self.lin_skip[t](v) for t, v in xs.items()])
         if self.multimodal:
-            out = {t: out[hierarchy.node_slices[t][0]:hierarchy.node_slices[t][1]]
-                   for t in xs}
-        if return_attention_weights:
+            out = dict(zip(xs, out.split([v.size(0) for v in xs.values()])))
+        if return_attention_weights or self.explain_tap.listening:
             weights = hsa_weights(query, key, hierarchy, pos=pos_vectors,
                                   include_self=self.include_self, causal=self.causal)
-            return out, weights
+            sibling_index, alpha = weights.edge_form()
+            if self.explain_tap.listening:
+                self.explain_tap(sibling_index, alpha, hierarchy.num_nodes)
+            if return_attention_weights:
+                return out, (sibling_index, alpha)
         return out
 
-    def _compile(self, x, hierarchy) -> Hierarchy:
-        if isinstance(hierarchy, Hierarchy):
-            return hierarchy
-        if isinstance(hierarchy, dict):
-            return Hierarchy.from_hetero(hierarchy, _infer_num_nodes(x, hierarchy))
-        if hasattr(hierarchy, 'edge_index_dict'):
-            return Hierarchy.from_hetero(hierarchy)
-        raise TypeError(f"'hierarchy' must be a Hierarchy or a HeteroData, got "
-                        f"{type(hierarchy).__name__}")
+    @torch.no_grad()
+    def attention_weights(self, x: Union[Tensor, Dict[str, Tensor]], hierarchy: Hierarchy,
+                          pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None
+                          ) -> AttentionWeights:
+        r"""The layer's attention weights in block form, an
+        :class:`~hsa_geo.weights.AttentionWeights` (``sibling_index``, per-leaf
+        ``delta`` of each pair, per-node ``mu``; ``.dense()`` expands them to
+        the full ``[heads, num_leaves, num_leaves]`` matrix, ``.row(i)`` gives
+        one leaf's row, ``.plot()`` draws it), for the arguments of
+        :meth:`forward`."""
+        _check_hierarchy(hierarchy)
+        if not isinstance(hierarchy, Hierarchy):
+            raise TypeError("attention_weights needs a compiled Hierarchy")
+        _, query, key, _, pos_vectors = self._project(x, hierarchy, pos)
+        return hsa_weights(query, key, hierarchy, pos=pos_vectors,
+                           include_self=self.include_self, causal=self.causal)
+
+    def _project(self, x, hierarchy, pos):
+        r"""The leaf inputs by type and the queries, keys, values and
+        position vectors of the attention."""
+        xs = self._leaf_inputs(x, hierarchy)
+        # -1, not hierarchy.num_leaves: a Python int would be baked into a
+        # compiled graph, and every batch of another size would compile again
+        shape = (-1, self.heads, self.out_channels)
+        query = torch.cat([self.lin_query[t](v) for t, v in xs.items()]).view(shape)
+        key = torch.cat([self.lin_key[t](v) for t, v in xs.items()]).view(shape)
+        value = torch.cat([self.lin_value[t](v) for t, v in xs.items()]).view(shape)
+        if self.norm_query is not None:
+            query, key = self.norm_query(query), self.norm_key(key)
+        return xs, query, key, value, self._positions(pos, hierarchy, query)
 
     def _leaf_inputs(self, x, hierarchy: Hierarchy) -> Dict[str, Tensor]:
         if not self.multimodal:
             if isinstance(x, dict):
                 raise TypeError("this HSAConv was built for a single leaf type: pass "
                                 "'x' as a Tensor (or build it with in_channels as a dict)")
-            if x.size(0) != hierarchy.num_leaves:
+            if _eager(hierarchy) and x.size(0) != hierarchy.num_leaves:
                 raise ValueError(f"'x' has {x.size(0)} rows but the hierarchy has "
                                  f"{hierarchy.num_leaves} leaves")
             return {_LEAF: x}
@@ -233,7 +255,7 @@ class HSAConv(torch.nn.Module):
         out = {}
         for t in hierarchy.leaf_types:
             start, end = hierarchy.node_slices[t]
-            if x[t].size(0) != end - start:
+            if _eager(hierarchy) and x[t].size(0) != end - start:
                 raise ValueError(f"'x[{t!r}]' has {x[t].size(0)} rows but the "
                                  f"hierarchy has {end - start} nodes of that type")
             out[t] = x[t]
@@ -252,7 +274,7 @@ class HSAConv(torch.nn.Module):
             if isinstance(self.lin_pos, ModuleDict):
                 raise TypeError("pos_channels is a dict: pass 'pos' as a dict over "
                                 "node types")
-            if pos.size(0) != hierarchy.num_nodes:
+            if _eager(hierarchy) and pos.size(0) != hierarchy.num_nodes:
                 raise ValueError(f"'pos' has {pos.size(0)} rows but the hierarchy has "
                                  f"{hierarchy.num_nodes} nodes")
             _check_pos_width(pos, self.lin_pos, 'pos')
@@ -260,21 +282,25 @@ class HSAConv(torch.nn.Module):
         if not hierarchy.node_slices:
             raise ValueError("'pos' as a dict needs a hierarchy compiled with "
                              "Hierarchy.from_hetero")
-        out = like.new_zeros(hierarchy.num_nodes, self.heads, self.out_channels)
-        for t, p in pos.items():
+        for t in pos:
             if t not in hierarchy.node_slices:
                 raise ValueError(f"'pos' has node type {t!r}, not in the hierarchy")
+        parts = []
+        for t, (start, end) in hierarchy.node_slices.items():
+            if t not in pos:  # no positions: zeros (this count is baked when compiled)
+                parts.append(like.new_zeros(end - start, self.heads, self.out_channels))
+                continue
+            p = pos[t]
             if isinstance(self.lin_pos, ModuleDict) and t not in self.lin_pos:
                 raise ValueError(f"'pos' has node type {t!r} but pos_channels has no "
                                  f"entry for it (it has {sorted(self.lin_pos)})")
             lin = self.lin_pos[t] if isinstance(self.lin_pos, ModuleDict) else self.lin_pos
-            start, end = hierarchy.node_slices[t]
-            if p.size(0) != end - start:
+            if _eager(hierarchy) and p.size(0) != end - start:
                 raise ValueError(f"'pos[{t!r}]' has {p.size(0)} rows but the hierarchy has "
                                  f"{end - start} nodes of that type")
             _check_pos_width(p, lin, f'pos[{t!r}]')
-            out[start:end] = lin(p).view(shape) * scale
-        return out
+            parts.append(lin(p).view(shape) * scale)
+        return torch.cat(parts)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
@@ -288,24 +314,18 @@ def _check_pos_width(pos: Tensor, lin: Linear, name: str) -> None:
                          f"pos_channels to the builder's pos_dim ({pos.size(-1)})")
 
 
-def _infer_num_nodes(x, edge_index_dict) -> Dict[str, int]:
-    r"""Node counts for an ``edge_index_dict`` hierarchy: leaf types from
-    :obj:`x`, cluster types from the largest index their edges use (every
-    cluster node has a child, so none is missed)."""
-    links = [key for key in edge_index_dict if key[1] == 'in']
-    clusters = {dst for _, _, dst in links}
-    leaves = [src for src, _, _ in links if src not in clusters]
-    counts: Dict[str, int] = {}
-    if isinstance(x, dict):
-        counts.update({t: v.size(0) for t, v in x.items()})
-    elif len(set(leaves)) == 1:
-        counts[leaves[0]] = x.size(0)
-    else:
-        raise TypeError("with several leaf node types, pass 'x' as a dict")
-    for (src, _, dst), ei in edge_index_dict.items():
-        if (src, _, dst) not in links or ei.numel() == 0:
-            continue
-        for t, row in ((src, ei[0]), (dst, ei[1])):
-            if t not in counts or t in clusters:
-                counts[t] = max(counts.get(t, 0), int(row.max()) + 1)
-    return counts
+def _eager(hierarchy) -> bool:
+    # Size checks against the hierarchy's Python ints run in eager mode only:
+    # under torch.compile they would specialise the graph to this batch (the
+    # engine's operator checks the sizes at run time instead).
+    return isinstance(hierarchy, (Hierarchy, LoneLeaves)) and \
+        not torch.compiler.is_compiling()
+
+
+def _check_hierarchy(hierarchy) -> None:
+    if not isinstance(hierarchy, (Hierarchy, FlatFamilies, LoneLeaves)):
+        raise TypeError(f"'hierarchy' must be a compiled Hierarchy, got "
+                        f"{type(hierarchy).__name__}; HSA layers do not compile "
+                        f"hierarchies: batch the samples with "
+                        f"hsa_geo.loader.HierarchyLoader and pass batch.hierarchy (or "
+                        f"call Hierarchy.from_hetero(data) once per batch)")

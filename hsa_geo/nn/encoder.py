@@ -156,22 +156,18 @@ class HSATransformer(torch.nn.Module):
 
     def forward(self, x: Union[Tensor, Dict[str, Tensor]], hierarchy,
                 pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None):
-        r""":obj:`hierarchy` as in :meth:`HSAConv.forward`; a ``HeteroData``
-        is compiled once here."""
-        if not isinstance(hierarchy, Hierarchy):
-            hierarchy = self.layers[0].attn._compile(x, hierarchy)
+        r""":obj:`hierarchy` as in :meth:`HSAConv.forward`."""
         if self.lin_in is not None:
             x = self.lin_in(x)
-        types = None
+        sizes = None
         for layer in self.layers:
             x = layer(x, hierarchy, pos=pos)
             if isinstance(x, dict):  # leaves share one width from here on
-                types = list(x)
+                sizes = {t: x[t].size(0) for t in hierarchy.leaf_types}
                 x = torch.cat([x[t] for t in hierarchy.leaf_types])
-        if types is None:
+        if sizes is None:
             return x
-        return {t: x[hierarchy.node_slices[t][0]:hierarchy.node_slices[t][1]]
-                for t in types}
+        return dict(zip(sizes, x.split(list(sizes.values()))))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, {self.channels}, '

@@ -12,6 +12,7 @@ from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver, normalization_resolver
 from torch_geometric.typing import Adj
 
+from hsa_geo.functional import FlatFamilies
 from hsa_geo.hierarchy import Hierarchy
 from hsa_geo.nn.conv import HSAConv
 
@@ -49,10 +50,16 @@ class HSAGPSConv(torch.nn.Module):
         norm (str or Callable, optional): The normalization.
             (default: :obj:`"batch_norm"`)
         norm_kwargs (Dict[str, Any], optional): Arguments of :obj:`norm`.
+        attn_type (str, optional): Accepted and ignored, so that
+            ``GPSConv(..., attn_type='multihead')`` becomes ``HSAGPSConv`` by
+            changing the class name alone: the global attention is always
+            HSA (``'performer'`` is refused, since a kernel approximation is
+            not what this layer computes). (default: :obj:`'multihead'`)
         attn_kwargs (Dict[str, Any], optional): Arguments of the inner
             :class:`HSAConv` (defaults: ``include_self=True``,
             ``qk_norm=False``, ``root_weight=False``, which make a flat
-            hierarchy standard multi-head attention).
+            hierarchy standard multi-head attention).  ``GPSConv``'s
+            ``dropout`` key is the attention dropout here too.
     """
     def __init__(
         self,
@@ -64,9 +71,14 @@ class HSAGPSConv(torch.nn.Module):
         act_kwargs: Optional[Dict[str, Any]] = None,
         norm: Optional[str] = 'batch_norm',
         norm_kwargs: Optional[Dict[str, Any]] = None,
+        attn_type: str = 'multihead',
         attn_kwargs: Optional[Dict[str, Any]] = None,
     ):
         super().__init__()
+        if attn_type != 'multihead':
+            raise ValueError(f"'attn_type' is accepted for GPSConv compatibility and "
+                             f"must be 'multihead' (HSA replaces exact multi-head "
+                             f"attention), got {attn_type!r}")
         if channels % heads != 0:
             raise ValueError(f"'channels' ({channels}) must be divisible by 'heads' "
                              f"({heads})")
@@ -129,8 +141,8 @@ class HSAGPSConv(torch.nn.Module):
             h = self.conv(x, edge_index, **kwargs)
             h = F.dropout(h, p=self.dropout, training=self.training)
             hs.append(self._norm(self.norm1, h + x, batch))
-        if hierarchy is None:
-            hierarchy = Hierarchy.from_batch(batch, x.size(0))
+        if hierarchy is None:  # one flat family per graph, built once per batch
+            hierarchy = FlatFamilies(batch)
         h = self.attn(x, hierarchy, pos=pos)
         h = F.dropout(h, p=self.dropout, training=self.training)
         hs.append(self._norm(self.norm2, h + x, batch))

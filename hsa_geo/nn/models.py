@@ -9,26 +9,13 @@ from torch.nn import Dropout, Sequential
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.resolver import activation_resolver
 
+from hsa_geo._checks import as_bool
+from hsa_geo.functional import LoneLeaves
 from hsa_geo.hierarchy import Hierarchy
 from hsa_geo.nn.encoder import HSATransformer
 from hsa_geo.nn.pool import root_pool
 
-__all__ = ['HTEPredictor', 'ATTENTIONS']
-
-ATTENTIONS = ('hsa', 'none')
-
-
-def without_attention(hierarchy: Hierarchy) -> Hierarchy:
-    r"""The forest in which every leaf of :obj:`hierarchy` is its own root:
-    HSA over it returns zeros (no leaf has a sibling), which switches
-    attention off while the layer and its parameters stay the same."""
-    n = hierarchy.num_leaves
-    out = Hierarchy.from_parent(torch.full((n, ), -1, dtype=torch.long), n)
-    out = out.to(hierarchy.device) if hierarchy.device.type != 'cpu' else out
-    if hierarchy.leaf_types:
-        out.leaf_types = list(hierarchy.leaf_types)
-        out.node_slices = {t: hierarchy.node_slices[t] for t in hierarchy.leaf_types}
-    return out
+__all__ = ['HTEPredictor']
 
 
 class HTEPredictor(torch.nn.Module):
@@ -49,9 +36,9 @@ class HTEPredictor(torch.nn.Module):
     that models compared with each other have identical parameters: the real
     hierarchy gives HSA; the same leaves under one flat root per sample (see
     :class:`~hsa_geo.transforms.FlatHierarchy`) give softmax attention (FSA);
-    ``attention='none'`` makes every leaf its own tree inside the encoder
-    (its attention term is zero, a DeepSet), while the pooling still follows
-    the hierarchy.
+    ``attention=False`` makes every leaf its own tree inside the encoder
+    (:class:`~hsa_geo.functional.LoneLeaves`: its attention term is zero, a
+    DeepSet), while the pooling still follows the hierarchy.
 
     Args:
         in_channels (int or Dict[str, int]): Leaf feature size, or one per leaf
@@ -63,8 +50,9 @@ class HTEPredictor(torch.nn.Module):
         num_layers (int, optional): Encoder layers. (default: :obj:`1`)
         pos_channels (int or Dict[str, int], optional): Size of the position
             vectors passed to :meth:`forward`. (default: :obj:`None`)
-        attention (str, optional): ``'hsa'`` (attention over the hierarchy
-            given to :meth:`forward`) or ``'none'``. (default: ``'hsa'``)
+        attention (bool, optional): Attend over the hierarchy given to
+            :meth:`forward` (else no leaf attends: a DeepSet with the same
+            parameters). (default: :obj:`True`)
         dropout (float, optional): Dropout in the encoder and the head.
             (default: :obj:`0.0`)
         act (str, optional): Activation of the head and the FFN.
@@ -73,10 +61,9 @@ class HTEPredictor(torch.nn.Module):
     def __init__(self, in_channels: Union[int, Dict[str, int]], channels: int,
                  out_channels: int, heads: int = 4, num_layers: int = 1,
                  pos_channels: Optional[Union[int, Dict[str, int]]] = None,
-                 attention: str = 'hsa', dropout: float = 0.0, act: str = 'gelu'):
+                 attention: bool = True, dropout: float = 0.0, act: str = 'gelu'):
         super().__init__()
-        if attention not in ATTENTIONS:
-            raise ValueError(f"'attention' must be one of {ATTENTIONS}, got {attention!r}")
+        attention = as_bool(attention, 'attention')
         self.in_channels, self.channels, self.out_channels = in_channels, channels, out_channels
         self.attention = attention
         self.encoder = HSATransformer(in_channels, channels, num_layers, heads=heads,
@@ -93,7 +80,7 @@ class HTEPredictor(torch.nn.Module):
             if hasattr(module, 'reset_parameters'):
                 module.reset_parameters()
 
-    def forward(self, x: Union[Tensor, Dict[str, Tensor]], hierarchy,
+    def forward(self, x: Union[Tensor, Dict[str, Tensor]], hierarchy: Hierarchy,
                 pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None) -> Tensor:
         r"""Returns ``[num_trees, out_channels]``, one row per root of
         :obj:`hierarchy` in node order (for a batch from PyG's
@@ -102,14 +89,14 @@ class HTEPredictor(torch.nn.Module):
         Args:
             x (Tensor or Dict[str, Tensor]): Leaf features, as in
                 :class:`HSAConv`.
-            hierarchy (Hierarchy or HeteroData): The (batched) hierarchy.
+            hierarchy (Hierarchy): The (batched) compiled hierarchy
+                (``batch.hierarchy`` of a
+                :class:`~hsa_geo.loader.HierarchyLoader`).
             pos (Tensor or Dict[str, Tensor], optional): Position vectors of
                 its nodes, as in :class:`HSAConv`.
         """
-        if not isinstance(hierarchy, Hierarchy):
-            hierarchy = self.encoder.layers[0].attn._compile(x, hierarchy)
-        attend = hierarchy if self.attention == 'hsa' else without_attention(hierarchy)
-        out = self.encoder(x, attend, pos=pos if self.attention == 'hsa' else None)
+        attend = hierarchy if self.attention else LoneLeaves(hierarchy)
+        out = self.encoder(x, attend, pos=pos if self.attention else None)
         if isinstance(out, dict):
             out = torch.cat([out[t] for t in hierarchy.leaf_types])
         return self.head(root_pool(out, hierarchy))

@@ -26,9 +26,7 @@ def subtree_pool(x: Tensor, hierarchy: Hierarchy, nodes: Tensor,
     """
     if reduce not in ('mean', 'sum'):
         raise ValueError(f"'reduce' must be 'mean' or 'sum', got {reduce!r}")
-    if x.size(0) != hierarchy.num_leaves:
-        raise ValueError(f"'x' has {x.size(0)} rows but the hierarchy has "
-                         f"{hierarchy.num_leaves} leaves")
+    _check_rows(x, hierarchy)
     parent = hierarchy.parent.to(x.device)
     nodes = nodes.to(x.device)
     slot_of = torch.full((hierarchy.num_nodes + 1, ), -1, dtype=torch.long,
@@ -57,24 +55,17 @@ def root_pool(x: Tensor, hierarchy: Hierarchy, reduce: str = 'mean') -> Tensor:
     leaves."""
     if reduce not in ('mean', 'sum', 'max'):
         raise ValueError(f"'reduce' must be 'mean', 'sum' or 'max', got {reduce!r}")
-    if x.size(0) != hierarchy.num_leaves:
-        raise ValueError(f"'x' has {x.size(0)} rows but the hierarchy has "
-                         f"{hierarchy.num_leaves} leaves")
-    return scatter(x, leaf_tree(hierarchy).to(x.device), dim=0,
-                   dim_size=hierarchy.num_roots, reduce=reduce)
+    _check_rows(x, hierarchy)
+    # sizes from tensor shapes, not Python ints: symbolic under torch.compile
+    return scatter(x, hierarchy.leaf_tree, dim=0, dim_size=hierarchy.roots.size(0),
+                   reduce=reduce)
 
 
 def leaf_tree(hierarchy: Hierarchy) -> Tensor:
     r"""For every leaf, the index of its tree among the roots in node order
     (for a batch from PyG's DataLoader: the sample's index, like ``batch``);
-    computed without host synchronisation."""
-    parent = hierarchy.parent
-    is_root = parent < 0
-    node = torch.arange(hierarchy.num_leaves, device=parent.device)
-    for _ in range(hierarchy.depth):
-        up = parent[node]
-        node = torch.where(up < 0, node, up)
-    return (torch.cumsum(is_root.long(), 0) - 1)[node]
+    kept by the hierarchy since it was compiled (:attr:`Hierarchy.leaf_tree`)."""
+    return hierarchy.leaf_tree
 
 
 def depth_pool(x: Tensor, hierarchy: Hierarchy, depth: int,
@@ -103,3 +94,11 @@ def type_pool(x: Tensor, hierarchy: Hierarchy, node_type: str,
     start, end = hierarchy.node_slices[node_type]
     nodes = torch.arange(start, end, device=hierarchy.parent.device)
     return subtree_pool(x, hierarchy, nodes, reduce)
+
+
+def _check_rows(x: Tensor, hierarchy: Hierarchy) -> None:
+    # under torch.compile a comparison with the hierarchy's Python ints would
+    # specialise the graph to this batch's size
+    if not torch.compiler.is_compiling() and x.size(0) != hierarchy.num_leaves:
+        raise ValueError(f"'x' has {x.size(0)} rows but the hierarchy has "
+                         f"{hierarchy.num_leaves} leaves")

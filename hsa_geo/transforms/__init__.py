@@ -2,7 +2,7 @@ r"""Hierarchy builders as PyG transforms."""
 from hsa_geo.transforms.flat import FlatHierarchy
 from hsa_geo.transforms.graph import GraphHierarchy, family_laplacian_pe
 from hsa_geo.transforms.point_cloud import (FPSHierarchy, VoxelHierarchy, auto_depth,
-                                            farthest_point_sampling, knn_graph)
+                                            farthest_point_sampling)
 from hsa_geo.transforms.multimodal import MultiModalHierarchy, nest
 from hsa_geo.transforms.mesh import MeshHierarchy, face_features
 from hsa_geo.transforms.molecule import MoleculeHierarchy, molecule_clusters
@@ -20,7 +20,6 @@ __all__ = [
     'FPSHierarchy',
     'farthest_point_sampling',
     'auto_depth',
-    'knn_graph',
     'GraphHierarchy',
     'family_laplacian_pe',
     'MoleculeHierarchy',

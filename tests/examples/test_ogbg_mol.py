@@ -10,7 +10,6 @@ import torch
 
 pytest.importorskip('rdkit')
 pytest.importorskip('tqdm')
-from torch_geometric.loader import DataLoader  # noqa: E402
 
 from hsa_geo.datasets import ogb_dataset  # noqa: E402
 from hsa_geo.transforms import MoleculeHierarchy  # noqa: E402
@@ -47,8 +46,8 @@ def test_model_loss_decreases(kind, data_root):
     example = load_example()
     dataset = ogb_dataset('ogbg-molfreesolv', data_root,
                           pre_transform=MoleculeHierarchy(pos_dim=16))
-    task = example.Task(dataset, torch.arange(64))
-    batch = next(iter(DataLoader(dataset[:64], batch_size=64)))
+    task = example.OGBTask(dataset, torch.arange(64))
+    batch = next(iter(example.loader_for(kind)(dataset[:64], batch_size=64)))
     torch.manual_seed(0)
     model = example.MolModel(kind, hidden=32, layers=2, out_channels=task.out_channels,
                              dropout=0.0)

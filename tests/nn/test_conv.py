@@ -4,6 +4,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 
 from hsa_geo import Hierarchy, HSAConv, hsa
+from hsa_geo.loader import HierarchyLoader
 from hsa_geo.testing import flat_tree, random_forest
 
 
@@ -70,13 +71,14 @@ def test_batched_forest_equals_each_sample_alone():
     pos = {'leaf': batch['leaf'].hsa_pos, 'node': batch['node'].hsa_pos}
     out = conv(batch['leaf'].x, h, pos=pos)
     assert torch.allclose(out, torch.cat(alone), atol=1e-5)
-    # compiling on the fly from the HeteroData or its edge_index_dict gives the
-    # same (the samples with a parent for every leaf)
-    batch = next(iter(DataLoader(datasets[:4], batch_size=4)))
-    pos = {'leaf': batch['leaf'].hsa_pos, 'node': batch['node'].hsa_pos}
-    out = conv(batch['leaf'].x, Hierarchy.from_hetero(batch), pos=pos)
-    assert torch.allclose(conv(batch['leaf'].x, batch, pos=pos), out)
-    assert torch.allclose(conv(batch['leaf'].x, batch.edge_index_dict, pos=pos), out)
+    # the loader's batch carries the same compiled forest
+    batch = next(iter(HierarchyLoader(datasets, batch_size=5, root_leaves=True)))
+    assert batch.hierarchy == h
+    assert torch.equal(conv(batch['leaf'].x, batch.hierarchy, pos=pos), out)
+    # layers never compile: a HeteroData or an edge_index_dict is refused
+    for wrong in (batch, batch.edge_index_dict):
+        with pytest.raises(TypeError, match='HSA layers do not compile hierarchies'):
+            conv(batch['leaf'].x, wrong, pos=pos)
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
@@ -151,7 +153,7 @@ def test_errors():
         conv(torch.randn(3, 8), h)
     with pytest.raises(ValueError, match='no position projection'):
         conv(torch.randn(4, 8), h, pos=torch.randn(5, 2))
-    with pytest.raises(TypeError, match="'hierarchy' must be a Hierarchy"):
+    with pytest.raises(TypeError, match="'hierarchy' must be a compiled Hierarchy"):
         conv(torch.randn(4, 8), torch.tensor([4, 4, 4, 4, -1]))
     with pytest.raises(TypeError, match='built for a single leaf type'):
         conv({'a': torch.randn(4, 8)}, h)
@@ -169,18 +171,55 @@ def test_compile_fullgraph_without_breaks():
     assert torch.allclose(compiled(x, h), conv(x, h), atol=1e-5)
 
 
-def test_return_attention_weights_match_the_layer():
+def test_attention_weights_match_the_layer():
     data = _hetero(7)
     h = Hierarchy.from_hetero(data, root_leaves=True)
     conv = HSAConv(8, 4, heads=2, root_weight=False)
     x = data['leaf'].x
-    out, weights = conv(x, h, return_attention_weights=True)
-    assert torch.allclose(out, conv(x, h))
+    weights = conv.attention_weights(x, h)                         # block form
     assert weights.delta.shape == (h.num_pairs, 2)
     theta = weights.dense()                                        # [H, L, L]
     v = conv.lin_value['_leaf'](x).view(-1, 2, 4).double()
     att = torch.einsum('hij,jhd->ihd', theta, v).reshape(-1, 8).float()
-    assert torch.allclose(conv.lin_out(att), out, atol=1e-5)
+    assert torch.allclose(conv.lin_out(att), conv(x, h), atol=1e-5)
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_return_attention_weights_in_pyg_form(seed):
+    parent, n = random_forest(seed, num_roots=2)
+    h = Hierarchy.from_parent(parent, n)
+    conv = HSAConv(8, 4, heads=3)
+    x = torch.randn(n, 8)
+    out, (edge_index, alpha) = conv(x, h, return_attention_weights=True)
+    assert torch.equal(out, conv(x, h))
+    assert torch.equal(edge_index, h.sibling_index) and alpha.shape == (h.num_pairs, 3)
+    # every node's row: the shares sent to its siblings plus the kept share mu
+    weights = conv.attention_weights(x, h)
+    row = torch.zeros(h.num_nodes, 3).index_add_(0, edge_index[0], alpha)
+    has_siblings = torch.zeros(h.num_nodes, dtype=torch.bool)
+    has_siblings[edge_index[0]] = True
+    total = row + weights.mu
+    assert torch.allclose(total[has_siblings], torch.ones_like(total[has_siblings]),
+                          atol=1e-5)
+    # alpha(A, B) is the dense matrix's mass of A's first leaf on B's leaves,
+    # divided by the share that reaches A from above
+    theta = weights.dense()
+    members = torch.zeros(h.num_nodes, n, dtype=torch.float64)
+    for leaf in range(n):
+        node = leaf
+        while node >= 0:
+            members[node, leaf] = 1
+            node = int(h.parent[node])
+    for p in range(0, h.num_pairs, max(1, h.num_pairs // 7)):
+        a, b = edge_index[:, p].tolist()
+        leaf = int(members[a].nonzero()[0])
+        mass_b = theta[:, leaf] @ members[b]                       # [H]
+        above = torch.ones(3, dtype=torch.float64)
+        node = int(h.parent[a])
+        while node >= 0 and int(h.parent[node]) >= 0:  # mu of A's proper ancestors
+            above = above * weights.mu[node].double()
+            node = int(h.parent[node])
+        assert torch.allclose(mass_b, above * alpha[p].double(), atol=1e-6)
 
 
 @pytest.mark.slow

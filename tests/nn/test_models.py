@@ -5,7 +5,7 @@ from torch_geometric.loader import DataLoader
 
 from hsa_geo import Hierarchy
 from hsa_geo.nn import HSAEncoderLayer, HSATransformer, HTEPredictor
-from hsa_geo.nn.models import without_attention
+from hsa_geo.functional import LoneLeaves
 from hsa_geo.reference import hsa_dense
 from hsa_geo.testing import random_forest
 from hsa_geo.transforms import FlatHierarchy, TextHierarchy
@@ -29,8 +29,8 @@ def _pos(batch):
 def test_hsa_fsa_deepset_share_parameters():
     counts = {att: sum(p.numel() for p in HTEPredictor(12, 16, 3, heads=4, pos_channels=8,
                                                         attention=att).parameters())
-              for att in ('hsa', 'none')}
-    assert counts['hsa'] == counts['none']
+              for att in (True, False)}
+    assert counts[True] == counts[False]
     tree, flat = _batches()
     torch.manual_seed(0)
     model = HTEPredictor(12, 16, 3, heads=4, pos_channels=8)
@@ -39,7 +39,7 @@ def test_hsa_fsa_deepset_share_parameters():
     out_flat = model(x, Hierarchy.from_hetero(flat), _pos(flat))
     assert out_tree.shape == out_flat.shape == (3, 3)
     assert not torch.allclose(out_tree, out_flat)  # the attention differs, nothing else
-    assert repr(model) == "HTEPredictor(12, 16, 3, attention='hsa')"
+    assert repr(model) == "HTEPredictor(12, 16, 3, attention=True)"
 
 
 def test_flat_variant_is_softmax_attention():
@@ -74,19 +74,19 @@ def test_no_attention_is_a_deepset():
     tree, _ = _batches()
     h = Hierarchy.from_hetero(tree)
     torch.manual_seed(2)
-    model = HTEPredictor(12, 16, 2, heads=4, pos_channels=8, attention='none').eval()
+    model = HTEPredictor(12, 16, 2, heads=4, pos_channels=8, attention=False).eval()
     encoder = model.encoder
     x = torch.randn(h.num_leaves, 12)
-    out = encoder(x, without_attention(h))
+    out = encoder(x, LoneLeaves(h))
     y = x.clone()
     y[1:] = torch.randn_like(y[1:])         # every other leaf changes
-    assert torch.allclose(encoder(y, without_attention(h))[0], out[0], atol=1e-6)
+    assert torch.allclose(encoder(y, LoneLeaves(h))[0], out[0], atol=1e-6)
     # and the pooled prediction is the head of the mean of per-leaf encodings
     batch = tree['token'].batch
     expected = model.head(torch.stack([out[batch == b].mean(0) for b in range(3)]))
     assert torch.allclose(model(x, h, _pos(tree)), expected, atol=1e-6)
-    with pytest.raises(ValueError, match="'attention'"):
-        HTEPredictor(12, 16, 2, attention='softmax')
+    with pytest.raises(TypeError, match="'attention'"):
+        HTEPredictor(12, 16, 2, attention='none')
 
 
 @pytest.mark.parametrize('seed', range(3))
@@ -125,7 +125,7 @@ def test_multimodal_predictor_trains():
     h = Hierarchy.from_parent(parent, n)
     h.leaf_types, h.node_slices = ['a', 'b'], {'a': (0, 3), 'b': (3, n)}
     x = {'a': torch.randn(3, 5), 'b': torch.randn(n - 3, 7)}
-    for attention in ('hsa', 'none'):
+    for attention in (True, False):
         model = HTEPredictor({'a': 5, 'b': 7}, 8, 2, heads=2, attention=attention)
         out = model(x, h)
         assert out.shape == (h.num_roots, 2)

@@ -1,12 +1,15 @@
 import pytest
 import torch
 from torch_geometric.data import Data
-from torch_geometric.loader import DataLoader
 
 from hsa_geo import Hierarchy
-from hsa_geo.nn import HSAMeshTransformer, HSAPointTransformer, leaf_tree, root_pool
+from hsa_geo.loader import HierarchyLoader
+from hsa_geo.nn import (HSAMeshTransformer, HSAPointTransformer, PointTransformerBlock,
+                        leaf_tree, root_pool)
+from hsa_geo.nn.point import DEFAULT
 from hsa_geo.reference import hsa_dense
-from hsa_geo.transforms import FlatHierarchy, MeshHierarchy, VoxelHierarchy, knn_graph
+from hsa_geo.transforms import FlatHierarchy, MeshHierarchy, VoxelHierarchy
+from hsa_geo.utils import knn_graph
 
 
 def _clouds(dim=3, sizes=(23, 40, 7, 31), depth=3, features=2, seed=0):
@@ -26,15 +29,16 @@ def _inputs(data):
 
 
 def _batch(clouds):
-    return next(iter(DataLoader(clouds, batch_size=len(clouds))))
+    return next(iter(HierarchyLoader(clouds, batch_size=len(clouds))))
 
 
-@pytest.mark.parametrize('attention', ['hsa', 'none'])
+@pytest.mark.parametrize('attention', [DEFAULT, None])
 @pytest.mark.parametrize('local', [None, 'point_transformer'])
 @pytest.mark.parametrize('task', ['classification', 'segmentation'])
 def test_batch_equals_samples(attention, local, task):
     clouds = _clouds()
     torch.manual_seed(0)
+    local = PointTransformerBlock(16, 3) if local else None
     model = HSAPointTransformer(2, 16, 5, num_layers=2, attention=attention, local=local,
                                 task=task).eval()
     out = model(*_inputs(_batch(clouds)))
@@ -82,7 +86,7 @@ def test_encoder_matches_dense_reference_on_octrees():
     hsa_pos = {t: p.double() for t, p in hsa_pos.items()}
     model = HSAPointTransformer(2, 16, 4, num_layers=2, task='segmentation').double().eval()
     expected = _manual_encoding(model, x, pos, h, hsa_pos, 'hsa')
-    encoded, _ = model.encode(x, pos, h, hsa_pos)
+    encoded = model.encode(x, pos, h, hsa_pos)
     assert (encoded - expected).abs().max() < 1e-10
     logits = model(x, pos, h, hsa_pos)
     assert torch.allclose(logits, model.head(expected), atol=1e-10)
@@ -95,7 +99,7 @@ def test_flat_hierarchy_is_dense_softmax_attention():
     torch.manual_seed(4)
     model = HSAPointTransformer(2, 16, 3, num_layers=2, pool='max').double().eval()
     x, pos = flat['point'].x.double(), flat['point'].pos.double()
-    encoded, _ = model.encode(x, pos, h)
+    encoded = model.encode(x, pos, h)
     expected = _manual_encoding(model, x, pos, h, None, 'softmax')
     assert (encoded - expected).abs().max() < 1e-10
     assert torch.allclose(model(x, pos, h), model.head(expected.max(0).values), atol=1e-10)
@@ -105,9 +109,10 @@ def test_without_attention_points_are_independent():
     cloud = _clouds(sizes=(30, ))[0]
     x, pos, h, hsa_pos, edges = _inputs(cloud)
     torch.manual_seed(5)
-    pointnet = HSAPointTransformer(2, 16, 3, attention='none', task='segmentation').eval()
-    hybrid = HSAPointTransformer(2, 16, 3, num_layers=1, attention='none',
-                                 local='point_transformer', task='segmentation').eval()
+    pointnet = HSAPointTransformer(2, 16, 3, attention=None, task='segmentation').eval()
+    hybrid = HSAPointTransformer(2, 16, 3, num_layers=1, attention=None,
+                                 local=PointTransformerBlock(16, 3),
+                                 task='segmentation').eval()
     moved = x.clone()
     moved[0] += 5.0
     for model, changed in ((pointnet, torch.tensor([0])),
@@ -128,7 +133,7 @@ def test_two_dimensional_points_and_no_features():
         del c['point'].x
     batch = _batch(clouds)
     model = HSAPointTransformer(0, 8, 10, num_layers=1, heads=2, dim=2, pool='sum')
-    out = model(None, batch['point'].pos, batch, batch.hsa_pos_dict)
+    out = model(None, batch['point'].pos, batch.hierarchy, batch.hsa_pos_dict)
     assert out.shape == (2, 10)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
@@ -161,34 +166,38 @@ def test_mesh_transformer_area_pooling():
     torch.manual_seed(6)
     model = HSAMeshTransformer(4, channels=16, num_layers=1).eval()
     assert model.pool == 'area'
-    out = model(face.x, face.pos, batch, batch.hsa_pos_dict, area=face.area)
-    encoded, _ = model.encode(face.x, face.pos, batch, batch.hsa_pos_dict)
+    out = model(face.x, face.pos, batch.hierarchy, batch.hsa_pos_dict, area=face.area)
+    encoded = model.encode(face.x, face.pos, batch.hierarchy, batch.hsa_pos_dict)
     expected = torch.stack([
         (encoded[face.batch == i] * face.area[face.batch == i, None]).sum(0)
         / face.area[face.batch == i].sum() for i in range(3)])
     assert torch.allclose(out, model.head(expected), atol=1e-5)
     parts = HSAMeshTransformer(7, channels=16, num_layers=1, task='segmentation')
-    assert parts(face.x, face.pos, batch, batch.hsa_pos_dict).shape == (face.num_nodes, 7)
+    assert parts(face.x, face.pos, batch.hierarchy, batch.hsa_pos_dict).shape == (face.num_nodes, 7)
     with pytest.raises(ValueError, match="'area'"):
-        model(face.x, face.pos, batch, batch.hsa_pos_dict)
+        model(face.x, face.pos, batch.hierarchy, batch.hsa_pos_dict)
 
 
 def test_errors():
     x, pos, h, hsa_pos, _ = _inputs(_clouds(sizes=(10, ))[0])
     with pytest.raises(ValueError, match="'task'"):
         HSAPointTransformer(2, 8, 2, task='detection')
-    with pytest.raises(ValueError, match="'local'"):
-        HSAPointTransformer(2, 8, 2, local='dgcnn')
+    with pytest.raises(TypeError, match="'local' must be a torch.nn.Module or None"):
+        HSAPointTransformer(2, 8, 2, local='point_transformer')
+    with pytest.raises(TypeError, match="'attention' must be a torch.nn.Module or None"):
+        HSAPointTransformer(2, 8, 2, attention='none')
     with pytest.raises(ValueError, match="'dim'"):
         HSAPointTransformer(2, 8, 2, dim=4)
     with pytest.raises(ValueError, match="'channels'"):
         HSAPointTransformer(2, 10, 2, heads=4)
-    model = HSAPointTransformer(2, 8, 2, local='point_transformer')
+    model = HSAPointTransformer(2, 8, 2, local=PointTransformerBlock(8, 3))
     with pytest.raises(ValueError, match="'edge_index'"):
         model(x, pos, h, hsa_pos)
-    with pytest.raises(ValueError, match="'pos'"):
+    with pytest.raises(ValueError, match="'coords'"):
         model(x, pos[:, :2], h, hsa_pos)
-    with pytest.raises(ValueError, match="'pos' has 9 rows"):
+    with pytest.raises(TypeError, match="compiled Hierarchy"):
+        model(x, pos, _batch(_clouds(sizes=(10, ))), hsa_pos)
+    with pytest.raises(ValueError, match="'coords' has 9 rows"):
         model(x[:9], pos[:9], h, hsa_pos)
     with pytest.raises(ValueError, match="'x' must have shape"):
         model(x[:, :1], pos, h, hsa_pos)
@@ -198,35 +207,10 @@ def test_errors():
         HSAMeshTransformer(3, pool='median')
     assert repr(HSAPointTransformer(2, 8, 2)) == (
         "HSAPointTransformer(2, 8, 2, num_layers=4, task='classification', "
-        "attention='hsa', local=None)")
-
-
-def test_knn_graph_exact_and_morton():
-    gen = torch.Generator().manual_seed(7)
-    pos = torch.rand(300, 3, generator=gen)
-    batch = torch.tensor([0] * 120 + [1] * 177 + [2] * 3)
-    edges = knn_graph(pos, 5, batch)
-    for cloud in range(3):
-        idx = (batch == cloud).nonzero().view(-1)
-        dist = torch.cdist(pos[idx], pos[idx]).fill_diagonal_(float('inf'))
-        k = min(5, len(idx) - 1)
-        expected = dist.topk(k, largest=False).indices.sort(1).values + idx[0]
-        got = edges[0][batch[edges[1]] == cloud].view(-1, k).sort(1).values
-        assert torch.equal(got, expected)
-    assert torch.equal(edges[1], torch.sort(edges[1]).values)
-    with_loop = knn_graph(pos[:50], 4, loop=True)
-    assert (with_loop[0] == with_loop[1]).sum() == 50
-    approx = knn_graph(pos, 8, method='morton')
-    exact = knn_graph(pos, 8)
-    assert approx.shape == exact.shape and (approx[0] != approx[1]).all()
-    # every point gets k distinct neighbours, most of them the true ones
-    assert all(len(set(approx[0, i * 8:(i + 1) * 8].tolist())) == 8 for i in range(300))
-    recall = len(set(map(tuple, approx.t().tolist())) & set(map(tuple, exact.t().tolist())))
-    assert recall / exact.size(1) > 0.6
-    with pytest.raises(ValueError, match="'batch'"):
-        knn_graph(pos, 3, torch.tensor([1] * 150 + [0] * 150))
-    with pytest.raises(ValueError, match="'method'"):
-        knn_graph(pos, 3, method='kd')
+        "attention=HSAEncoderLayer(8, 8, heads=4, style='prenorm'), local=None)")
+    assert repr(HSAPointTransformer(2, 8, 2, attention=None,
+                                    local=PointTransformerBlock(8, 3))).endswith(
+        "attention=None, local=PointTransformerBlock(8, dim=3))")
 
 
 @pytest.mark.slow
