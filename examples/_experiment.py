@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hsa_geo.hierarchy import hierarchy_node_types
 from hsa_geo.loader import HierarchyCollater
 from hsa_geo.testing import PeakMemory, mean_ci95
 
@@ -160,9 +161,8 @@ class CompiledBatches:
 
 
 def _num_leaves(data) -> int:
-    clusters = {dst for _, rel, dst in data.edge_types if rel == 'in'}
-    return sum(int(data[src].num_nodes) for src, rel, _ in data.edge_types
-               if rel == 'in' and src not in clusters)
+    leaf_types, _ = hierarchy_node_types(data.edge_types, data.node_types)
+    return sum(int(data[t].num_nodes) for t in leaf_types)
 
 
 # ----------------------------------------------------------------------- training

@@ -20,7 +20,7 @@ from torch import Tensor
 from hsa_geo._checks import as_bool, as_int
 from hsa_geo.engine.layout import Layout
 
-__all__ = ['Hierarchy']
+__all__ = ['Hierarchy', 'hierarchy_node_types']
 
 
 def _check_parent(parent, num_leaves) -> Tensor:
@@ -106,6 +106,24 @@ def _tree_of_leaves(parent: Tensor, num_leaves: int) -> Tuple[Tensor, Tensor]:
     tree_of_root = torch.full((parent.numel(), ), -1, dtype=torch.long)
     tree_of_root[roots] = torch.arange(roots.numel())
     return roots, tree_of_root[top[:num_leaves]]
+
+
+def hierarchy_node_types(edge_types, node_types, relation: str = 'in'
+                         ) -> Tuple[List[str], List[str]]:
+    r"""The leaf and cluster node types of a hierarchy stored as PyG
+    heterogeneous graph, in the order of :obj:`node_types`: every node type
+    that is the destination of a ``(child_type, relation, parent_type)`` edge
+    type is a cluster type, the other node types with such edges are leaf
+    types, node types without them are not part of the hierarchy.  The one
+    place this rule is written (:meth:`Hierarchy.from_hetero` and
+    :class:`~hsa_geo.transforms.FlatHierarchy` use it)."""
+    links = [key for key in edge_types if key[1] == relation]
+    clusters = {dst for _, _, dst in links}
+    linked = clusters | {src for src, _, _ in links}
+    ordered = list(node_types) + [t for key in links for t in (key[0], key[2])
+                                  if t not in node_types]
+    ordered = list(dict.fromkeys(t for t in ordered if t in linked))
+    return ([t for t in ordered if t not in clusters], [t for t in ordered if t in clusters])
 
 
 # Hierarchies by the identity of their parent tensor: under torch.compile the
@@ -289,20 +307,15 @@ class Hierarchy:
                              f"found {list(edge_index_dict)}")
         for key, ei in links.items():
             _check_link(key, ei, num_nodes_dict)
-            for t in (key[0], key[2]):
-                if t not in node_types:
-                    node_types.append(t)
-        cluster = {dst for _, _, dst in links}
         # node types without any node-to-parent edge (e.g. a mesh's vertices)
         # are not part of the hierarchy
-        linked = cluster | {src for src, _, _ in links}
-        node_types = [t for t in node_types if t in linked]
-        leaf_types = [t for t in node_types if t not in cluster]
+        leaf_types, cluster_types = hierarchy_node_types(links, node_types, relation)
+        cluster = set(cluster_types)
         if not leaf_types:
             raise ValueError(f"every node type of the {relation!r} edges is the parent "
                              f"in some edge type ({sorted(cluster)}); expected at least "
                              f"one leaf node type")
-        order = leaf_types + [t for t in node_types if t in cluster]
+        order = leaf_types + cluster_types
         slices, start = {}, 0
         for t in order:
             slices[t] = (start, start + int(num_nodes_dict[t]))

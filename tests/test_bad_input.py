@@ -10,7 +10,9 @@ import torch
 from torch_geometric.data import Data, HeteroData
 
 from hsa_geo import Hierarchy, HSAConv, hsa
-from hsa_geo.nn import HSAEncoderLayer, HSAGPSConv, HSATransformer
+from hsa_geo.functional import LoneLeaves
+from hsa_geo.loader import HierarchyLoader
+from hsa_geo.nn import HSAEncoderLayer, HSAGPSConv, HSAPointTransformer, HSATransformer
 from hsa_geo.transforms import (FlatHierarchy, FPSHierarchy, GraphHierarchy, MeshHierarchy,
                                 MoleculeHierarchy, MultiModalHierarchy, SequenceHierarchy,
                                 TextHierarchy, VoxelHierarchy)
@@ -167,6 +169,16 @@ CASES = [
      ["'scale'"]),
     # ---- HSAConv
     ('conv heads 0', lambda: HSAConv(4, 4, heads=0), ValueError, ["'heads'"]),
+    ('conv bipartite', lambda: HSAConv(4, 4)((torch.randn(2, 4), torch.randn(3, 4)), pair()),
+     TypeError, ['bipartite', 'HeteroConv']),
+    ('conv hetero data', lambda: HSAConv(4, 4)(torch.randn(2, 4), {('a', 'in', 'b'): PAIR}),
+     TypeError, ['HierarchyLoader']),
+    ('loader data', lambda: next(iter(HierarchyLoader([Data(x=torch.randn(2, 1))]))),
+     TypeError, ['HeteroData']),
+    ('point blocks string', lambda: HSAPointTransformer(2, 8, 2, attention='none'),
+     TypeError, ["'attention'", 'Module']),
+    ('lone leaves pos', lambda: hsa(*qkv(2), LoneLeaves(pair()), pos=torch.randn(3, 2)),
+     ValueError, ["'pos'", 'LoneLeaves']),
     ('conv out 0', lambda: HSAConv(4, 0), ValueError, ["'out_channels'"]),
     ('conv rows', lambda: HSAConv(4, 4)(torch.randn(3, 4), pair()), ValueError,
      ["'x'", '3 rows']),

@@ -64,3 +64,14 @@ def test_cuda_check_dry_run_on_the_cpu():
     assert out.returncode == 0, out.stderr
     assert 'max |PyTorch path - reference|' in out.stdout
     assert '| molecules |' in out.stdout and '| 4,096 |' in out.stdout
+
+
+def test_compile_benchmark_smoke_run(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_compile.py'),
+                          '--workloads', 'molecules', '--batches', '3', '--rounds', '1',
+                          '--out', str(tmp_path / 'c.json')],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if line.startswith('| molecules |'))
+    assert row.split(' | ')[3] == '1'  # three batch shapes, one compilation
+    assert (tmp_path / 'c.json').exists()

@@ -231,6 +231,11 @@ class HSAConv(torch.nn.Module):
         return xs, query, key, value, self._positions(pos, hierarchy, query)
 
     def _leaf_inputs(self, x, hierarchy: Hierarchy) -> Dict[str, Tensor]:
+        if isinstance(x, tuple):
+            raise TypeError("HSAConv attends among the leaves of one hierarchy and takes "
+                            "no bipartite (x_src, x_dst) input; inside HeteroConv give it "
+                            "a relation whose source and destination types are the same "
+                            "(e.g. ('paper', 'hsa', 'paper') mapped to the hierarchy)")
         if not self.multimodal:
             if isinstance(x, dict):
                 raise TypeError("this HSAConv was built for a single leaf type: pass "

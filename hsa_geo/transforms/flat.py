@@ -9,6 +9,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.data.datapipes import functional_transform
 
 from hsa_geo._checks import as_int, as_even_dim
+from hsa_geo.hierarchy import hierarchy_node_types
 from hsa_geo.transforms._base import HierarchyTransform
 from hsa_geo.transforms.sequence import grid_positions
 
@@ -61,9 +62,8 @@ class FlatHierarchy(HierarchyTransform):
         if not links:
             raise ValueError(f"'data' has no edge type (child, '{self.relation}', "
                              f"parent); found {data.edge_types}")
-        clusters = {dst for _, _, dst in links}
-        leaf_types = [t for t in data.node_types
-                      if t not in clusters and any(src == t for src, _, _ in links)]
+        leaf_types, _ = hierarchy_node_types(data.edge_types, data.node_types,
+                                             self.relation)
         budget = self.max_leaves
         kept = {}
         for t in leaf_types:
