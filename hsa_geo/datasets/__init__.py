@@ -10,7 +10,8 @@ from hsa_geo.datasets.molecules import (DATA_DIR, OFFLINE_DATASETS, OGBMolDatase
                                         read_molecules, scaffold_split)
 from hsa_geo.datasets.shapes import (MESHES, SYNTHETIC_SHAPES, digits_point_clouds,
                                      read_bunny, read_mesh, synthetic_shapes)
-from hsa_geo.datasets.text import (TEXT_CORPORA, TextCorpus, minilm_dir, text_corpus,
+from hsa_geo.datasets.text import (TEXT_CORPORA, TextCorpus, minilm_dir,
+                                   news_sentence_pairs, split_sentences, text_corpus,
                                    text_split)
 
 allow_pyg_in_torch_load()
@@ -18,7 +19,7 @@ allow_pyg_in_torch_load()
 __all__ = [
     'allow_pyg_in_torch_load', 'ogb_dataset', 'evaluator', 'build_ogb_layout',
     'scaffold_split', 'published_split', 'murcko_scaffold', 'read_molecules', 'OFFLINE_DATASETS',
-    'OfflineMolSpec', 'OGBMolDataset', 'DATA_DIR', 'text_corpus', 'text_split',
+    'OfflineMolSpec', 'OGBMolDataset', 'DATA_DIR', 'text_corpus', 'text_split', 'news_sentence_pairs', 'split_sentences',
     'TextCorpus', 'TEXT_CORPORA', 'minilm_dir', 'read_mesh', 'MESHES', 'read_bunny',
     'digits_point_clouds', 'synthetic_shapes', 'SYNTHETIC_SHAPES'
 ]

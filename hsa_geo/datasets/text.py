@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import os.path as osp
 import zipfile
 from dataclasses import dataclass
@@ -24,14 +25,16 @@ from typing import Dict, List, Optional
 import torch
 from torch import Tensor
 
-__all__ = ['TextCorpus', 'text_corpus', 'text_split', 'TEXT_CORPORA', 'minilm_dir']
+__all__ = ['TextCorpus', 'text_corpus', 'text_split', 'TEXT_CORPORA', 'minilm_dir',
+           'news_sentence_pairs', 'split_sentences']
 
 TEXT_CORPORA = ('rotten_tomatoes', 'news_articles', 'health_tweets')
 
 
 @dataclass
 class TextCorpus:
-    r"""Texts with integer labels; ``classes[label]`` names a label."""
+    r"""Texts (or ``(first, second)`` segment pairs) with integer labels;
+    ``classes[label]`` names a label."""
     name: str
     texts: List[str]
     labels: Tensor
@@ -88,6 +91,55 @@ def text_corpus(name: str) -> TextCorpus:
         raise ValueError(f"'name' must be one of {TEXT_CORPORA}, got {name!r}")
     code = {c: i for i, c in enumerate(classes)}
     return TextCorpus(name, texts, torch.tensor([code[r] for r in raw]), classes)
+
+
+_SENTENCE_END = re.compile(r'(?<=[.!?])\s+(?=[A-Z"\'(])')
+
+
+def split_sentences(text: str) -> List[str]:
+    r"""Sentences of :obj:`text` by a rule (after ``.``, ``!`` or ``?`` and
+    white space, before a capital letter or an opening quote)."""
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def news_sentence_pairs(seed: int = 0, passage_sentences: int = 4,
+                        min_words: int = 6) -> TextCorpus:
+    r"""A sentence-pair task built from the shipped news articles (a stand-in
+    for QNLI / MRPC): does this sentence come from this article?
+
+    For every article with at least ``passage_sentences + 2`` sentences, one
+    pair ``(sentence, passage)``: the passage is the article's first
+    :obj:`passage_sentences` sentences, the sentence is drawn from the rest of
+    the article (label 1, ``'same article'``) or from another article of the
+    same outlet (label 0, ``'other article'``), with equal probability, so
+    that the outlet's style gives nothing away.  Sentences shorter than
+    :obj:`min_words` words are not drawn.  ``texts`` are ``(sentence,
+    passage)`` tuples, for a tokenizer's two segments.  Fixed by :obj:`seed`.
+    """
+    articles = text_corpus('news_articles')
+    generator = torch.Generator().manual_seed(seed)
+    sentences = [split_sentences(t) for t in articles.texts]
+    usable = [i for i, s in enumerate(sentences) if len(s) >= passage_sentences + 2]
+    candidates = {i: [x for x in sentences[i][passage_sentences:]
+                      if len(x.split()) >= min_words] for i in usable}
+    usable = [i for i in usable if candidates[i]]
+    by_outlet: Dict[int, List[int]] = {}
+    for i in usable:
+        by_outlet.setdefault(int(articles.labels[i]), []).append(i)
+    texts, labels = [], []
+    for i in usable:
+        same = bool(torch.rand(1, generator=generator) < 0.5)
+        peers = [j for j in by_outlet[int(articles.labels[i])] if j != i]
+        if not same and not peers:
+            same = True
+        source = i if same else peers[int(torch.randint(len(peers), (1, ),
+                                                         generator=generator))]
+        pool = candidates[source]
+        sentence = pool[int(torch.randint(len(pool), (1, ), generator=generator))]
+        texts.append((sentence, ' '.join(sentences[i][:passage_sentences])))
+        labels.append(int(same))
+    return TextCorpus('news_sentence_pairs', texts, torch.tensor(labels),
+                      ['other article', 'same article'])
 
 
 def text_split(labels: Tensor, seed: int = 0, valid: float = 0.1,

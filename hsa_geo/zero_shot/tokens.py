@@ -4,6 +4,8 @@ A padded batch ``[batch, length]`` with a validity mask becomes one forest: one
 tree per sequence, whose leaves are the sequence's valid tokens in order, all
 sequences' leaves concatenated batch-major (the order of ``x[mask]``).  Padding
 is not part of the forest, so it never attends and is never attended to.
+:class:`SegmentForest` is the forest of sentence pairs whose windows never
+straddle the two segments.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from hsa_geo.hierarchy import Hierarchy
 from hsa_geo.transforms.sequence import window_parent
 
 __all__ = ['sequence_parent', 'token_forest', 'HierarchySpec', 'check_hierarchy_spec',
-           'TokenForestCache']
+           'TokenForestCache', 'segment_parent', 'SegmentForest']
 
 #: what ``hierarchy=`` may be: bottom-up branching factors, ``'flat'``, a
 #: callable returning a :class:`Hierarchy`, or a :class:`Hierarchy`
@@ -125,3 +127,114 @@ class TokenForestCache:
         while len(self._cache) > self.size:
             self._cache.popitem(last=False)
         return hierarchy
+
+
+def segment_parent(special: Tensor, branching: Union[Sequence[int], str]) -> Tensor:
+    r"""Parent vector of one sequence whose special tokens are marked by the
+    boolean :obj:`special` ``[length]`` (``[CLS]``, every ``[SEP]``): every
+    special token is a child of the root, and each segment between them (a
+    maximal run of ordinary tokens) is its own subtree under the root,
+    windowed by :obj:`branching` inside the segment, so that no window holds
+    tokens of two segments.  Leaves ``0..length-1``, internal nodes after
+    them, the root last."""
+    length = special.numel()
+    if length < 1:
+        raise ValueError("'special' must mark at least one token")
+    parent_of_leaf = torch.empty(length, dtype=torch.long)
+    internal: list = []          # parents of the internal nodes, root excluded
+    tops: list = []              # (kind, index) of the root's children
+    start = 0
+    flags = special.tolist()
+    while start < length:
+        if flags[start]:
+            tops.append(('leaf', start))
+            start += 1
+            continue
+        end = start
+        while end < length and not flags[end]:
+            end += 1
+        n = end - start
+        if n == 1:
+            tops.append(('leaf', start))
+        else:
+            sub = sequence_parent(n, branching)       # leaves 0..n-1, its root last
+            first = len(internal)                     # its internal nodes, from here on
+            sub_internal = sub[n:]
+            def node_id(x: int) -> int:               # in this sequence's numbering
+                return length + first + (x - n)
+            parent_of_leaf[start:end] = torch.tensor([node_id(int(p)) for p in sub[:n]])
+            for p in sub_internal.tolist():
+                internal.append(-2 if p < 0 else node_id(p))  # -2: the segment's root
+            tops.append(('node', length + first + sub_internal.numel() - 1))
+        start = end
+    root = length + len(internal)
+    parent = torch.cat([parent_of_leaf, torch.tensor(internal + [-1], dtype=torch.long)])
+    parent[length:root][parent[length:root] == -2] = root
+    for kind, index in tops:
+        parent[index] = root
+    return parent
+
+
+class SegmentForest:
+    r"""A segment-aware forest for sentence pairs: a callable ``(input_ids,
+    mask) -> Hierarchy`` for :func:`~hsa_geo.zero_shot.inject`.  In each
+    sequence the first valid token (``[CLS]``) and every separator
+    (:obj:`sep_token_id`) are children of the root, and every segment is its
+    own windowed subtree (:func:`segment_parent`); plain windows
+    (:func:`token_forest`) instead let windows straddle the segments of a
+    pair.  Compiled once per distinct batch (a few kept).
+
+    Args:
+        branching (tuple or str): Bottom-up window sizes, or ``'flat'``
+            (each segment one family).
+        sep_token_id (int): The separator token, e.g. ``tokenizer.sep_token_id``.
+    """
+    def __init__(self, branching: Union[Sequence[int], str], sep_token_id: int,
+                 size: int = 32):
+        self.branching = check_hierarchy_spec(branching)
+        if not isinstance(self.branching, (tuple, str)):
+            raise ValueError("'branching' must be window sizes or 'flat'")
+        self.sep_token_id = int(sep_token_id)
+        self.size = size
+        self._cache: 'OrderedDict[tuple, Hierarchy]' = OrderedDict()
+
+    def __call__(self, input_ids: Tensor, mask: Tensor) -> Hierarchy:
+        if input_ids is None:
+            raise ValueError("SegmentForest needs the model's input_ids")
+        ids, valid = input_ids.detach().cpu(), mask.detach().cpu().bool()
+        key = (tuple(valid.shape), valid.numpy().tobytes(), ids.numpy().tobytes())
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit.to(mask.device)
+        parents, counts = [], []
+        for row_ids, row_valid in zip(ids, valid):
+            tokens = row_ids[row_valid]
+            if tokens.numel() == 0:
+                continue
+            special = tokens == self.sep_token_id
+            special[0] = True                          # [CLS] / <s>
+            parents.append(segment_parent(special, self.branching))
+            counts.append(tokens.numel())
+        hierarchy = _concatenate(parents, counts)
+        self._cache[key] = hierarchy
+        while len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return hierarchy.to(mask.device)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.branching}, '
+                f'sep_token_id={self.sep_token_id})')
+
+
+def _concatenate(parents, counts) -> Hierarchy:
+    r"""One forest from per-sequence parent vectors (leaves first): all
+    leaves batch-major, then all internal nodes."""
+    num_leaves = sum(counts)
+    leaf_parts, internal_parts, offset = [], [], num_leaves
+    for parent, n in zip(parents, counts):
+        shift = torch.where(parent >= 0, parent - n + offset, parent)
+        leaf_parts.append(shift[:n])
+        internal_parts.append(shift[n:])
+        offset += parent.numel() - n
+    return Hierarchy.from_parent(torch.cat(leaf_parts + internal_parts), num_leaves)

