@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
 
-from hsa_geo._checks import as_even_dim
+from hsa_geo._checks import as_bool, as_even_dim, as_int
 from hsa_geo.transforms._base import HierarchyTransform, describe
 from hsa_geo.transforms.sequence import grid_positions
 
@@ -70,24 +70,44 @@ class TextHierarchy(HierarchyTransform):
     siblings as 1D-grid features of size :obj:`pos_dim`; and ``tokens`` (the
     token strings).
 
+    The paper's hierarchy has no word level (tokens -> sentences ->
+    paragraphs -> document, three levels under the document): ``words=False``
+    builds it.  Texts without blank lines have one paragraph, a pass-through
+    level; ``paragraph_sentences=k`` makes paragraphs of ``k`` consecutive
+    sentences instead (inside each blank-line paragraph).
+
     Args:
         tokenizer (callable, optional): A Hugging Face fast tokenizer, or a
             function ``text -> (tokens, offsets)``. (default: regex)
         pos_dim (int, optional): Size of the position vectors. (default: 16)
+        words (bool, optional): Group tokens into words (WordPiece pieces of
+            one word under one node) before sentences. (default: :obj:`True`)
+        paragraph_sentences (int, optional): Paragraphs as windows of this
+            many sentences; :obj:`None`: blank-line paragraphs.
+            (default: :obj:`None`)
     """
-    def __init__(self, tokenizer: Optional[Callable] = None, pos_dim: int = 16):
+    def __init__(self, tokenizer: Optional[Callable] = None, pos_dim: int = 16,
+                 words: bool = True, paragraph_sentences: Optional[int] = None):
         if tokenizer is not None and not callable(tokenizer):
             raise TypeError(f"'tokenizer' must be a Hugging Face fast tokenizer or a "
                             f"function text -> (tokens, offsets), got "
                             f"{type(tokenizer).__name__}")
         self.tokenizer = tokenizer
         self.pos_dim = as_even_dim(pos_dim)
+        self.words = as_bool(words, 'words')
+        self.paragraph_sentences = None if paragraph_sentences is None else \
+            as_int(paragraph_sentences, 'paragraph_sentences', minimum=1)
         # the tokenizer decides the leaves: its description (name and a digest
         # of its vocabulary, or a function's code) is part of the repr
         self._tokenizer_description = describe(tokenizer)
 
     def config(self):
-        return dict(tokenizer=_Described(self._tokenizer_description), pos_dim=self.pos_dim)
+        out = dict(tokenizer=_Described(self._tokenizer_description), pos_dim=self.pos_dim)
+        if not self.words:  # the defaults stay out of the repr (and cache keys)
+            out['words'] = False
+        if self.paragraph_sentences is not None:
+            out['paragraph_sentences'] = self.paragraph_sentences
+        return out
 
     def tokenize(self, text: str):
         if self.tokenizer is None:
@@ -114,6 +134,12 @@ class TextHierarchy(HierarchyTransform):
         starts = torch.tensor([a for a, _ in spans], dtype=torch.long)
         paragraphs = _spans(text, _PARAGRAPH)
         sentences = [s for a, b in paragraphs for s in _spans(text, _SENTENCE_END, a, b)]
+        if self.paragraph_sentences is not None:  # windows of k sentences per paragraph
+            k = self.paragraph_sentences
+            paragraphs = [(group[0][0], group[-1][1])
+                          for a, b in paragraphs
+                          for inside in [[x for x in sentences if a <= x[0] < b]]
+                          for group in (inside[i:i + k] for i in range(0, len(inside), k))]
         words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
         # parent of every token, word, sentence, paragraph (by character offsets)
         token_word = _owner(starts, words)
@@ -130,6 +156,10 @@ class TextHierarchy(HierarchyTransform):
         sentence_paragraph = torch.searchsorted(used, sentence_paragraph)
         parents = [token_word, word_sentence, sentence_paragraph,
                    torch.zeros(int(sentence_paragraph.max()) + 1, dtype=torch.long)]
+        levels = list(LEVELS)
+        if not self.words:  # tokens straight into sentences
+            parents = [word_sentence[token_word]] + parents[2:]
+            levels.remove('word')
 
         out = HeteroData()
         for key, value in data.items():
@@ -142,7 +172,7 @@ class TextHierarchy(HierarchyTransform):
         if ids is not None:
             out['token'].input_ids = ids
         for level, parent in enumerate(parents):
-            child_type, parent_type = LEVELS[level], LEVELS[level + 1]
+            child_type, parent_type = levels[level], levels[level + 1]
             out[parent_type].num_nodes = int(parent.max()) + 1
             out[child_type, 'in', parent_type].edge_index = torch.stack(
                 [torch.arange(parent.numel()), parent])

@@ -61,3 +61,28 @@ def test_hugging_face_fast_tokenizer():
     token_word = out['token', 'in', 'word'].edge_index[1]
     assert token_word.max() == 3 and out['sentence'].num_nodes == 2
     assert Hierarchy.from_hetero(out).num_leaves == ids.numel()
+
+
+def test_the_papers_levels_and_sentence_window_paragraphs():
+    from hsa_geo import Hierarchy
+    text = 'One two three. Four five! Six seven eight nine. Ten.\n\nEleven twelve. Thirteen.'
+    full = TextHierarchy()(Data(text=text))
+    paper = TextHierarchy(words=False)(Data(text=text))
+    assert paper.node_types == ['token', 'sentence', 'paragraph', 'document']
+    # the same tokens under the same sentences, without the word level
+    assert torch.equal(paper['token', 'in', 'sentence'].edge_index[1],
+                       full['word', 'in', 'sentence'].edge_index[1][
+                           full['token', 'in', 'word'].edge_index[1]])
+    assert Hierarchy.from_hetero(paper).depth == 3
+    builder = TextHierarchy(words=False, paragraph_sentences=2)
+    windows = builder(Data(text=text))
+    # 4 sentences in the first blank-line paragraph -> 2 windows, 2 in the second -> 1
+    assert windows['paragraph'].num_nodes == 3
+    assert windows['sentence', 'in', 'paragraph'].edge_index[1].tolist() == [0, 0, 1, 1, 2, 2]
+    assert repr(builder) == ('TextHierarchy(tokenizer=None, pos_dim=16, words=False, '
+                             'paragraph_sentences=2)')
+    assert repr(TextHierarchy()) == 'TextHierarchy(tokenizer=None, pos_dim=16)'
+    with pytest.raises(ValueError, match="'paragraph_sentences'"):
+        TextHierarchy(paragraph_sentences=0)
+    with pytest.raises(TypeError, match="'words'"):
+        TextHierarchy(words='no')
