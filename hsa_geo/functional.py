@@ -150,6 +150,8 @@ class LoneLeaves:
         self.hierarchy = hierarchy
 
     def __getattr__(self, name):  # sizes, leaf types, device: the hierarchy's
+        if name == 'hierarchy' or name.startswith('__'):  # copy / pickle probes
+            raise AttributeError(name)
         return getattr(self.hierarchy, name)
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ from torch.nn import LayerNorm, ModuleDict
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
 
+from hsa_geo.engine.op import flat_hierarchy
 from hsa_geo.functional import FlatFamilies, LoneLeaves, hsa
 from hsa_geo.hierarchy import Hierarchy
 from hsa_geo.nn.explain import AttentionTap
@@ -190,6 +191,11 @@ class HSAConv(torch.nn.Module):
         if self.multimodal:
             out = dict(zip(xs, out.split([v.size(0) for v in xs.values()])))
         if return_attention_weights or self.explain_tap.listening:
+            if isinstance(hierarchy, FlatFamilies):  # the forest hsa() built for it
+                hierarchy = flat_hierarchy(hierarchy.batch, query.size(0), query.device)
+            if isinstance(hierarchy, LoneLeaves):
+                raise ValueError("LoneLeaves has no sibling pairs: there are no attention "
+                                 "weights to return")
             weights = hsa_weights(query, key, hierarchy, pos=pos_vectors,
                                   include_self=self.include_self, causal=self.causal)
             sibling_index, alpha = weights.edge_form()

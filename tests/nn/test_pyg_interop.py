@@ -342,3 +342,20 @@ def test_compile_freesolv_junction_trees_and_octrees_at_most_twice():
     count = _compiled_run(model, batches,
                           lambda m, b: m(None, b['point'].pos, b.hierarchy, b.hsa_pos_dict))
     assert count == 1  # target: at most 2
+
+
+def test_attention_weights_of_the_flat_gps_path_and_lone_leaves():
+    import pickle
+
+    from hsa_geo.functional import FlatFamilies, LoneLeaves
+    batch = torch.tensor([0, 0, 1, 1, 1])
+    x = torch.randn(5, 8)
+    gps = HSAGPSConv(8, GINConv(torch.nn.Linear(8, 8)), heads=2)
+    _, (edges, alpha) = gps.attn(x, FlatFamilies(batch), return_attention_weights=True)
+    _, (expected_edges, expected) = gps.attn(x, Hierarchy.from_batch(batch, 5),
+                                             return_attention_weights=True)
+    assert torch.equal(edges, expected_edges) and torch.allclose(alpha, expected)
+    lone = LoneLeaves(Hierarchy.from_batch(batch, 5))
+    assert pickle.loads(pickle.dumps(lone)).num_leaves == 5
+    with pytest.raises(ValueError, match='no sibling pairs'):
+        HSAConv(8, 4)(x, lone, return_attention_weights=True)
