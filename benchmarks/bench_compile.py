@@ -40,29 +40,13 @@ from typing import Callable, Dict, List
 
 import torch
 
+from hsa_geo.testing import CompileCounter
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _workloads import molecule_samples, point_samples  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKLOADS = ('molecules', 'points', 'gps-flat')
-
-
-class CountingBackend:
-    r"""Inductor, counting the frame compilations dynamo asks for (distinct
-    compile ids: a recompile is a new id; dynamo's restart of an analysis,
-    e.g. to specialise a float, is the same compilation)."""
-    def __init__(self):
-        from torch._dynamo.backends.registry import lookup_backend
-        self.inductor, self.ids = lookup_backend('inductor'), set()
-
-    @property
-    def count(self) -> int:
-        return len(self.ids)
-
-    def __call__(self, graph_module, example_inputs):
-        from torch._guards import CompileContext
-        self.ids.add(str(CompileContext.current_compile_id()))
-        return self.inductor(graph_module, example_inputs)
 
 
 def batches_of(samples: list, batch_size: int, count: int, loader) -> list:
@@ -133,7 +117,7 @@ def measure(name: str, args) -> List[dict]:
     rows = []
     for label, (model, run) in models(name, args).items():
         torch._dynamo.reset()
-        backend = CountingBackend()
+        backend = CompileCounter()
         eager = model
         compiled_model = copy.deepcopy(model)
         compiled = torch.compile(compiled_model, backend=backend, dynamic=True)

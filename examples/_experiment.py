@@ -20,6 +20,24 @@ from hsa_geo.loader import HierarchyCollater
 from hsa_geo.testing import PeakMemory, mean_ci95
 
 
+# ------------------------------------------------------------------------ models
+def load_minilm():
+    r"""The offline all-MiniLM-L6-v2: ``(tokenizer, model)`` on transformers'
+    SDPA attention (the zero-shot scripts inject HSA into it); exits with the
+    install hint when the ``zeroshot`` extra is missing."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from hsa_geo.datasets import minilm_dir
+    try:
+        path = minilm_dir()
+    except ModuleNotFoundError as error:
+        raise SystemExit(str(error))
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True,
+                                      attn_implementation='sdpa')
+    return tokenizer, model
+
+
 # ------------------------------------------------------------------------ metrics
 def macro_f1(pred: Tensor, target: Tensor, num_classes: int) -> float:
     r"""Unweighted mean over classes of the F1 score (a class absent from both

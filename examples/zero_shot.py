@@ -60,10 +60,13 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from hsa_geo.datasets import minilm_dir, news_sentence_pairs, text_corpus, text_split
-from hsa_geo.testing import mean_ci95
-from hsa_geo.zero_shot import attention_flops, inject, restore
-from hsa_geo.zero_shot.tokens import SegmentForest
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _experiment import load_minilm  # noqa: E402
+
+from hsa_geo.datasets import news_sentence_pairs, text_corpus, text_split  # noqa: E402
+from hsa_geo.testing import mean_ci95  # noqa: E402
+from hsa_geo.zero_shot import attention_flops, inject, restore  # noqa: E402
+from hsa_geo.zero_shot.tokens import SegmentForest  # noqa: E402
 
 #: task: (corpus, max tokens, training subset, test subset, epochs); the
 #: subsets are drawn from the fixed split's train and test parts
@@ -101,18 +104,6 @@ class Classifier(torch.nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         return self.head(self.dropout(pooled))
-
-
-def load_encoder():
-    from transformers import AutoModel, AutoTokenizer
-    try:
-        path = minilm_dir()
-    except ModuleNotFoundError as error:
-        raise SystemExit(str(error))
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    encoder = AutoModel.from_pretrained(path, local_files_only=True,
-                                        attn_implementation='sdpa')
-    return tokenizer, encoder
 
 
 def task_data(task: str, train_size: Optional[int], test_size: Optional[int]):
@@ -161,7 +152,7 @@ def recipe_key(task: str, seed: int, train_size: int) -> str:
 
 def fine_tuned(task: str, seed: int, train, classes, args, progress) -> Classifier:
     r"""The task model of :obj:`seed`, from the cache or fine-tuned now."""
-    tokenizer, encoder = load_encoder()
+    tokenizer, encoder = load_minilm()
     model = Classifier(encoder, len(classes), RECIPE['dropout'])
     key = recipe_key(task, seed, len(train))
     path = osp.join(args.cache, f'{task}_seed{seed}_{key}.pt')
@@ -415,7 +406,7 @@ def main(argv=None) -> dict:
         return results
     torch.set_num_threads(args.threads)
     progress = partial(tqdm, disable=args.quiet, file=sys.stderr)
-    tokenizer, _ = load_encoder()
+    tokenizer, _ = load_minilm()
     results: Dict[str, dict] = {}
     for task in args.tasks:
         train, test, classes = task_data(task, args.train_size, args.test_size)

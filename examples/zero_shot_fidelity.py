@@ -44,26 +44,17 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from hsa_geo import hsa
-from hsa_geo.datasets import minilm_dir, text_corpus, text_split
-from hsa_geo.testing import median_time
-from hsa_geo.zero_shot import attention_flops, inject, restore, token_forest
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _experiment import load_minilm  # noqa: E402
+
+from hsa_geo import hsa  # noqa: E402
+from hsa_geo.datasets import text_corpus, text_split  # noqa: E402
+from hsa_geo.testing import median_time  # noqa: E402
+from hsa_geo.zero_shot import attention_flops, inject, restore, token_forest  # noqa: E402
 
 HIERARCHIES = {'(2,2,2,2)': (2, 2, 2, 2), '(2,4,8,16)': (2, 4, 8, 16),
                '(7,7,7,7)': (7, 7, 7, 7), '(8,4,2)': (8, 4, 2)}
 WIDTH, HEADS, NUM_LAYERS = 384, 12, 6
-
-
-def load_model():
-    from transformers import AutoModel, AutoTokenizer
-    try:
-        path = minilm_dir()
-    except ModuleNotFoundError as error:
-        raise SystemExit(str(error))
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True,
-                                      attn_implementation='sdpa').eval()
-    return tokenizer, model
 
 
 # ----------------------------------------------------------------------- embeddings
@@ -343,7 +334,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    tokenizer, model = load_model()
+    tokenizer, model = load_minilm()
+    model.eval()
     corpus = text_corpus('rotten_tomatoes')
     error = exactness(tokenizer, model, corpus.texts[:256])
     report = [f'Exactness: flat hierarchy, include_self=True, 256 Rotten Tomatoes snippets: '

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 __all__ = ['random_forest', 'regular_tree', 'random_ragged_tree', 'flat_tree',
-           'degenerate_forests', 'median_time',
-           'rss_bytes', 'PeakMemory', 'mean_ci95']
+           'degenerate_forests', 'hetero_forest', 'median_time',
+           'rss_bytes', 'PeakMemory', 'mean_ci95', 'CompileCounter']
 
 
 def _relabel(parent_of: list, is_leaf: list, rng: Optional[np.random.Generator],
@@ -126,6 +126,30 @@ def degenerate_forests():
             DEGENERATE_FORESTS.items()]
 
 
+def hetero_forest(seed: int, channels: int = 8, pos_channels: Optional[int] = None):
+    r"""A random tree (:func:`random_forest`, nodes in order) stored as the
+    ``HeteroData`` a builder writes: ``'leaf'`` nodes with features ``x``,
+    ``'node'`` clusters, ``('leaf', 'in', 'node')`` and ``('node', 'in',
+    'node')`` edges, and ``hsa_pos`` on both types when :obj:`pos_channels` is
+    given."""
+    from torch_geometric.data import HeteroData
+    parent, n = random_forest(seed, 1, 3, 4, shuffle=False)
+    gen = torch.Generator().manual_seed(seed)
+    data = HeteroData()
+    data['leaf'].x = torch.randn(n, channels, generator=gen)
+    data['node'].num_nodes = parent.numel() - n
+    if pos_channels:
+        data['leaf'].hsa_pos = torch.randn(n, pos_channels, generator=gen)
+        data['node'].hsa_pos = torch.randn(parent.numel() - n, pos_channels, generator=gen)
+    child = torch.arange(parent.numel())
+    has = parent >= 0
+    child, par = child[has], parent[has]
+    leaf = child < n
+    data['leaf', 'in', 'node'].edge_index = torch.stack([child[leaf], par[leaf] - n])
+    data['node', 'in', 'node'].edge_index = torch.stack([child[~leaf] - n, par[~leaf] - n])
+    return data
+
+
 def median_time(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:
     r"""Median wall time in seconds of :obj:`repeats` calls of :obj:`fn` (after
     one untimed warm-up call), for the benchmark and example scripts."""
@@ -217,3 +241,22 @@ def mean_ci95(values: Sequence[float]) -> Tuple[float, float]:
     dof = len(values) - 1
     t = _T975[dof - 1] if dof <= len(_T975) else 1.96
     return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+class CompileCounter:
+    r"""A ``torch.compile`` backend: inductor, counting the frame compilations
+    dynamo asks for (distinct compile ids: a recompile is a new id; dynamo
+    restarting an analysis, e.g. to specialise a float, is the same
+    compilation)."""
+    def __init__(self):
+        from torch._dynamo.backends.registry import lookup_backend
+        self.inductor, self.ids = lookup_backend('inductor'), set()
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    def __call__(self, graph_module, example_inputs):
+        from torch._guards import CompileContext
+        self.ids.add(str(CompileContext.current_compile_id()))
+        return self.inductor(graph_module, example_inputs)

@@ -158,14 +158,12 @@ def segment_parent(special: Tensor, branching: Union[Sequence[int], str]) -> Ten
             tops.append(('leaf', start))
         else:
             sub = sequence_parent(n, branching)       # leaves 0..n-1, its root last
-            first = len(internal)                     # its internal nodes, from here on
-            sub_internal = sub[n:]
-            def node_id(x: int) -> int:               # in this sequence's numbering
-                return length + first + (x - n)
-            parent_of_leaf[start:end] = torch.tensor([node_id(int(p)) for p in sub[:n]])
-            for p in sub_internal.tolist():
-                internal.append(-2 if p < 0 else node_id(p))  # -2: the segment's root
-            tops.append(('node', length + first + sub_internal.numel() - 1))
+            # its internal node x is node length + len(internal) + (x - n) here
+            shift = length + len(internal) - n
+            parent_of_leaf[start:end] = sub[:n] + shift
+            # -2 marks the segment's root, whose parent is the sequence's root
+            internal.extend(torch.where(sub[n:] < 0, -2, sub[n:] + shift).tolist())
+            tops.append(('node', len(internal) - 1 + length))
         start = end
     root = length + len(internal)
     parent = torch.cat([parent_of_leaf, torch.tensor(internal + [-1], dtype=torch.long)])

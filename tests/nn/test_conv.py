@@ -5,27 +5,11 @@ from torch_geometric.loader import DataLoader
 
 from hsa_geo import Hierarchy, HSAConv, hsa
 from hsa_geo.loader import HierarchyLoader
-from hsa_geo.testing import flat_tree, random_forest
+from hsa_geo.testing import flat_tree, hetero_forest, random_forest
 
 
 def _hetero(seed, in_channels=8, pos_channels=None):
-    r"""A random tree as HeteroData: 'leaf' nodes with features, 'node'
-    clusters, ('leaf', 'in', 'node') and ('node', 'in', 'node') edges."""
-    parent, n = random_forest(seed, 1, 3, 4, shuffle=False)
-    gen = torch.Generator().manual_seed(seed)
-    data = HeteroData()
-    data['leaf'].x = torch.randn(n, in_channels, generator=gen)
-    data['node'].num_nodes = parent.numel() - n
-    child = torch.arange(parent.numel())
-    has = parent >= 0
-    child, par = child[has], parent[has]
-    leaf = child < n
-    data['leaf', 'in', 'node'].edge_index = torch.stack([child[leaf], par[leaf] - n])
-    data['node', 'in', 'node'].edge_index = torch.stack([child[~leaf] - n, par[~leaf] - n])
-    if pos_channels:
-        data['leaf'].hsa_pos = torch.randn(n, pos_channels, generator=gen)
-        data['node'].hsa_pos = torch.randn(parent.numel() - n, pos_channels, generator=gen)
-    return data
+    return hetero_forest(seed, in_channels, pos_channels)
 
 
 def test_repr_lazy_and_shapes():

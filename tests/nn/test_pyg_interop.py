@@ -13,25 +13,13 @@ from hsa_geo import Hierarchy, HSAConv
 from hsa_geo.engine import op
 from hsa_geo.loader import HierarchyLoader
 from hsa_geo.nn import HSAEncoderLayer, HSAGPSConv, HTEPredictor, root_pool
-from hsa_geo.testing import random_forest
+from hsa_geo.testing import CompileCounter, hetero_forest
 
 
 def _tree(seed, channels=8):
-    r"""A random tree as the HeteroData a builder writes."""
-    parent, n = random_forest(seed, 1, 3, 4, shuffle=False)
-    gen = torch.Generator().manual_seed(seed)
-    data = HeteroData()
-    data['leaf'].x = torch.randn(n, channels, generator=gen)
-    data['leaf'].hsa_pos = torch.randn(n, 4, generator=gen)
-    data['node'].num_nodes = parent.numel() - n
-    data['node'].hsa_pos = torch.randn(parent.numel() - n, 4, generator=gen)
-    data.y = torch.randn(1, 1, generator=gen)
-    child = torch.arange(parent.numel())
-    has = parent >= 0
-    child, par = child[has], parent[has]
-    leaf = child < n
-    data['leaf', 'in', 'node'].edge_index = torch.stack([child[leaf], par[leaf] - n])
-    data['node', 'in', 'node'].edge_index = torch.stack([child[~leaf] - n, par[~leaf] - n])
+    r"""A random tree as the HeteroData a builder writes, with a graph label."""
+    data = hetero_forest(seed, channels, pos_channels=4)
+    data.y = torch.randn(1, 1, generator=torch.Generator().manual_seed(seed))
     return data
 
 
@@ -255,27 +243,10 @@ def test_compile_without_graph_breaks():
     assert torch._dynamo.explain(layer)(x, h).graph_break_count == 0
 
 
-class _CompileCounter:
-    r"""Inductor, counting frame compilations (distinct compile ids; dynamo
-    restarting an analysis to specialise a float is the same compilation)."""
-    def __init__(self):
-        from torch._dynamo.backends.registry import lookup_backend
-        self.inductor, self.ids = lookup_backend('inductor'), set()
-
-    @property
-    def count(self) -> int:
-        return len(self.ids)
-
-    def __call__(self, graph_module, example_inputs):
-        from torch._guards import CompileContext
-        self.ids.add(str(CompileContext.current_compile_id()))
-        return self.inductor(graph_module, example_inputs)
-
-
 def _compiled_run(model, batches, step):
     r"""Eager and compiled (dynamic shapes) side by side: equal values and
     gradients on every batch; returns the number of compilations."""
-    counter = _CompileCounter()
+    counter = CompileCounter()
     torch._dynamo.reset()
     compiled = torch.compile(model, backend=counter, dynamic=True, fullgraph=True)
     for batch in batches:
