@@ -194,11 +194,31 @@ def predict(model, batches, forward: Callable, target: Callable = None) -> tuple
     return torch.cat(outs), torch.cat(ys)
 
 
+SCHEDULES = ('constant', 'linear')
+
+
+def lr_schedule(optimizer, schedule: str, total_steps: int):
+    r"""The learning-rate scheduler of :obj:`schedule` (:data:`SCHEDULES`),
+    stepped once per training step: :obj:`None` for ``'constant'``; for
+    ``'linear'``, torch's ``LinearLR`` from the full rate to zero over
+    :obj:`total_steps`."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"'schedule' must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == 'constant':
+        return None
+    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=0.0,
+                                             total_iters=max(total_steps, 1))
+
+
 def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
               epochs: int, lr: float, device, weight_decay: float = 0.0,
-              progress=None) -> dict:
-    r"""Trains with Adam for :obj:`epochs`, scores valid and test after every
-    epoch and reports test at the best validation epoch.
+              progress=None, schedule: str = 'constant') -> dict:
+    r"""Trains with AdamW for :obj:`epochs`, scores valid and test after every
+    epoch and reports test at the best validation epoch.  :obj:`schedule`
+    (:data:`SCHEDULES`): ``'constant'`` learning rate, or ``'linear'`` decay
+    from :obj:`lr` to zero over all training steps (torch's ``LinearLR``
+    with ``end_factor=0``; the paper names a LinearLR schedule without its
+    factors).
 
     :obj:`loaders` maps ``'train'``, ``'valid'``, ``'test'`` to
     :class:`CompiledBatches`; :obj:`forward(model, batch, hierarchy)` returns
@@ -207,6 +227,7 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
     model = model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scheduler = lr_schedule(optimizer, schedule, epochs * len(loaders['train']))
     history, best, epoch_times, peak = [], None, [], 0
     for epoch in range(1, epochs + 1):
         model.train()
@@ -218,6 +239,8 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
                 loss = task.loss(forward(model, batch, hierarchy), task.target(batch))
                 loss.backward()
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
                 memory.step()
                 total, count = total + loss.item() * batch.num_graphs, count + batch.num_graphs
             if torch.device(device).type == 'cuda':

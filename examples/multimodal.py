@@ -7,7 +7,12 @@ Each sample is a key-value set of two modalities under one root
 junction-tree clusters -> molecule (:class:`MoleculeHierarchy`, atoms
 embedded with OGB's AtomEncoder) and its name as tokens -> words -> document
 (:class:`TextHierarchy`, all-MiniLM-L6-v2's WordPiece tokens with its frozen
-input embeddings).  Each leaf type has its own query/key/value projections.
+input embeddings).  Each leaf type has its own query/key/value projections,
+and each position type its own position projection (the paper, Appendix F):
+the name's 1D-grid positions, the clusters' Laplacian positions, the one-hot
+modality keys, and the atoms' positions inside their cluster (``--atom-pos``:
+1D-grid from the input's atom order, Laplacian of the cluster's bonds, or
+none, the cluster as an unordered set; the paper's Appendix C).
 Models (one HTE encoder layer, mean pooling, an MLP head;
 :class:`hsa_geo.nn.HTEPredictor`) differ only in attention and input:
 
@@ -16,6 +21,10 @@ Models (one HTE encoder layer, mean pooling, an MLP head;
   (:class:`hsa_geo.transforms.FlatHierarchy`), same parameters as ``hsa``;
 * ``deepset``: attention switched off;
 * ``graph`` / ``name``: HSA over one modality alone.
+
+The paper mean-pools all leaves; names have more tokens than their molecules
+have atoms, so ``--pool-leaf-types`` (an ablation) averages the per-modality
+means instead (:func:`hsa_geo.nn.leaf_type_pool`).
 
 Data: ``freesolv`` (642 molecules, IUPAC names, hydration free energy,
 regression, OGB's scaffold split 513/64/65) and ``solubility`` (Huuskonen,
@@ -65,7 +74,7 @@ ATOM, TOKEN = 'graph_atom', 'name_token'
 
 
 # ------------------------------------------------------------------------ data
-def load_samples(dataset: str, pos_dim: int, limit: int = None):
+def load_samples(dataset: str, pos_dim: int, limit: int = None, atom_pos: str = 'grid'):
     r"""The nested two-modality hierarchy of every molecule, its split and its
     task."""
     from ogb.utils import smiles2graph
@@ -80,7 +89,7 @@ def load_samples(dataset: str, pos_dim: int, limit: int = None):
         labels = torch.tensor([float(v) for v in rows[label_column]])
     else:
         labels = torch.tensor([CLASSES.index(v) for v in rows[label_column]])
-    molecule = MoleculeHierarchy(pos_dim=pos_dim)
+    molecule = MoleculeHierarchy(pos_dim=pos_dim, atom_pos=atom_pos)
     text = TextHierarchy(tokenizer=load_tokenizer(), pos_dim=pos_dim)
     samples = []
     for i in range(count):
@@ -129,12 +138,33 @@ def variant_samples(samples: list, kind: str, pos_dim: int) -> list:
     return samples
 
 
+def position_groups(sample, per_type: bool, pos_dim: int, atom_pos: str):
+    r"""The model's ``pos_channels``: one projection per position type present
+    in :obj:`sample` (1D-grid, Laplacian, one-hot modality key; atoms by
+    :obj:`atom_pos`, none when they have no positions), or one for all."""
+    if not per_type:
+        return pos_dim
+    kinds = {'name_token': 'grid', 'name_word': 'grid', 'name_sentence': 'grid',
+             'name_paragraph': 'grid', 'graph_cluster': 'laplacian',
+             'graph_molecule': 'key', 'name_document': 'key',
+             ATOM: {'grid': 'grid', 'laplacian': 'laplacian', 'none': None}[atom_pos]}
+    if 'root' in sample.node_types and any(
+            (t, 'in', 'root') in sample.edge_types for t in (ATOM, TOKEN)):
+        kinds = {ATOM: 'grid', TOKEN: 'grid'}  # the flat baseline: one sequence
+    groups = {}
+    for t in sample.node_types:
+        if kinds.get(t):
+            groups.setdefault(kinds[t], []).append(t)
+    return {tuple(types): pos_dim for types in groups.values()}
+
+
 # ------------------------------------------------------------------------ model
 class MultiModalModel(Module):
     r"""Atom encoder and frozen token embeddings -> :class:`HTEPredictor`
     with one set of projections per leaf type."""
     def __init__(self, modalities: List[str], out_channels: int, hidden: int, heads: int,
-                 pos_dim: int, attention: bool, dropout: float, table: Tensor):
+                 pos_channels, attention: bool, dropout: float, table: Tensor,
+                 pool_leaf_types: bool = False):
         super().__init__()
         from ogb.graphproppred.mol_encoder import AtomEncoder
         in_channels = {}
@@ -145,9 +175,11 @@ class MultiModalModel(Module):
         if 'name' in modalities:
             self.register_buffer('table', table, persistent=False)
             in_channels[TOKEN] = table.size(1)
+        self.pos_types = None if isinstance(pos_channels, int) else \
+            [t for group in pos_channels for t in group]
         self.predictor = HTEPredictor(in_channels, hidden, out_channels, heads=heads,
-                                      pos_channels=pos_dim, attention=attention,
-                                      dropout=dropout)
+                                      pos_channels=pos_channels, attention=attention,
+                                      dropout=dropout, pool_leaf_types=pool_leaf_types)
 
     def forward(self, batch, hierarchy: Hierarchy) -> Tensor:
         x = {}
@@ -155,7 +187,8 @@ class MultiModalModel(Module):
             x[ATOM] = self.atom_encoder(batch[ATOM].x)
         if TOKEN in hierarchy.leaf_types:
             x[TOKEN] = self.table[batch[TOKEN].input_ids]
-        pos = {t: batch[t].hsa_pos for t in batch.node_types}
+        types = self.pos_types or batch.node_types
+        pos = {t: batch[t].hsa_pos for t in types if t in hierarchy.node_slices}
         return self.predictor(x, hierarchy, pos)
 
 
@@ -180,6 +213,13 @@ def parse_args(argv=None):
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument('--weight-decay', type=float, default=0.01)
     parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--atom-pos', default='grid', choices=('grid', 'laplacian', 'none'),
+                        help="atoms' positions inside their cluster")
+    parser.add_argument('--shared-pos-projection', action='store_true',
+                        help='one position projection for every node type (an ablation: '
+                        'the paper has one per position type)')
+    parser.add_argument('--pool-leaf-types', action='store_true',
+                        help='mean of the per-modality means, not of all leaves')
     parser.add_argument('--limit', type=int, default=None,
                         help='use only a fixed random subset of N molecules of each set')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -197,13 +237,16 @@ def main(argv=None) -> List[dict]:
     results = []
     for dataset in args.dataset:
         start = time.perf_counter()
-        samples, split, task = load_samples(dataset, args.pos_dim, args.limit)
+        samples, split, task = load_samples(dataset, args.pos_dim, args.limit, args.atom_pos)
         print(f'{dataset}: {len(samples)} molecules, split '
               f'{"/".join(str(len(v)) for v in split.values())}, hierarchies built in '
               f'{time.perf_counter() - start:.0f} s')
         loaders: Dict[str, dict] = {}
+        positions: Dict[str, object] = {}
         for kind in args.models:
             data = variant_samples(samples, kind, args.pos_dim)
+            positions[kind] = position_groups(data[0], not args.shared_pos_projection,
+                                              args.pos_dim, args.atom_pos)
             loaders[kind] = {part: CompiledBatches([data[i] for i in index], args.batch_size,
                                                    device, shuffle=part == 'train')
                              for part, index in split.items()}
@@ -214,8 +257,8 @@ def main(argv=None) -> List[dict]:
             torch.manual_seed(seed)
             modalities = [kind] if kind in ('graph', 'name') else ['graph', 'name']
             model = MultiModalModel(modalities, task.out_channels, args.hidden, args.heads,
-                                    args.pos_dim, kind != 'deepset',
-                                    args.dropout, table)
+                                    positions[kind], kind != 'deepset', args.dropout, table,
+                                    args.pool_leaf_types)
             run = train_run(model, loaders[kind], forward, task, args.epochs, args.lr,
                             device, args.weight_decay, progress)
             run.update(dataset=dataset, model=kind, seed=seed, metric=task.metric)

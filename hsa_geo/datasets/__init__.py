@@ -10,7 +10,7 @@ from hsa_geo.datasets.molecules import (DATA_DIR, OFFLINE_DATASETS, OGBMolDatase
                                         read_molecules, scaffold_split)
 from hsa_geo.datasets.shapes import (MESHES, SYNTHETIC_SHAPES, digits_point_clouds,
                                      read_bunny, read_mesh, synthetic_shapes)
-from hsa_geo.datasets.text import (TEXT_CORPORA, TextCorpus, minilm_dir,
+from hsa_geo.datasets.text import (NEWS_FIELDS, TEXT_CORPORA, TextCorpus, minilm_dir,
                                    news_sentence_pairs, split_sentences, text_corpus,
                                    text_split)
 
@@ -20,6 +20,6 @@ __all__ = [
     'allow_pyg_in_torch_load', 'ogb_dataset', 'evaluator', 'build_ogb_layout',
     'scaffold_split', 'published_split', 'murcko_scaffold', 'read_molecules', 'OFFLINE_DATASETS',
     'OfflineMolSpec', 'OGBMolDataset', 'DATA_DIR', 'text_corpus', 'text_split', 'news_sentence_pairs', 'split_sentences',
-    'TextCorpus', 'TEXT_CORPORA', 'minilm_dir', 'read_mesh', 'MESHES', 'read_bunny',
+    'TextCorpus', 'TEXT_CORPORA', 'NEWS_FIELDS', 'minilm_dir', 'read_mesh', 'MESHES', 'read_bunny',
     'digits_point_clouds', 'synthetic_shapes', 'SYNTHETIC_SHAPES'
 ]

@@ -4,7 +4,8 @@ from hsa_geo.nn.encoder import HSAEncoderLayer, HSATransformer
 from hsa_geo.nn.gps import HSAGPSConv
 from hsa_geo.nn.models import HTEPredictor
 from hsa_geo.nn.point import HSAMeshTransformer, HSAPointTransformer, PointTransformerBlock
-from hsa_geo.nn.pool import depth_pool, leaf_tree, root_pool, subtree_pool, type_pool
+from hsa_geo.nn.pool import (depth_pool, leaf_tree, leaf_type_pool, root_pool, subtree_pool,
+                             type_pool)
 
 __all__ = [
     'HSAConv',
@@ -17,6 +18,7 @@ __all__ = [
     'PointTransformerBlock',
     'subtree_pool',
     'root_pool',
+    'leaf_type_pool',
     'leaf_tree',
     'depth_pool',
     'type_pool',

@@ -62,9 +62,14 @@ class HSAConv(torch.nn.Module):
             weights between siblings, i.e. on the block weights
             :math:`\delta(A, B)` (see :func:`hsa_geo.hsa`), in training.
             (default: :obj:`0.0`)
-        pos_channels (int or Dict[str, int], optional): Size of the node
-            position vectors (a dictionary per node type when they differ);
-            they are projected per head by this layer. (default: :obj:`None`)
+        pos_channels (int or Dict, optional): Size of the node position
+            vectors, projected per head by this layer: one integer (one
+            projection for every node type), or a dictionary with one
+            projection per key, a key being a node type or a tuple of node
+            types that share the projection, e.g. ``{('token', 'sentence'):
+            16, 'modality': 2}`` for 1D-grid positions at two levels and
+            one-hot keys above them (the paper, Appendix F: one projection per
+            position-embedding type). (default: :obj:`None`)
         include_self (bool, optional): Let a leaf attend to itself too; on a
             flat hierarchy this is exactly multi-head softmax attention.
             (default: :obj:`False`)
@@ -79,6 +84,10 @@ class HSAConv(torch.nn.Module):
         query_residual (bool, optional): Add each head's (normalised) query
             to its attention output before the heads are combined, the
             residual of the paper's encoder. (default: :obj:`False`)
+        proj_channels (int, optional): Output size of the projection
+            :math:`W_O` after the heads are combined, e.g. the paper's encoder
+            width when its attention width differs. (default: the combined
+            heads' size)
     """
     def __init__(
         self,
@@ -94,6 +103,7 @@ class HSAConv(torch.nn.Module):
         bias: bool = True,
         root_weight: bool = True,
         query_residual: bool = False,
+        proj_channels: Optional[int] = None,
     ):
         super().__init__()
         if heads < 1 or out_channels < 1:
@@ -113,12 +123,17 @@ class HSAConv(torch.nn.Module):
         self.multimodal = isinstance(in_channels, dict)
         types = dict(in_channels) if self.multimodal else {_LEAF: in_channels}
         width = heads * out_channels
-        self.out_dim = width if concat else out_channels
+        combined = width if concat else out_channels
+        if proj_channels is not None and (not isinstance(proj_channels, int)
+                                          or proj_channels < 1):
+            raise ValueError(f"'proj_channels' must be a positive int, got {proj_channels!r}")
+        self.proj_channels = proj_channels
+        self.out_dim = proj_channels or combined
 
         self.lin_query = ModuleDict({t: Linear(c, width, bias=bias) for t, c in types.items()})
         self.lin_key = ModuleDict({t: Linear(c, width, bias=bias) for t, c in types.items()})
         self.lin_value = ModuleDict({t: Linear(c, width, bias=bias) for t, c in types.items()})
-        self.lin_out = Linear(self.out_dim, self.out_dim, bias=bias)
+        self.lin_out = Linear(combined, self.out_dim, bias=bias)
         if root_weight:
             self.lin_skip = ModuleDict({t: Linear(c, self.out_dim, bias=bias)
                                         for t, c in types.items()})
@@ -129,11 +144,24 @@ class HSAConv(torch.nn.Module):
             self.norm_key = LayerNorm(out_channels)
         else:
             self.norm_query = self.norm_key = None
+        # node type -> key of its position projection in lin_pos
+        self._pos_key: Dict[str, str] = {}
         if pos_channels is None:
             self.lin_pos = None
         elif isinstance(pos_channels, dict):
-            self.lin_pos = ModuleDict({t: Linear(c, width, bias=False)
-                                       for t, c in pos_channels.items()})
+            projections = {}
+            for types_, size in pos_channels.items():
+                group = (types_, ) if isinstance(types_, str) else tuple(types_)
+                if not group or not all(isinstance(t, str) for t in group):
+                    raise TypeError(f"'pos_channels' keys must be node types or tuples of "
+                                    f"node types, got {types_!r}")
+                name = '|'.join(group)
+                for t in group:
+                    if t in self._pos_key:
+                        raise ValueError(f"'pos_channels' names node type {t!r} twice")
+                    self._pos_key[t] = name
+                projections[name] = Linear(size, width, bias=False)
+            self.lin_pos = ModuleDict(projections)
         else:
             self.lin_pos = Linear(pos_channels, width, bias=False)
         self.explain_tap = AttentionTap()  # hands alpha to PyG's explainers
@@ -302,10 +330,11 @@ class HSAConv(torch.nn.Module):
                 parts.append(like.new_zeros(end - start, self.heads, self.out_channels))
                 continue
             p = pos[t]
-            if isinstance(self.lin_pos, ModuleDict) and t not in self.lin_pos:
+            if isinstance(self.lin_pos, ModuleDict) and t not in self._pos_key:
                 raise ValueError(f"'pos' has node type {t!r} but pos_channels has no "
-                                 f"entry for it (it has {sorted(self.lin_pos)})")
-            lin = self.lin_pos[t] if isinstance(self.lin_pos, ModuleDict) else self.lin_pos
+                                 f"entry for it (it has {sorted(self._pos_key)})")
+            lin = self.lin_pos[self._pos_key[t]] if isinstance(self.lin_pos, ModuleDict) \
+                else self.lin_pos
             if _eager(hierarchy) and p.size(0) != end - start:
                 raise ValueError(f"'pos[{t!r}]' has {p.size(0)} rows but the hierarchy has "
                                  f"{end - start} nodes of that type")

@@ -46,8 +46,14 @@ class HSAEncoderLayer(torch.nn.Module):
         in_channels (int or Dict[str, int]): Input size (``-1`` for lazy), or
             one per leaf node type; for ``'prenorm'`` it must equal
             :obj:`channels`.
-        channels (int): Output size, a multiple of :obj:`heads`.
+        channels (int): Output size, a multiple of :obj:`heads` unless
+            :obj:`head_channels` is given.
         heads (int, optional): Attention heads. (default: :obj:`1`)
+        head_channels (int, optional): Width of each head's queries, keys and
+            values, when it is not ``channels // heads``: the heads
+            (``heads * head_channels`` wide) are mapped to :obj:`channels` by
+            the output projection (the paper's Table 1 encoder: 3 heads of
+            width 128, output 128; ``'hte'`` only). (default: :obj:`None`)
         style (str, optional): ``'hte'`` or ``'prenorm'``. (default: ``'hte'``)
         ff_channels (int, optional): Hidden size of the feed-forward network.
             (default: ``2 * channels``)
@@ -60,13 +66,16 @@ class HSAEncoderLayer(torch.nn.Module):
                  heads: int = 1, style: str = 'hte', ff_channels: Optional[int] = None,
                  dropout: float = 0.0, act: str = 'gelu',
                  pos_channels: Optional[int] = None, include_self: bool = False,
-                 causal: bool = False):
+                 causal: bool = False, head_channels: Optional[int] = None):
         super().__init__()
         if style not in STYLES:
             raise ValueError(f"'style' must be one of {STYLES}, got {style!r}")
-        if channels % heads != 0:
+        if head_channels is None and channels % heads != 0:
             raise ValueError(f"'channels' ({channels}) must be divisible by 'heads' "
-                             f"({heads})")
+                             f"({heads}), or give 'head_channels'")
+        if head_channels is not None and style != 'hte':
+            raise ValueError("'head_channels' needs style='hte' (a 'prenorm' layer keeps "
+                             "its width through the attention)")
         if style == 'prenorm' and isinstance(in_channels, dict):
             raise ValueError("multi-modal 'in_channels' (a dict) needs style='hte': a "
                              "'prenorm' layer adds its input to the attention output")
@@ -77,10 +86,12 @@ class HSAEncoderLayer(torch.nn.Module):
         self.style = style
         self.dropout = dropout
         hte = style == 'hte'
-        self.attn = HSAConv(in_channels if hte else channels, channels // heads,
+        self.head_channels = head_channels or channels // heads
+        self.attn = HSAConv(in_channels if hte else channels, self.head_channels,
                             heads=heads, pos_channels=pos_channels,
                             include_self=include_self, causal=causal, qk_norm=hte,
-                            root_weight=False, query_residual=hte)
+                            root_weight=False, query_residual=hte,
+                            proj_channels=channels)
         self.norm1 = LayerNorm(channels)
         self.norm2 = None if hte else LayerNorm(channels)
         ff_channels = ff_channels or 2 * channels

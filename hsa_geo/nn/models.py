@@ -13,7 +13,7 @@ from hsa_geo._checks import as_bool
 from hsa_geo.functional import LoneLeaves
 from hsa_geo.hierarchy import Hierarchy
 from hsa_geo.nn.encoder import HSATransformer
-from hsa_geo.nn.pool import root_pool
+from hsa_geo.nn.pool import leaf_type_pool, root_pool
 
 __all__ = ['HTEPredictor']
 
@@ -48,8 +48,17 @@ class HTEPredictor(torch.nn.Module):
         out_channels (int): Output size (classes, or regression targets).
         heads (int, optional): Attention heads. (default: :obj:`4`)
         num_layers (int, optional): Encoder layers. (default: :obj:`1`)
-        pos_channels (int or Dict[str, int], optional): Size of the position
-            vectors passed to :meth:`forward`. (default: :obj:`None`)
+        pos_channels (int or Dict, optional): Size of the position vectors
+            passed to :meth:`forward`, one integer or one entry per projection
+            (see :class:`HSAConv`). (default: :obj:`None`)
+        head_channels (int, optional): Width of each attention head, when not
+            ``channels // heads`` (see :class:`HSAEncoderLayer`).
+            (default: :obj:`None`)
+        pool_leaf_types (bool, optional): Pool each leaf type on its own (the
+            mean of each modality's leaves) and average those means over the
+            types a tree has, so that a modality with many leaves (a name's
+            tokens) does not outweigh one with few (a molecule's atoms); else
+            the mean of all leaves, as the paper does. (default: :obj:`False`)
         attention (bool, optional): Attend over the hierarchy given to
             :meth:`forward` (else no leaf attends: a DeepSet with the same
             parameters). (default: :obj:`True`)
@@ -61,14 +70,17 @@ class HTEPredictor(torch.nn.Module):
     def __init__(self, in_channels: Union[int, Dict[str, int]], channels: int,
                  out_channels: int, heads: int = 4, num_layers: int = 1,
                  pos_channels: Optional[Union[int, Dict[str, int]]] = None,
-                 attention: bool = True, dropout: float = 0.0, act: str = 'gelu'):
+                 attention: bool = True, dropout: float = 0.0, act: str = 'gelu',
+                 head_channels: Optional[int] = None, pool_leaf_types: bool = False):
         super().__init__()
         attention = as_bool(attention, 'attention')
+        self.pool_leaf_types = as_bool(pool_leaf_types, 'pool_leaf_types')
         self.in_channels, self.channels, self.out_channels = in_channels, channels, out_channels
         self.attention = attention
         self.encoder = HSATransformer(in_channels, channels, num_layers, heads=heads,
                                       style='hte', pos_channels=pos_channels,
-                                      dropout=dropout, act=act)
+                                      dropout=dropout, act=act,
+                                      head_channels=head_channels)
         self.head = Sequential(Linear(channels, channels), activation_resolver(act),
                                Dropout(dropout), Linear(channels, out_channels))
         self.reset_parameters()
@@ -97,10 +109,13 @@ class HTEPredictor(torch.nn.Module):
         """
         attend = hierarchy if self.attention else LoneLeaves(hierarchy)
         out = self.encoder(x, attend, pos=pos if self.attention else None)
+        if self.pool_leaf_types:
+            return self.head(leaf_type_pool(out, hierarchy))
         if isinstance(out, dict):
             out = torch.cat([out[t] for t in hierarchy.leaf_types])
         return self.head(root_pool(out, hierarchy))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, {self.channels}, '
-                f'{self.out_channels}, attention={self.attention!r})')
+                f'{self.out_channels}, attention={self.attention!r}'
+                + (', pool_leaf_types=True)' if self.pool_leaf_types else ')'))

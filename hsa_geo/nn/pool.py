@@ -7,7 +7,8 @@ from torch_geometric.utils import scatter
 
 from hsa_geo.hierarchy import Hierarchy
 
-__all__ = ['subtree_pool', 'root_pool', 'leaf_tree', 'depth_pool', 'type_pool']
+__all__ = ['subtree_pool', 'root_pool', 'leaf_type_pool', 'leaf_tree', 'depth_pool',
+           'type_pool']
 
 
 def subtree_pool(x: Tensor, hierarchy: Hierarchy, nodes: Tensor,
@@ -59,6 +60,39 @@ def root_pool(x: Tensor, hierarchy: Hierarchy, reduce: str = 'mean') -> Tensor:
     # sizes from tensor shapes, not Python ints: symbolic under torch.compile
     return scatter(x, hierarchy.leaf_tree, dim=0, dim_size=hierarchy.roots.size(0),
                    reduce=reduce)
+
+
+def leaf_type_pool(x, hierarchy: Hierarchy) -> Tensor:
+    r"""One vector per tree: the mean over the leaf types the tree has of the
+    mean of its leaves of that type,
+
+    .. math::
+        \mathbf{h}_T = \frac{1}{|\mathcal{T}_T|} \sum_{t \in \mathcal{T}_T}
+        \frac{1}{|T_t|} \sum_{i \in T_t} \mathbf{x}_i,
+
+    so that every modality of a multi-modal sample weighs the same however
+    many leaves it has.  :obj:`x` is a dictionary over leaf types or the
+    leaves of all types in the hierarchy's leaf order; with a single leaf
+    type this is :func:`root_pool`."""
+    if isinstance(x, dict):
+        sizes = [x[t].size(0) for t in hierarchy.leaf_types]
+        x = torch.cat([x[t] for t in hierarchy.leaf_types])
+    else:
+        sizes = [end - start for start, end in
+                 (hierarchy.node_slices[t] for t in hierarchy.leaf_types)] or [x.size(0)]
+    _check_rows(x, hierarchy)
+    num_trees, num_types = hierarchy.roots.size(0), len(sizes)
+    # one bucket per (tree, leaf type); sizes from tensor shapes stay symbolic
+    # under torch.compile
+    leaf_type = torch.cat([torch.full((n, ), i, dtype=torch.long, device=x.device)
+                           for i, n in enumerate(sizes)])
+    bucket = hierarchy.leaf_tree * num_types + leaf_type
+    means = scatter(x, bucket, dim=0, dim_size=num_trees * num_types, reduce='mean')
+    count = scatter(torch.ones_like(bucket, dtype=x.dtype), bucket, dim=0,
+                    dim_size=num_trees * num_types, reduce='sum')
+    means = means.view(num_trees, num_types, *x.shape[1:]).sum(1)
+    present = (count.view(num_trees, num_types) > 0).to(x.dtype).sum(1)
+    return means / present.clamp(min=1).view(-1, *([1] * (x.dim() - 1)))
 
 
 def leaf_tree(hierarchy: Hierarchy) -> Tensor:

@@ -11,7 +11,7 @@ from torch_geometric.data.datapipes import functional_transform
 from hsa_geo._checks import as_int, as_even_dim
 from hsa_geo.hierarchy import hierarchy_node_types
 from hsa_geo.transforms._base import HierarchyTransform
-from hsa_geo.transforms.sequence import grid_positions
+from hsa_geo.transforms.sequence import as_pos_kind, grid_positions
 
 __all__ = ['FlatHierarchy']
 
@@ -42,16 +42,23 @@ class FlatHierarchy(HierarchyTransform):
             (default: :obj:`None`, keep all)
         relation (str, optional): Relation name of the node-to-parent edges.
             (default: :obj:`'in'`)
+        pos_kind (str, optional): ``'sinusoidal'`` or ``'fourier'`` position
+            features (see :func:`~hsa_geo.transforms.sequence.grid_positions`).
+            (default: ``'sinusoidal'``)
     """
     def __init__(self, pos_dim: int = 16, max_leaves: Optional[int] = None,
-                 relation: str = 'in'):
+                 relation: str = 'in', pos_kind: str = 'sinusoidal'):
         if max_leaves is not None:
             max_leaves = as_int(max_leaves, 'max_leaves', minimum=1)
         self.pos_dim, self.max_leaves, self.relation = as_even_dim(pos_dim), \
             max_leaves, relation
+        self.pos_kind = as_pos_kind(pos_kind)
 
     def config(self):
-        return dict(pos_dim=self.pos_dim, max_leaves=self.max_leaves, relation=self.relation)
+        out = dict(pos_dim=self.pos_dim, max_leaves=self.max_leaves, relation=self.relation)
+        if self.pos_kind != 'sinusoidal':  # the default stays out of cache keys
+            out['pos_kind'] = self.pos_kind
+        return out
 
     def forward(self, data: HeteroData) -> HeteroData:
         if not isinstance(data, HeteroData):
@@ -86,7 +93,7 @@ class FlatHierarchy(HierarchyTransform):
                 out[t][key] = value
             out[t].num_nodes = keep
             out[t].hsa_pos = grid_positions(torch.arange(offset, offset + keep),
-                                            self.pos_dim)
+                                            self.pos_dim, self.pos_kind)
             out[t, self.relation, 'root'].edge_index = torch.stack(
                 [torch.arange(keep), torch.zeros(keep, dtype=torch.long)])
             offset += keep

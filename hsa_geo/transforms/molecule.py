@@ -16,6 +16,8 @@ from hsa_geo.transforms.sequence import grid_positions
 
 __all__ = ['MoleculeHierarchy', 'molecule_clusters']
 
+ATOM_POSITIONS = ('grid', 'laplacian', 'none')
+
 
 def molecule_clusters(edge_index: Tensor, num_atoms: int, smiles: str = None) -> List[List[int]]:
     r"""The junction-tree clusters of a molecule (Jin et al., JT-VAE): its
@@ -85,8 +87,8 @@ class MoleculeHierarchy(HierarchyTransform):
     attributes such as ``y`` kept globally), ``'cluster'`` and ``'molecule'``
     node types, ``('atom', 'in', 'cluster')`` and ``('cluster', 'in',
     'molecule')`` edges, ``cluster.size`` and ``cluster.is_ring``, and position
-    vectors ``hsa_pos`` of size :obj:`pos_dim`: an atom's index inside its
-    cluster as 1D-grid features, a cluster's Laplacian eigenvectors in the
+    vectors ``hsa_pos`` of size :obj:`pos_dim`: for the atoms of a cluster,
+    by :obj:`atom_pos`, a cluster's Laplacian eigenvectors in the
     cluster graph (clusters joined when a bond links them), zero-padded; zeros
     for the molecule.
 
@@ -94,13 +96,26 @@ class MoleculeHierarchy(HierarchyTransform):
         pos_dim (int, optional): Size of the position vectors. (default: 16)
         use_smiles (bool, optional): Use rdkit's tree decomposition on
             ``data.smiles`` when both exist. (default: :obj:`True`)
+        atom_pos (str, optional): Positions of the atoms inside their
+            cluster: ``'grid'``, the atom's index in the cluster as 1D-grid
+            features (an order the molecule does not have: atoms come in the
+            input's order); ``'laplacian'``, the Laplacian eigenvectors of the
+            bonds inside the cluster (graph positions, the paper's Appendix C
+            for graph-structured members); ``'none'``, zeros (the cluster as an
+            unordered set). (default: ``'grid'``)
     """
-    def __init__(self, pos_dim: int = 16, use_smiles: bool = True):
+    def __init__(self, pos_dim: int = 16, use_smiles: bool = True, atom_pos: str = 'grid'):
         self.pos_dim = as_even_dim(pos_dim)
         self.use_smiles = as_bool(use_smiles, 'use_smiles')
+        if atom_pos not in ATOM_POSITIONS:
+            raise ValueError(f"'atom_pos' must be one of {ATOM_POSITIONS}, got {atom_pos!r}")
+        self.atom_pos = atom_pos
 
     def config(self):
-        return dict(pos_dim=self.pos_dim, use_smiles=self.use_smiles)
+        out = dict(pos_dim=self.pos_dim, use_smiles=self.use_smiles)
+        if self.atom_pos != 'grid':  # the default stays out of cache keys
+            out['atom_pos'] = self.atom_pos
+        return out
 
     def forward(self, data: Data) -> HeteroData:
         if not isinstance(data, Data):
@@ -132,17 +147,40 @@ class MoleculeHierarchy(HierarchyTransform):
         out['cluster'].is_ring = torch.tensor(
             [len(clusters[c]) > 2 for c in kept], dtype=torch.bool)
 
-        # positions: atom index inside its cluster; cluster Laplacian eigenvectors
-        index = torch.zeros(num_atoms, dtype=torch.long)
-        seen = torch.zeros(num_clusters, dtype=torch.long)
-        for atom in range(num_atoms):
-            index[atom] = seen[owner[atom]]
-            seen[owner[atom]] += 1
-        out['atom'].hsa_pos = grid_positions(index, self.pos_dim)
+        # positions: atoms inside their cluster; cluster Laplacian eigenvectors
+        if self.atom_pos == 'grid':
+            index = torch.zeros(num_atoms, dtype=torch.long)
+            seen = torch.zeros(num_clusters, dtype=torch.long)
+            for atom in range(num_atoms):
+                index[atom] = seen[owner[atom]]
+                seen[owner[atom]] += 1
+            out['atom'].hsa_pos = grid_positions(index, self.pos_dim)
+        elif self.atom_pos == 'laplacian':
+            out['atom'].hsa_pos = _member_laplacian_pe(owner, edge_index, num_clusters,
+                                                       self.pos_dim)
+        else:
+            out['atom'].hsa_pos = torch.zeros(num_atoms, self.pos_dim)
         out['cluster'].hsa_pos = _laplacian_pe(owner, edge_index, num_clusters,
                                                self.pos_dim)
         out['molecule'].hsa_pos = torch.zeros(1, self.pos_dim)
         return out
+
+
+def _member_laplacian_pe(owner: Tensor, edge_index: Tensor, num_clusters: int,
+                         dim: int) -> Tensor:
+    r"""Every atom's row of the Laplacian eigenvectors of its cluster's
+    bond graph (the bonds with both ends in the cluster)."""
+    out = torch.zeros(owner.numel(), dim)
+    inside = owner[edge_index[0]] == owner[edge_index[1]]
+    edges = edge_index[:, inside]
+    for c in range(num_clusters):
+        atoms = (owner == c).nonzero().view(-1)
+        local = torch.full((owner.numel(), ), -1, dtype=torch.long)
+        local[atoms] = torch.arange(atoms.numel())
+        mine = edges[:, owner[edges[0]] == c]
+        out[atoms] = _laplacian_pe(torch.arange(atoms.numel()), local[mine], atoms.numel(),
+                                   dim)
+    return out
 
 
 def _laplacian_pe(owner: Tensor, edge_index: Tensor, num: int, dim: int) -> Tensor:

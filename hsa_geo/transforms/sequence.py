@@ -44,6 +44,16 @@ def window_parent(length: int, branching: Sequence[int]) -> Tuple[Tensor, List[i
     return torch.cat(parents), sizes
 
 
+POS_KINDS = ('sinusoidal', 'fourier')
+
+
+def as_pos_kind(kind) -> str:
+    r"""A builder's ``pos_kind`` argument, checked."""
+    if kind not in POS_KINDS:
+        raise ValueError(f"'pos_kind' must be one of {POS_KINDS}, got {kind!r}")
+    return kind
+
+
 def grid_positions(index: Tensor, dim: int, kind: str = 'sinusoidal',
                    seed: int = 0, scale: float = 1.0) -> Tensor:
     r"""1D-grid position vectors for positions :obj:`index` (a member's index

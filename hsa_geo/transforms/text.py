@@ -11,7 +11,7 @@ from torch_geometric.data.datapipes import functional_transform
 
 from hsa_geo._checks import as_bool, as_even_dim, as_int
 from hsa_geo.transforms._base import HierarchyTransform, describe
-from hsa_geo.transforms.sequence import grid_positions
+from hsa_geo.transforms.sequence import as_pos_kind, grid_positions
 
 __all__ = ['TextHierarchy', 'regex_tokenize']
 
@@ -85,9 +85,14 @@ class TextHierarchy(HierarchyTransform):
         paragraph_sentences (int, optional): Paragraphs as windows of this
             many sentences; :obj:`None`: blank-line paragraphs.
             (default: :obj:`None`)
+        pos_kind (str, optional): ``'sinusoidal'`` 1D-grid features or
+            ``'fourier'`` (random Fourier features, the paper's choice); see
+            :func:`~hsa_geo.transforms.sequence.grid_positions`.
+            (default: ``'sinusoidal'``)
     """
     def __init__(self, tokenizer: Optional[Callable] = None, pos_dim: int = 16,
-                 words: bool = True, paragraph_sentences: Optional[int] = None):
+                 words: bool = True, paragraph_sentences: Optional[int] = None,
+                 pos_kind: str = 'sinusoidal'):
         if tokenizer is not None and not callable(tokenizer):
             raise TypeError(f"'tokenizer' must be a Hugging Face fast tokenizer or a "
                             f"function text -> (tokens, offsets), got "
@@ -95,6 +100,7 @@ class TextHierarchy(HierarchyTransform):
         self.tokenizer = tokenizer
         self.pos_dim = as_even_dim(pos_dim)
         self.words = as_bool(words, 'words')
+        self.pos_kind = as_pos_kind(pos_kind)
         self.paragraph_sentences = None if paragraph_sentences is None else \
             as_int(paragraph_sentences, 'paragraph_sentences', minimum=1)
         # the tokenizer decides the leaves: its description (name and a digest
@@ -107,6 +113,8 @@ class TextHierarchy(HierarchyTransform):
             out['words'] = False
         if self.paragraph_sentences is not None:
             out['paragraph_sentences'] = self.paragraph_sentences
+        if self.pos_kind != 'sinusoidal':
+            out['pos_kind'] = self.pos_kind
         return out
 
     def tokenize(self, text: str):
@@ -176,7 +184,8 @@ class TextHierarchy(HierarchyTransform):
             out[parent_type].num_nodes = int(parent.max()) + 1
             out[child_type, 'in', parent_type].edge_index = torch.stack(
                 [torch.arange(parent.numel()), parent])
-            out[child_type].hsa_pos = grid_positions(_rank_in_family(parent), self.pos_dim)
+            out[child_type].hsa_pos = grid_positions(_rank_in_family(parent), self.pos_dim,
+                                                     self.pos_kind)
         out['document'].hsa_pos = torch.zeros(1, self.pos_dim)
         return out
 

@@ -18,7 +18,8 @@ def test_help():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     for flag in ('--corpus', '--models', '--embeddings', '--seeds', '--max-tokens',
-                 '--time-budget'):
+                 '--time-budget', '--paper-config', '--words', '--paragraph-sentences',
+                 '--shared-pos-projection', '--schedule', '--head-channels'):
         assert flag in out.stdout
 
 
@@ -43,3 +44,77 @@ def test_one_epoch_smoke_run(tmp_path):
     table = (tmp_path / 'results.md').read_text()
     assert table.count('| news_articles |') == 8
     assert (tmp_path / 'curves.png').stat().st_size > 0
+
+
+@pytest.mark.slow
+@needs_minilm
+def test_key_value_records_smoke_run(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), '--corpus', 'news_fields', '--limit', '45',
+         '--embeddings', 'frozen', '--models', 'hsa', 'fsa512', '--paragraph-sentences', '2',
+         '--epochs', '1', '--seeds', '1', '--quiet', '--out', str(tmp_path)],
+        capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = {r['model']: r for r in json.loads((tmp_path / 'results.json').read_text())['runs']}
+    # three fields with their own projections (and a key projection) vs one text
+    assert runs['hsa']['params'] > runs['fsa512']['params']
+    assert runs['fsa512']['tokens'] <= 512
+
+
+def _script():
+    sys.path.insert(0, str(ROOT / 'examples'))
+    import hierarchical_text
+    return hierarchical_text
+
+
+def test_presets_fill_what_is_not_given():
+    script = _script()
+    ours, paper = script.parse_args([]), script.parse_args(['--paper-config'])
+    for key, value in script.PRESETS['ours'].items():
+        assert getattr(ours, key) == value
+    for key, value in script.PRESETS['paper'].items():
+        assert getattr(paper, key) == value
+    assert (paper.hidden, paper.heads, paper.head_channels, paper.pos_dim) == (128, 3, 128, 768)
+    assert (paper.lr, paper.schedule, paper.batch_size, paper.epochs) == (2e-5, 'linear', 64, 30)
+    # an explicit flag wins over the preset
+    assert script.parse_args(['--paper-config', '--lr', '1e-4']).lr == 1e-4
+    assert not ours.words and ours.paragraph_sentences is None
+
+
+def test_position_projections_per_position_type():
+    import torch
+    from torch_geometric.data import Data
+    from hsa_geo.transforms import FlatHierarchy, TextHierarchy, nest
+    script = _script()
+    text = TextHierarchy(pos_dim=4, words=False)
+    plain = text(Data(text='One two. Three.'))
+    # every level is a 1D grid: one projection; the root has no positions
+    assert script.position_groups(plain, True, 4) == {('token', 'sentence', 'paragraph'): 4}
+    assert script.position_groups(plain, False, 4) == 4
+    record = nest({f: text(Data(text='A b. C.')) for f in ('title', 'subtitle', 'body')}, 4)
+    groups = script.position_groups(record, True, 4)
+    assert list(groups.values()) == [4, 4]
+    grid, keys = groups
+    assert keys == ('title_document', 'subtitle_document', 'body_document')
+    assert set(grid) == {f'{f}_{t}' for f in ('title', 'subtitle', 'body')
+                         for t in ('token', 'sentence', 'paragraph')}
+    flat = FlatHierarchy(4)(plain)
+    assert script.position_groups(flat, True, 4) == {('token', ): 4}
+
+
+def test_linear_schedule_decays_to_zero():
+    import torch
+    sys.path.insert(0, str(ROOT / 'examples'))
+    from _experiment import lr_schedule
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+    scheduler = lr_schedule(optimizer, 'linear', 8)
+    rates = []
+    for _ in range(8):
+        rates.append(optimizer.param_groups[0]['lr'])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([0.1 * (1 - i / 8) for i in range(8)])
+    assert optimizer.param_groups[0]['lr'] == pytest.approx(0.0)
+    assert lr_schedule(optimizer, 'constant', 8) is None
+    with pytest.raises(ValueError, match="'schedule' must be one of"):
+        lr_schedule(optimizer, 'cosine', 8)

@@ -14,7 +14,8 @@ def test_help():
     out = subprocess.run([sys.executable, str(SCRIPT), '--help'], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    for flag in ('--dataset', '--models', '--seeds', '--epochs', '--limit'):
+    for flag in ('--dataset', '--models', '--seeds', '--epochs', '--limit', '--atom-pos',
+                 '--shared-pos-projection', '--pool-leaf-types'):
         assert flag in out.stdout
 
 

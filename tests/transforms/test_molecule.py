@@ -71,3 +71,24 @@ def test_batches_and_runs_hsaconv():
 def test_bad_input():
     with pytest.raises(ValueError, match='no atoms'):
         MoleculeHierarchy()(Data(x=torch.zeros(0, 9), edge_index=torch.zeros(2, 0).long()))
+
+
+def test_atom_positions_inside_clusters():
+    from hsa_geo.transforms.molecule import _laplacian_pe
+    data = _data('c1ccccc1CCO')
+    grid = MoleculeHierarchy(pos_dim=4)(data)
+    graph = MoleculeHierarchy(pos_dim=4, atom_pos='laplacian')(data)
+    unordered = MoleculeHierarchy(pos_dim=4, atom_pos='none')(data)
+    assert torch.equal(unordered['atom'].hsa_pos, torch.zeros(9, 4))
+    assert not torch.equal(grid['atom'].hsa_pos, graph['atom'].hsa_pos)
+    # the ring's atoms get the Laplacian eigenvectors of the ring's own bonds
+    owner = graph['atom', 'in', 'cluster'].edge_index[1]
+    ring = (owner == owner[0]).nonzero().view(-1)
+    assert ring.tolist() == [0, 1, 2, 3, 4, 5]
+    edges = data.edge_index[:, (data.edge_index < 6).all(0)]
+    assert torch.allclose(graph['atom'].hsa_pos[ring], _laplacian_pe(torch.arange(6), edges, 6, 4))
+    # a cluster of one atom has no positions; clusters keep theirs in every mode
+    assert torch.equal(graph['atom'].hsa_pos[8], torch.zeros(4))
+    assert torch.equal(graph['cluster'].hsa_pos, grid['cluster'].hsa_pos)
+    with pytest.raises(ValueError, match="'atom_pos' must be one of"):
+        MoleculeHierarchy(atom_pos='order')

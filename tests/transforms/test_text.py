@@ -86,3 +86,19 @@ def test_the_papers_levels_and_sentence_window_paragraphs():
         TextHierarchy(paragraph_sentences=0)
     with pytest.raises(TypeError, match="'words'"):
         TextHierarchy(words='no')
+
+
+def test_random_fourier_positions():
+    from hsa_geo.transforms import FlatHierarchy
+    from hsa_geo.transforms.sequence import grid_positions
+    text = 'One two three. Four five six seven.'
+    rff = TextHierarchy(pos_dim=8, words=False, pos_kind='fourier')(Data(text=text))
+    rank = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 4])  # tokens' index in their sentence
+    assert torch.equal(rff['token'].hsa_pos, grid_positions(rank, 8, 'fourier'))
+    assert not torch.equal(rff['token'].hsa_pos, grid_positions(rank, 8))
+    flat = FlatHierarchy(8, pos_kind='fourier')(rff)
+    assert torch.equal(flat['token'].hsa_pos, grid_positions(torch.arange(9), 8, 'fourier'))
+    with pytest.raises(ValueError, match="'pos_kind' must be one of"):
+        TextHierarchy(pos_kind='learned')
+    with pytest.raises(ValueError, match="'pos_kind' must be one of"):
+        FlatHierarchy(pos_kind='rff')
