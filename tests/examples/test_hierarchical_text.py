@@ -82,7 +82,6 @@ def test_presets_fill_what_is_not_given():
 
 
 def test_position_projections_per_position_type():
-    import torch
     from torch_geometric.data import Data
     from hsa_geo.transforms import FlatHierarchy, TextHierarchy, nest
     script = _script()
