@@ -338,7 +338,8 @@ def markdown_table(rows: List[dict], keys: List[str], metrics: List[str],
         cells = [str(r[k]) for k in keys]
         for m in metrics:
             mean, half = r[m]
-            cells.append(f'{mean:.3f} ± {half:.3f}')
+            # one seed has no interval: say so rather than print '± 0.000'
+            cells.append(f'{mean:.3f} ± {half:.3f}' if r['seeds'] > 1 else f'{mean:.3f} (one seed)')
         cells += [str(r['seeds']), f"{r['params']:,}"]
         cells += [f'{r[key]:.0f}' for key in extra]
         cells += [f"{r['seconds_per_epoch']:.2f}", f"{r['peak_mib']:.0f}"]

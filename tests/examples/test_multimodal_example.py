@@ -46,12 +46,20 @@ def test_one_epoch_smoke_run(tmp_path):
     assert '| freesolv | hsa |' in table and '| solubility | name |' in table
     assert (tmp_path / 'curves_freesolv.png').stat().st_size > 0
     # benchmarks/paper_tables.py turns the results into the paper-style tables
+    folder = tmp_path / 'results' / 'mm_freesolv'
+    folder.mkdir(parents=True)
+    (folder / 'results.json').write_text((tmp_path / 'results.json').read_text())
     tables = tmp_path / 'paper_tables.md'
     out = subprocess.run(
-        [sys.executable, str(ROOT / 'benchmarks' / 'paper_tables.py'), '--text',
-         '--multimodal', str(tmp_path / 'results.json'), '--out', str(tables)],
+        [sys.executable, str(ROOT / 'benchmarks' / 'paper_tables.py'), '--results',
+         str(tmp_path / 'results'), '--out', str(tables)],
         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     text = tables.read_text()
-    assert '## Table 2: multi-modal' in text and '| HSA | 0.7952 | 0.8091 |' in text
+    assert '## Table 2: multi-modal' in text
+    assert '| HSA | 0.7952 ± 0.0155 | 0.8091 ± 0.0102 |' in text
+    # one seed is labelled as one seed, not given a zero interval
     assert text.count('| freesolv |') == 5 and 'seeds [0]' in text
+    assert '(one seed)' in text and '± 0.000' not in text.split('## Table 2')[1].split(
+        'Ours, molecules')[1]
+    assert '--limit 80' in text and 'skipped' in out.stdout  # the other runs are absent

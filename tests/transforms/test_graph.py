@@ -78,5 +78,70 @@ def test_spectral_method_is_balanced_and_local():
     assert inside > 0.2          # random windows of 8 out of 256 would give ~0.03
     h = Hierarchy.from_hetero(out)
     assert h.num_leaves == 256 and h.num_roots == 1
-    with pytest.raises(ValueError, match="'method'"):
-        GraphHierarchy(method='metis')
+    with pytest.raises(ValueError, match="'method' must be one of"):
+        GraphHierarchy(method='leiden')
+
+
+def test_metis_recovers_planted_nested_communities():
+    from sklearn.metrics import adjusted_rand_score
+    from hsa_geo.datasets import planted_hierarchy_graph
+    from hsa_geo.utils import metis_levels
+    edge_index, planted = planted_hierarchy_graph(4000, 16, (4, 4), (0.6, 0.3), seed=1)
+    found = metis_levels(edge_index, 4000, (4, 4))
+    assert [int(f.max()) + 1 for f in found] == [16, 4]
+    for f, p in zip(found, planted):
+        assert adjusted_rand_score(p.numpy(), f.numpy()) > 0.9
+    # nested: a finest cluster sits inside one coarse cluster
+    up = torch.zeros(16, dtype=torch.long)
+    up[found[0]] = found[1]
+    assert torch.equal(up[found[0]], found[1])
+    # the spectral windows do not follow the communities
+    spectral = GraphHierarchy(method='spectral', branching=(250, 4))(
+        Data(edge_index=edge_index, num_nodes=4000))
+    window = spectral['node', 'in', 'community1'].edge_index[1]
+    assert adjusted_rand_score(planted[0].numpy(), window.numpy()) < 0.5
+
+
+def test_metis_graph_hierarchy():
+    from hsa_geo.datasets import planted_hierarchy_graph
+    edge_index, _ = planted_hierarchy_graph(600, 8, (3, 4), (0.7, 0.2))
+    builder = GraphHierarchy(method='metis', num_parts=(3, 4), pos_dim=4)
+    assert repr(builder) == ("GraphHierarchy(method='metis', num_parts=(3, 4), pos_dim=4, "
+                             "seed=0, leaf_type='node')")
+    data = builder(Data(x=torch.randn(600, 5), edge_index=edge_index))
+    assert data['community1'].num_nodes == 12 and data['community2'].num_nodes == 3
+    h = Hierarchy.from_hetero(data)
+    assert h.num_leaves == 600 and h.depth == 3
+    out = HSAConv(5, 4, pos_channels=4)(data['node'].x, h,
+                                         pos={t: data[t].hsa_pos for t in data.node_types})
+    assert out.shape == (600, 4) and torch.isfinite(out).all()
+    # a part smaller than the parts asked of it splits into single nodes
+    tiny = GraphHierarchy(method='metis', num_parts=(2, 4))(
+        Data(edge_index=torch.tensor([[0, 1, 2], [1, 2, 3]]), num_nodes=5))
+    assert Hierarchy.from_hetero(tiny).num_leaves == 5
+    with pytest.raises(ValueError, match="'num_parts\\[0\\]'"):
+        GraphHierarchy(method='metis', num_parts=(1, 4))
+
+
+def test_metis_needs_pymetis(monkeypatch):
+    import sys
+    from hsa_geo.utils import metis_levels
+    monkeypatch.setitem(sys.modules, 'pymetis', None)
+    with pytest.raises(ModuleNotFoundError, match='pip install pymetis'):
+        metis_levels(torch.tensor([[0], [1]]), 2, (2, ))
+
+
+def test_planted_graph_is_nested_and_follows_its_mixing():
+    from hsa_geo.datasets import planted_hierarchy_graph
+    edge_index, (fine, coarse) = planted_hierarchy_graph(2000, 20, (5, 4), (0.5, 0.3))
+    assert edge_index.shape == (2, 20000)
+    assert torch.bincount(coarse).tolist() == [400] * 5
+    assert torch.bincount(fine).tolist() == [100] * 20
+    up = torch.zeros(20, dtype=torch.long)
+    up[fine] = coarse
+    assert torch.equal(up[fine], coarse)
+    same = (fine[edge_index[0]] == fine[edge_index[1]]).float().mean()
+    # 0.5 inside the finest block, plus the share of the others that lands there
+    assert same == pytest.approx(0.5 + 0.3 * 100 / 400 + 0.2 * 100 / 2000, abs=0.02)
+    with pytest.raises(ValueError, match="'within'"):
+        planted_hierarchy_graph(100, 4, (2, 2), (0.7, 0.5))
