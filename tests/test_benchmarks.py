@@ -25,6 +25,19 @@ def test_builders_benchmark_smoke_run():
     assert '| octree, 500 points' in out.stdout
 
 
+def test_large_graphs_benchmark_smoke_run():
+    out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_large_graphs.py'),
+                          '--sizes', '2000', '--seeds', '1', '--parts', '4', '4',
+                          '--within', '0.6', '0.3', '--degree', '12'],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert 'SYNTHETIC' in out.stdout
+    metis = next(line for line in out.stdout.splitlines() if 'METIS' in line)
+    ari = [float(a) for a in metis.split('|')[5].split('/')]
+    assert len(ari) == 2 and min(ari) > 0.9     # the planted blocks are found
+    assert 'spectral windows' in out.stdout and 'Louvain' in out.stdout
+
+
 def test_points_benchmark_smoke_run(tmp_path):
     # 1,000 points take the approximate kNN graph and skip dense attention:
     # both branches run, with one fresh worker process per measured row
