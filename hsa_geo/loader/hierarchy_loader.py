@@ -1,4 +1,5 @@
-r"""Mini-batches that carry their compiled :class:`~hsa_geo.Hierarchy`.
+r"""Mini-batches of whole samples that carry their compiled
+:class:`~hsa_geo.Hierarchy`.
 
 PyG layers take an ``edge_index``; they never build one.  HSA layers take a
 :class:`~hsa_geo.Hierarchy`, and :class:`HierarchyLoader` is the one place
@@ -96,7 +97,11 @@ class HierarchyLoader(torch.utils.data.DataLoader):
                  shuffle: bool = False, follow_batch: Optional[List[str]] = None,
                  exclude_keys: Optional[List[str]] = None, relation: str = 'in',
                  root_leaves: bool = False, **kwargs):
-        kwargs.pop('collate_fn', None)  # the collater is this loader's point
+        if 'collate_fn' in kwargs:  # the collater is this loader's point
+            raise TypeError("HierarchyLoader takes no 'collate_fn': it collates with "
+                            "HierarchyCollater (PyG's collater plus the compiled "
+                            "hierarchy); use torch's DataLoader with "
+                            "collate_fn=HierarchyCollater(dataset) to wrap your own")
         self.follow_batch, self.exclude_keys = follow_batch, exclude_keys
         super().__init__(dataset, batch_size, shuffle,
                          collate_fn=HierarchyCollater(dataset, follow_batch, exclude_keys,
