@@ -324,8 +324,8 @@ def _zero_shot_cases():
 
 
 def _dataset_cases():
-    from hsa_geo.datasets import (digits_point_clouds, ogb_dataset, read_mesh,
-                                  synthetic_shapes, text_corpus, text_split)
+    from hsa_geo.datasets import (digits_point_clouds, ogb_dataset, planted_hierarchy_graph,
+                                  read_mesh, synthetic_shapes, text_corpus, text_split)
     return [
         ('ogb name', lambda: ogb_dataset('ogbg-nothing'), ValueError, ["'name'"]),
         ('ogb kwargs', lambda: ogb_dataset('ogbg-molfreesolv', 'data', pre_filter=None),
@@ -337,10 +337,40 @@ def _dataset_cases():
         ('digits threshold', lambda: digits_point_clouds(threshold=20), ValueError,
          ["'threshold'"]),
         ('shapes count', lambda: synthetic_shapes(-1), ValueError, ["'num_per_class'"]),
+        ('planted parts', lambda: planted_hierarchy_graph(100, 4, (1, 2), (0.5, 0.2)),
+         ValueError, ["'num_parts[0]'"]),
+        ('planted within', lambda: planted_hierarchy_graph(100, 4, (2, 2), (0.5, )),
+         ValueError, ["'within'", 'one probability per level']),
     ]
 
 
-ALL_CASES = CASES + _zero_shot_cases() + _dataset_cases()
+def _paper_config_cases():
+    from hsa_geo.transforms import MoleculeHierarchy
+    from hsa_geo.utils import hierarchy_subgraph, metis_levels
+    tree = HeteroData()
+    tree['leaf'].num_nodes, tree['top'].num_nodes = 3, 1
+    tree['leaf', 'in', 'top'].edge_index = torch.tensor([[0, 1, 2], [0, 0, 0]])
+    return [
+        ('text pos kind', lambda: TextHierarchy(pos_kind='rff'), ValueError,
+         ["'pos_kind'", 'sinusoidal']),
+        ('flat pos kind', lambda: FlatHierarchy(pos_kind=1), ValueError, ["'pos_kind'"]),
+        ('atom positions', lambda: MoleculeHierarchy(atom_pos='random'), ValueError,
+         ["'atom_pos'", 'laplacian']),
+        ('metis parts', lambda: GraphHierarchy(method='metis', num_parts=()), ValueError,
+         ["'num_parts'"]),
+        ('metis levels parts', lambda: metis_levels(torch.zeros(2, 0).long(), 3, [2.5]),
+         (TypeError, ValueError), ["'num_parts[0]'"]),
+        ('pos groups twice', lambda: HSAConv(4, 4, pos_channels={('a', 'b'): 2, ('b', ): 2}),
+         ValueError, ["'pos_channels'", "'b'"]),
+        ('head channels prenorm', lambda: HSAEncoderLayer(8, 8, 2, style='prenorm',
+                                                          head_channels=4),
+         ValueError, ["'head_channels'", 'hte']),
+        ('subgraph leaves', lambda: hierarchy_subgraph(tree, torch.tensor([9])),
+         ValueError, ["'leaves"]),
+    ]
+
+
+ALL_CASES = CASES + _zero_shot_cases() + _dataset_cases() + _paper_config_cases()
 
 
 @pytest.mark.parametrize('name,call,error,words', ALL_CASES, ids=[c[0] for c in ALL_CASES])
