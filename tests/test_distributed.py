@@ -1,0 +1,108 @@
+r"""Exact HSA across processes (hsa_geo.distributed): equal to single-process
+HSA over the whole tree, values and gradients, in float64."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hsa_geo import Hierarchy, hsa
+from hsa_geo.distributed import communicated_bytes, distributed_hsa, shard_forest
+from hsa_geo.testing import random_forest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _whole(parent: torch.Tensor, num_leaves: int) -> Hierarchy:
+    r"""The forest's roots as the children of one new root."""
+    num_nodes = parent.numel()
+    return Hierarchy.from_parent(torch.cat([torch.where(parent < 0, num_nodes, parent),
+                                            torch.tensor([-1])]), num_leaves)
+
+
+def _inputs(n, num_nodes, seed, heads=2, dim=3, dim_v=4):
+    gen = torch.Generator().manual_seed(seed)
+    make = lambda *shape: torch.randn(*shape, generator=gen, dtype=torch.float64,
+                                      requires_grad=True)
+    return make(n, heads, dim), make(n, heads, dim), make(n, heads, dim_v), \
+        make(num_nodes + 1, heads, 2)
+
+
+FORESTS = [  # (parent, num_leaves): ragged forests and the degenerate shapes
+    *(random_forest(seed, num_roots=4, max_depth=3, max_branching=4) for seed in range(4)),
+    (torch.tensor([-1, -1, -1]), 3),                 # top-level leaves only
+    (torch.tensor([3, 3, -1, 4, -1]), 3),            # a lone top-level leaf, a chain
+    (torch.tensor([2, 3, -1, -1]), 2),               # single-leaf chains only
+    (torch.tensor([4, 4, 4, 4, -1]), 4),             # one subtree: nothing outside it
+]
+
+
+@pytest.mark.parametrize('index', range(len(FORESTS)))
+def test_one_process_equals_hsa_over_the_whole_tree(index):
+    parent, n = FORESTS[index]
+    forest = Hierarchy.from_parent(parent, n)
+    q, k, v, pos = _inputs(n, parent.numel(), index)
+    ref = hsa(q, k, v, _whole(parent, n), pos=pos)
+    out = distributed_hsa(q, k, v, forest, pos=pos[:-1], top_pos=pos[forest.roots])
+    assert torch.allclose(out, ref, atol=1e-12, rtol=0)
+    ref_grads = torch.autograd.grad(ref.sin().sum(), (q, k, v, pos))
+    grads = torch.autograd.grad(out.sin().sum(), (q, k, v, pos))
+    for g, r in zip(grads, ref_grads):
+        assert torch.isfinite(g).all()
+        assert torch.allclose(g, r, atol=1e-11, rtol=0)
+
+
+def test_without_positions_and_in_float32():
+    parent, n = FORESTS[0]
+    forest = Hierarchy.from_parent(parent, n)
+    q, k, v, _ = _inputs(n, parent.numel(), 9)
+    ref = hsa(q, k, v, _whole(parent, n))
+    assert torch.allclose(distributed_hsa(q, k, v, forest), ref, atol=1e-12, rtol=0)
+    out32 = distributed_hsa(q.float(), k.float(), v.float(), forest)
+    assert out32.dtype == torch.float32
+    assert torch.allclose(out32.double(), ref, atol=1e-5)
+
+
+def test_shard_forest_splits_whole_subtrees():
+    parent, n = random_forest(1, num_roots=7, max_depth=3, max_branching=4)
+    forest = Hierarchy.from_parent(parent, n)
+    shards = shard_forest(forest, 3)
+    assert sum(s[0].num_roots for s in shards) == 7 and all(s[0].num_roots for s in shards)
+    assert torch.equal(torch.cat([s[1] for s in shards]).sort().values, torch.arange(n))
+    assert torch.equal(torch.cat([s[2] for s in shards]).sort().values,
+                       torch.arange(parent.numel()))
+    for local, leaf_ids, node_ids in shards:
+        # the local forest is the same trees: parents map back to parents
+        inner = local.parent >= 0
+        assert torch.equal(node_ids[local.parent[inner]], parent[node_ids[inner]])
+    with pytest.raises(ValueError, match="'num_shards' \\(8\\) exceeds"):
+        shard_forest(forest, 8)
+
+
+def test_bytes_do_not_grow_with_the_leaves():
+    assert communicated_bytes(64, 4, 16, 16) == 64 * 4 * 33 * 4
+    with pytest.raises(ValueError, match="'top_pos' has 1 rows"):
+        parent, n = FORESTS[0]
+        q, k, v, pos = _inputs(n, parent.numel(), 0)
+        distributed_hsa(q, k, v, Hierarchy.from_parent(parent, n), top_pos=pos[:1])
+    with pytest.raises(TypeError, match="'hierarchy' must be a compiled Hierarchy"):
+        distributed_hsa(q, k, v, parent)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason='needs torch.distributed')
+def test_two_ranks_with_gloo_equal_one_process(tmp_path):
+    out = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         '--master_port=29517', str(ROOT / 'tests' / 'distributed' / 'worker.py'),
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for rank in range(2):
+        report = json.loads((tmp_path / f'rank{rank}.json').read_text())
+        assert len(report) == 3
+        for errors in report:
+            for key in ('out', 'q', 'k', 'v', 'pos'):
+                assert errors[key] < 1e-12, (rank, errors)
