@@ -254,6 +254,9 @@ def parse_args(argv=None):
     parser.add_argument('--embeddings', nargs='+', default=list(EMBEDDINGS),
                         choices=EMBEDDINGS, help='leaf features')
     parser.add_argument('--seeds', type=int, default=5)
+    parser.add_argument('--first-seed', type=int, default=0,
+                        help='run seeds first-seed .. first-seed + seeds - 1 (to spread '
+                        'the seeds of one table over several processes)')
     parser.add_argument('--paper-config', action='store_true',
                         help="the paper's sizes and training (Table 1); see the "
                         "preset table in the script's docstring")
@@ -335,7 +338,8 @@ def main(argv=None) -> List[dict]:
                           for part, index in split.items()}
                    for kind in args.models}
         # seeds outermost: a run cut short by --time-budget has whole seeds
-        runs = [(e, m, s) for s in range(args.seeds) for e in args.embeddings
+        runs = [(e, m, s) for s in range(args.first_seed, args.first_seed + args.seeds)
+                for e in args.embeddings
                 for m in args.models]
         progress = tqdm(runs, desc=name, disable=args.quiet)
         for leaves, kind, seed in progress:
