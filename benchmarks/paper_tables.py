@@ -80,8 +80,10 @@ def _command(script: str, args: dict) -> str:
     module = __import__(script[:-3])
     defaults = vars(module.parse_args(['--paper-config'] if args.get('paper_config') else []))
     parts = [f'python examples/{script}']
+    if args.get('paper_config'):  # the preset the defaults above were read from
+        parts.append('--paper-config')
     for key, value in args.items():
-        if key in ('out', 'quiet', 'device') or defaults.get(key) == value:
+        if key in ('out', 'quiet', 'device', 'paper_config') or defaults.get(key) == value:
             continue
         flag = '--' + key.replace('_', '-')
         if value is True:
@@ -103,7 +105,8 @@ def _section(folder: str, specs: List[tuple], script: str, keys: List[str],
             continue
         runs, args = result['runs'], result['args']
         seeds = sorted({r['seed'] for r in runs})
-        out += [f"**{purpose}**: `{_command(script, args)}` on {runs[0]['device']}, "
+        device = runs[0]['device'].replace('(1 threads)', '(1 thread)')  # older files
+        out += [f"**{purpose}**: `{_command(script, args)}` on {device}, "
                 f"seeds {seeds}.", '']
         groups = sorted({r.get('dataset') for r in runs}, key=str)
         for group in groups:  # multimodal files hold one table per dataset

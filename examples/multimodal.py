@@ -18,7 +18,9 @@ Models (one HTE encoder layer, mean pooling, an MLP head;
 
 * ``hsa``: HSA over the nested hierarchy;
 * ``fsa``: softmax attention over the concatenated leaves of both modalities
-  (:class:`hsa_geo.transforms.FlatHierarchy`), same parameters as ``hsa``;
+  (:class:`hsa_geo.transforms.FlatHierarchy`), the parameters of ``hsa``
+  but for the position projections: the flat tree has one position type (a
+  1D grid), the hierarchy three (1D grid, Laplacian, modality key);
 * ``deepset``: attention switched off;
 * ``graph`` / ``name``: HSA over one modality alone.
 
