@@ -106,6 +106,15 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
     dropout = as_finite_float(dropout, 'dropout')
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"'dropout' must be in [0, 1), got {dropout}")
+    if isinstance(hierarchy, ShardedHierarchy):  # this rank's share of one tree
+        if bias is not None or dropout > 0:
+            raise ValueError("a ShardedHierarchy's attention takes no 'bias' and no "
+                             f"'dropout' (got bias={'a tensor' if bias is not None else None}"
+                             f", dropout={dropout})")
+        if pos is not None and pos.size(0) != hierarchy.num_nodes:
+            raise ValueError(f"'pos' has {pos.size(0)} rows but this rank's tree has "
+                             f"{hierarchy.num_nodes} nodes")
+        return hierarchy.attention(q, k, v, pos, include_self, causal, scale)
     out_dtype = v.dtype
     dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
@@ -183,7 +192,7 @@ def check_options(q: Tensor, include_self, causal, scale):
 
 
 def _check_inputs(q, k, v, hierarchy, pos, bias):
-    if not isinstance(hierarchy, (Hierarchy, FlatFamilies, LoneLeaves)):
+    if not isinstance(hierarchy, (Hierarchy, FlatFamilies, LoneLeaves, ShardedHierarchy)):
         raise TypeError(f"'hierarchy' must be a compiled Hierarchy (see "
                         f"Hierarchy.from_parent), got {type(hierarchy).__name__}")
     for name, t in (('q', q), ('k', k), ('v', v)):
@@ -231,3 +240,7 @@ def _check_inputs(q, k, v, hierarchy, pos, bias):
                              f"hierarchy.sibling_index), got {list(bias.shape)}")
         if bias.device != q.device:
             raise ValueError(f"'bias' is on {bias.device} but 'q' is on {q.device}")
+
+
+# at the end: hsa_geo.distributed calls back into this module
+from hsa_geo.distributed.shard import ShardedHierarchy  # noqa: E402

@@ -39,13 +39,16 @@ FORESTS = [  # (parent, num_leaves): ragged forests and the degenerate shapes
 ]
 
 
+@pytest.mark.parametrize('include_self,causal', [(False, False), (True, False),
+                                                  (False, True), (True, True)])
 @pytest.mark.parametrize('index', range(len(FORESTS)))
-def test_one_process_equals_hsa_over_the_whole_tree(index):
+def test_one_process_equals_hsa_over_the_whole_tree(index, include_self, causal):
     parent, n = FORESTS[index]
     forest = Hierarchy.from_parent(parent, n)
     q, k, v, pos = _inputs(n, parent.numel(), index)
-    ref = hsa(q, k, v, _whole(parent, n), pos=pos)
-    out = distributed_hsa(q, k, v, forest, pos=pos[:-1], top_pos=pos[forest.roots])
+    options = dict(include_self=include_self, causal=causal)
+    ref = hsa(q, k, v, _whole(parent, n), pos=pos, **options)
+    out = distributed_hsa(q, k, v, forest, pos=pos[:-1], top_pos=pos[forest.roots], **options)
     assert torch.allclose(out, ref, atol=1e-12, rtol=0)
     ref_grads = torch.autograd.grad(ref.sin().sum(), (q, k, v, pos))
     grads = torch.autograd.grad(out.sin().sum(), (q, k, v, pos))
@@ -100,9 +103,74 @@ def test_two_ranks_with_gloo_equal_one_process(tmp_path):
          str(tmp_path)],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
+    nodes = 0
     for rank in range(2):
         report = json.loads((tmp_path / f'rank{rank}.json').read_text())
-        assert len(report) == 3
-        for errors in report:
+        assert len(report['hsa']) == 3
+        for errors in report['hsa']:
             for key in ('out', 'q', 'k', 'v', 'pos'):
                 assert errors[key] < 1e-12, (rank, errors)
+        # DDP over ShardedHierarchy shares: the outputs of full-batch HSA and
+        # the gradients of full-batch training (float64)
+        ddp = report['ddp']
+        assert ddp['out'] < 1e-11 and ddp['grad'] < 1e-11, (rank, ddp)
+        assert 0 < ddp['nodes'] < 600
+        nodes += ddp['nodes']
+    assert nodes == 600
+
+
+def _graph_hierarchy(num_nodes=300):
+    from hsa_geo.datasets import planted_node_dataset
+    from hsa_geo.transforms import GraphHierarchy
+    graph = planted_node_dataset(num_nodes, avg_degree=8, num_parts=(4, 4),
+                                 within=(0.6, 0.3), num_features=5, num_classes=3, seed=1)
+    del graph.planted
+    return GraphHierarchy(method='metis', num_parts=(4, 4), pos_dim=3)(graph)
+
+
+@pytest.mark.parametrize('include_self', [False, True])
+def test_sharded_hierarchy_in_a_layer_equals_the_whole_tree(include_self):
+    from hsa_geo.distributed import ShardedHierarchy, shard_hierarchy
+    from hsa_geo.nn import HSAConv
+    data = _graph_hierarchy()
+    whole = Hierarchy.from_hetero(data)
+    torch.manual_seed(0)
+    conv = HSAConv(5, 4, heads=2, pos_channels=3, include_self=include_self).double()
+    x = data['node'].x.double()
+    pos = {t: data[t].hsa_pos.double() for t in data.node_types}
+    ref = conv(x, whole, pos=pos)
+    part, sharded = shard_hierarchy(data, 0, 1)        # one rank holds everything
+    assert isinstance(sharded, ShardedHierarchy) and sharded.num_leaves == 300
+    assert sharded.subtrees.num_roots == 4 and sharded.node_slices == whole.node_slices
+    out = conv(part['node'].x.double(), sharded,
+               pos={t: part[t].hsa_pos.double() for t in part.node_types})
+    assert torch.allclose(out, ref, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match='this rank'):
+        conv(x, sharded, pos=pos, return_attention_weights=True)
+
+
+def test_shard_hierarchy_splits_the_top_level_subtrees():
+    from hsa_geo.distributed import ShardedHierarchy, shard_hierarchy
+    data = _graph_hierarchy()
+    parts = [shard_hierarchy(data, rank, 3) for rank in range(3)]
+    ids = torch.cat([part['node'].n_id for part, _ in parts])
+    assert torch.equal(ids.sort().values, torch.arange(300))          # each node once
+    assert sum(h.subtrees.num_roots for _, h in parts) == 4
+    for part, sharded in parts:
+        assert sharded.num_roots == 1 and sharded.num_leaves == part['node'].num_nodes
+    with pytest.raises(ValueError, match="4 top-level subtrees, fewer than 'world_size'"):
+        shard_hierarchy(data, 0, 5)
+    with pytest.raises(ValueError, match="'rank' must be at most 2"):
+        shard_hierarchy(data, 3, 3)
+    forest = Hierarchy.from_parent(torch.tensor([2, 3, -1, -1]), 2)
+    with pytest.raises(ValueError, match='one tree whose root'):
+        ShardedHierarchy(forest)
+    with pytest.raises(TypeError, match='compiled Hierarchy'):
+        ShardedHierarchy(forest.parent)
+    _, sharded = parts[0]
+    n = sharded.num_leaves
+    q = torch.randn(n, 1, 2)
+    with pytest.raises(ValueError, match="no 'bias' and no 'dropout'"):
+        hsa(q, q, q, sharded, dropout=0.1)
+    with pytest.raises(ValueError, match="'pos' has 3 rows"):
+        hsa(q, q, q, sharded, pos=torch.randn(3, 2))

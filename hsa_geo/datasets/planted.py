@@ -1,5 +1,6 @@
 r"""SYNTHETIC graphs with a planted hierarchy of communities, for measuring
-how well a hierarchy builder recovers communities it was not told about."""
+how well a hierarchy builder recovers communities it was not told about, and
+for node classification without a download."""
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
@@ -9,7 +10,7 @@ from torch import Tensor
 
 from hsa_geo._checks import as_branching, as_int
 
-__all__ = ['planted_hierarchy_graph']
+__all__ = ['planted_hierarchy_graph', 'planted_node_dataset']
 
 
 def planted_hierarchy_graph(num_nodes: int, avg_degree: int, num_parts: Sequence[int],
@@ -75,3 +76,77 @@ def planted_hierarchy_graph(num_nodes: int, avg_degree: int, num_parts: Sequence
 
 def _ceil_div(a: Tensor, b: int) -> Tensor:
     return torch.div(a + b - 1, b, rounding_mode='floor')
+
+
+def planted_node_dataset(num_nodes: int = 100_000, avg_degree: int = 20,
+                         num_parts: Sequence[int] = (16, 16, 16),
+                         within: Sequence[float] = (0.5, 0.2, 0.1), label_level: int = 1,
+                         num_classes: int = 8, num_features: int = 32, signal: float = 0.6,
+                         split: Sequence[float] = (0.1, 0.1), seed: int = 0):
+    r"""A **SYNTHETIC** node-classification graph with planted nested
+    communities (:func:`planted_hierarchy_graph`), for node-level tasks that
+    need no download.
+
+    Every block at level :obj:`label_level` (0: the finest) draws a class
+    uniformly at random; its nodes carry that class.  A node's features are
+    its class's prototype (a random unit vector) times :obj:`signal` plus
+    standard Gaussian noise in :obj:`num_features` dimensions, so one node
+    alone is a weak witness of its class and the community around it is a
+    strong one.  The edges are made undirected (both directions, no repeats,
+    no self-loops).  Random train / validation masks of the shares in
+    :obj:`split`, the rest test.
+
+    Returns a :class:`~torch_geometric.data.Data` with ``x``, ``y``,
+    ``edge_index``, ``train_mask``, ``val_mask``, ``test_mask`` and
+    ``planted`` (the planted block of every node at each level, finest
+    first, ``[num_nodes, num_levels]``).
+
+    Args:
+        num_nodes (int, optional): Number of nodes. (default: :obj:`100000`)
+        avg_degree (int, optional): Mean degree of the drawn edges.
+            (default: :obj:`20`)
+        num_parts (Sequence[int], optional): Blocks per block, top-down.
+            (default: :obj:`(16, 16, 16)`)
+        within (Sequence[float], optional): Share of edges inside the source's
+            block at each level, finest first. (default: :obj:`(0.5, 0.2, 0.1)`)
+        label_level (int, optional): The level whose blocks carry the classes.
+            (default: :obj:`1`)
+        num_classes (int, optional): Number of classes. (default: :obj:`8`)
+        num_features (int, optional): Feature dimensions. (default: :obj:`32`)
+        signal (float, optional): Length of the class prototype in the
+            features. (default: :obj:`0.6`)
+        split (Sequence[float], optional): Train and validation shares.
+            (default: :obj:`(0.1, 0.1)`)
+        seed (int, optional): Seed of the graph, classes, features and split.
+            (default: :obj:`0`)
+    """
+    from torch_geometric.data import Data
+    from torch_geometric.utils import to_undirected
+    num_parts = as_branching(num_parts, 'num_parts')
+    label_level = as_int(label_level, 'label_level', minimum=0, maximum=len(num_parts) - 1)
+    num_classes = as_int(num_classes, 'num_classes', minimum=2)
+    num_features = as_int(num_features, 'num_features', minimum=1)
+    split = [float(s) for s in split]
+    if len(split) != 2 or min(split) <= 0 or sum(split) >= 1:
+        raise ValueError(f"'split' must be (train share, validation share), both positive "
+                         f"and summing to less than 1, got {split}")
+    edge_index, planted = planted_hierarchy_graph(num_nodes, avg_degree, num_parts, within,
+                                                  seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    blocks = planted[label_level]
+    y = torch.randint(num_classes, (int(blocks.max()) + 1, ), generator=gen)[blocks]
+    prototypes = torch.nn.functional.normalize(
+        torch.randn(num_classes, num_features, generator=gen), dim=1)
+    x = signal * prototypes[y] + torch.randn(num_nodes, num_features, generator=gen)
+    edge_index = edge_index[:, edge_index[0] != edge_index[1]]
+    edge_index = to_undirected(edge_index, num_nodes=num_nodes)
+    order = torch.randperm(num_nodes, generator=gen)
+    train_end = int(split[0] * num_nodes)
+    val_end = train_end + int(split[1] * num_nodes)
+    masks = []
+    for lo, hi in ((0, train_end), (train_end, val_end), (val_end, num_nodes)):
+        mask = torch.zeros(num_nodes, dtype=torch.bool)
+        mask[order[lo:hi]] = True
+        masks.append(mask)
+    return Data(x=x, y=y, edge_index=edge_index, train_mask=masks[0], val_mask=masks[1],
+                test_mask=masks[2], planted=torch.stack(planted, 1))

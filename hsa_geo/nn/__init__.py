@@ -2,7 +2,7 @@ r"""Neural-network layers built on Hierarchical Self-Attention."""
 from hsa_geo.nn.conv import HSAConv
 from hsa_geo.nn.encoder import HSAEncoderLayer, HSATransformer
 from hsa_geo.nn.gps import HSAGPSConv
-from hsa_geo.nn.models import HTEPredictor
+from hsa_geo.nn.models import HSAGraphTransformer, HTEPredictor
 from hsa_geo.nn.point import HSAMeshTransformer, HSAPointTransformer, PointTransformerBlock
 from hsa_geo.nn.pool import (depth_pool, leaf_tree, leaf_type_pool, root_pool, subtree_pool,
                              type_pool)
@@ -13,6 +13,7 @@ __all__ = [
     'HSAEncoderLayer',
     'HSATransformer',
     'HTEPredictor',
+    'HSAGraphTransformer',
     'HSAPointTransformer',
     'HSAMeshTransformer',
     'PointTransformerBlock',

@@ -10,6 +10,7 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
 
 from hsa_geo.engine.op import flat_hierarchy
+from hsa_geo.distributed import ShardedHierarchy
 from hsa_geo.functional import FlatFamilies, LoneLeaves, hsa
 from hsa_geo.hierarchy import Hierarchy
 from hsa_geo.nn.explain import AttentionTap
@@ -224,6 +225,9 @@ class HSAConv(torch.nn.Module):
             if isinstance(hierarchy, LoneLeaves):
                 raise ValueError("LoneLeaves has no sibling pairs: there are no attention "
                                  "weights to return")
+            if isinstance(hierarchy, ShardedHierarchy):
+                raise ValueError("attention weights of a ShardedHierarchy would cover this "
+                                 "rank's subtrees only; compute them on the whole tree")
             weights = hsa_weights(query, key, hierarchy, pos=pos_vectors,
                                   include_self=self.include_self, causal=self.causal)
             sibling_index, alpha = weights.edge_form()
@@ -358,12 +362,12 @@ def _eager(hierarchy) -> bool:
     # Size checks against the hierarchy's Python ints run in eager mode only:
     # under torch.compile they would specialise the graph to this batch (the
     # engine's operator checks the sizes at run time instead).
-    return isinstance(hierarchy, (Hierarchy, LoneLeaves)) and \
+    return isinstance(hierarchy, (Hierarchy, LoneLeaves, ShardedHierarchy)) and \
         not torch.compiler.is_compiling()
 
 
 def _check_hierarchy(hierarchy) -> None:
-    if not isinstance(hierarchy, (Hierarchy, FlatFamilies, LoneLeaves)):
+    if not isinstance(hierarchy, (Hierarchy, FlatFamilies, LoneLeaves, ShardedHierarchy)):
         raise TypeError(f"'hierarchy' must be a compiled Hierarchy, got "
                         f"{type(hierarchy).__name__}; HSA layers do not compile "
                         f"hierarchies: batch the samples with "

@@ -1,7 +1,10 @@
-r"""Sample-level prediction with the paper's hierarchical transformer encoder."""
+r"""Ready-made models: sample-level prediction with the paper's hierarchical
+transformer encoder, node-level prediction with HSA as a graph transformer's
+global attention."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Union
+import copy
+from typing import Any, Dict, Optional, Union
 
 import torch
 from torch import Tensor
@@ -9,13 +12,14 @@ from torch.nn import Dropout, Sequential
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.resolver import activation_resolver
 
-from hsa_geo._checks import as_bool
+from hsa_geo._checks import as_bool, as_int
 from hsa_geo.functional import LoneLeaves
 from hsa_geo.hierarchy import Hierarchy
 from hsa_geo.nn.encoder import HSATransformer
+from hsa_geo.nn.point import DEFAULT
 from hsa_geo.nn.pool import leaf_type_pool, root_pool
 
-__all__ = ['HTEPredictor']
+__all__ = ['HTEPredictor', 'HSAGraphTransformer']
 
 
 class HTEPredictor(torch.nn.Module):
@@ -119,3 +123,100 @@ class HTEPredictor(torch.nn.Module):
         return (f'{self.__class__.__name__}({self.in_channels}, {self.channels}, '
                 f'{self.out_channels}, attention={self.attention!r}'
                 + (', pool_leaf_types=True)' if self.pool_leaf_types else ')'))
+
+
+class HSAGraphTransformer(torch.nn.Module):
+    r"""A node-level graph transformer whose global attention is
+    Hierarchical Self-Attention (`"Hierarchical Self-Attention: Generalizing
+    Neural Attention Mechanics to Multi-Scale Problems"
+    <https://arxiv.org/abs/2509.15448>`_, Amizadeh et al., NeurIPS 2025) over
+    a hierarchy of the graph's nodes (e.g. nested communities from
+    :class:`~hsa_geo.transforms.GraphHierarchy`): a linear input layer,
+    :obj:`num_layers` GPS layers (:class:`HSAGPSConv`: local message passing
+    plus HSA over all nodes, in time linear in the number of nodes), and a
+    linear output layer:
+
+    .. math::
+        \mathbf{H}^{(0)} = \mathbf{X} \mathbf{W}_{\text{in}}, \quad
+        \mathbf{H}^{(l)} = \mathrm{GPS}_{\mathrm{HSA}}(\mathbf{H}^{(l-1)},
+        \mathcal{E}, \mathcal{T}), \quad
+        \hat{\mathbf{Y}} = \mathbf{H}^{(L)} \mathbf{W}_{\text{out}}
+
+    The same model trains full-batch (the whole graph's hierarchy) or on the
+    sub-hierarchies of :class:`~hsa_geo.loader.SubtreeLoader`, and across
+    processes with a :class:`~hsa_geo.distributed.ShardedHierarchy`.
+
+    Args:
+        in_channels (int): Node feature size.
+        hidden_channels (int): Hidden size, a multiple of :obj:`heads`.
+        out_channels (int): Output size (classes).
+        num_layers (int, optional): GPS layers. (default: :obj:`2`)
+        heads (int, optional): Attention heads. (default: :obj:`4`)
+        conv (torch.nn.Module, optional): The local message-passing layer of
+            every GPS layer, copied per layer with fresh parameters, or
+            :obj:`None` for attention alone. (default: :obj:`DEFAULT`,
+            ``SAGEConv(hidden_channels, hidden_channels)``)
+        pos_channels (int or Dict, optional): Size of the hierarchy's position
+            vectors given to :meth:`forward` (see :class:`HSAConv`).
+            (default: :obj:`None`)
+        dropout (float, optional): Dropout of the input and of every GPS layer.
+            (default: :obj:`0.0`)
+        norm (str, optional): Normalisation of the GPS layers (PyG's
+            resolver names; :obj:`None` for none). (default: ``'batch_norm'``)
+        attn_kwargs (Dict[str, Any], optional): Further arguments of each
+            layer's :class:`HSAConv` (e.g. ``include_self``).
+    """
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int,
+                 num_layers: int = 2, heads: int = 4, conv: Optional[torch.nn.Module] = DEFAULT,
+                 pos_channels: Optional[Union[int, Dict[str, int]]] = None,
+                 dropout: float = 0.0, norm: Optional[str] = 'batch_norm',
+                 attn_kwargs: Optional[Dict[str, Any]] = None):
+        super().__init__()
+        from torch_geometric.nn import SAGEConv
+        from hsa_geo.nn.gps import HSAGPSConv
+        num_layers = as_int(num_layers, 'num_layers', minimum=1)
+        if conv is DEFAULT:
+            conv = SAGEConv(hidden_channels, hidden_channels)
+        if conv is not None and not isinstance(conv, torch.nn.Module):
+            raise TypeError(f"'conv' must be a torch.nn.Module (copied per layer) or None, "
+                            f"got {type(conv).__name__}")
+        self.in_channels, self.hidden_channels = in_channels, hidden_channels
+        self.out_channels, self.num_layers = out_channels, num_layers
+        self.dropout = dropout
+        attn_kwargs = dict(attn_kwargs or {})
+        if pos_channels is not None:
+            attn_kwargs['pos_channels'] = pos_channels
+        self.lin_in = Linear(in_channels, hidden_channels)
+        self.layers = torch.nn.ModuleList([
+            HSAGPSConv(hidden_channels, copy.deepcopy(conv), heads=heads, dropout=dropout,
+                       norm=norm, attn_kwargs=attn_kwargs) for _ in range(num_layers)])
+        self.lin_out = Linear(hidden_channels, out_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        r"""Resets all learnable parameters of the module."""
+        self.lin_in.reset_parameters()
+        for layer in self.layers:
+            layer.reset_parameters()
+        self.lin_out.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor, hierarchy: Hierarchy,
+                pos: Optional[Union[Tensor, Dict[str, Tensor]]] = None) -> Tensor:
+        r"""Returns ``[num_nodes, out_channels]``.
+
+        Args:
+            x (Tensor): Node features ``[num_nodes, in_channels]``, the
+                hierarchy's leaves in order.
+            edge_index (Tensor): The graph's edges, for the local layers.
+            hierarchy (Hierarchy): The compiled hierarchy over the nodes.
+            pos (Tensor or Dict[str, Tensor], optional): Position vectors of
+                its nodes (e.g. ``data.hsa_pos_dict``).
+        """
+        h = self.lin_in(torch.nn.functional.dropout(x, self.dropout, self.training))
+        for layer in self.layers:
+            h = layer(h, edge_index, hierarchy=hierarchy, pos=pos)
+        return self.lin_out(h)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, {self.hidden_channels}, '
+                f'{self.out_channels}, num_layers={self.num_layers})')

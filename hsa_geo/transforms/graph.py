@@ -13,19 +13,31 @@ from torch_geometric.data.datapipes import functional_transform
 from hsa_geo._checks import as_branching, as_finite_float, as_int
 from hsa_geo.transforms._attributes import copy_attributes, edge_index_of
 from hsa_geo.transforms._base import HierarchyTransform
-from hsa_geo.utils.partition import metis_levels
+from hsa_geo.utils.partition import metis_levels, plm_levels
 
 __all__ = ['GraphHierarchy', 'family_laplacian_pe']
 
-METHODS = ('louvain', 'spectral', 'metis')
+METHODS = ('louvain', 'plm', 'spectral', 'metis')
+
+
+# families up to this size are solved densely (batched eigh); larger ones by
+# Lanczos on their sparse Laplacian, whose cost grows with edges, not size^3
+DENSE_FAMILY_MAX = 512
+# dense Laplacians are built and solved this many entries at a time (128 MiB
+# in float64): one reused working set instead of a buffer over all families
+DENSE_CHUNK_ENTRIES = 2 ** 24
 
 
 def family_laplacian_pe(edge_index: Tensor, parent: Tensor, dim: int) -> Tensor:
     r"""Position vectors of nodes inside their families: eigenvectors of the
-    normalised Laplacian of the subgraph that each family induces (the
-    non-trivial ones, smallest eigenvalues first, a deterministic sign),
-    zero-padded to :obj:`dim`.  Families of equal size are solved as one
-    batched eigen-decomposition.
+    normalised Laplacian :math:`I - D^{-1/2} A D^{-1/2}` of the subgraph that
+    each family induces (the non-trivial ones, smallest eigenvalues first,
+    each with its largest-magnitude entry positive), zero-padded to
+    :obj:`dim`.  Families of equal size up to 512 members are solved as
+    batched dense eigen-decompositions in float64, a chunk of families at a
+    time; larger families by Lanczos iteration on their sparse Laplacian
+    (``scipy.sparse.linalg.eigsh`` with a fixed start vector), so a family of
+    10^5 members costs about its edges times the iterations, not 10^15.
 
     Args:
         edge_index (LongTensor): Edges between the nodes, ``[2, E]``.
@@ -39,30 +51,76 @@ def family_laplacian_pe(edge_index: Tensor, parent: Tensor, dim: int) -> Tensor:
     rank = torch.empty(num, dtype=torch.long)
     starts = torch.cumsum(sizes, 0) - sizes
     rank[order] = torch.arange(num) - starts[parent[order]]
+    # every inner edge in both directions, once, grouped by family size, then family
     row, col = edge_index
     same = (parent[row] == parent[col]) & (row != col)
-    row, col = row[same], col[same]
+    key = torch.unique(torch.cat([row[same] * num + col[same], col[same] * num + row[same]]))
+    row, col = key // num, key % num
+    num_families = int(sizes.numel())
+    edge_key = sizes[parent[row]] * num_families + parent[row]
+    edge_key, edge_order = torch.sort(edge_key, stable=True)
+    row, col = row[edge_order], col[edge_order]
+
+    def edges_of(size: int, first: int, last: int):
+        r"""The edges of families first..last (ids) of one size."""
+        lo = int(torch.searchsorted(edge_key, size * num_families + first))
+        hi = int(torch.searchsorted(edge_key, size * num_families + last, right=True))
+        return row[lo:hi], col[lo:hi]
+
     for size in torch.unique(sizes).tolist():
         if size < 2:
             continue
         families = (sizes == size).nonzero().view(-1)
-        local = torch.full((int(sizes.numel()), ), -1, dtype=torch.long)
-        local[families] = torch.arange(families.numel())
-        adj = torch.zeros(families.numel(), size, size, dtype=torch.float64)
-        keep = local[parent[row]] >= 0
-        f = local[parent[row[keep]]]
-        adj[f, rank[row[keep]], rank[col[keep]]] = 1
-        adj = torch.maximum(adj, adj.transpose(1, 2))
-        deg = adj.sum(-1)
-        inv = torch.where(deg > 0, deg.clamp(min=1e-12).rsqrt(), 0)
-        lap = torch.eye(size, dtype=torch.float64) - inv.unsqueeze(2) * adj * inv.unsqueeze(1)
-        _, vec = torch.linalg.eigh(lap)
-        vec = vec[:, :, 1:dim + 1]                                  # [F, size, k]
-        peak = vec.abs().argmax(1, keepdim=True)
-        sign = torch.sign(vec.gather(1, peak))
-        vec = vec * torch.where(sign == 0, 1, sign)
-        members = (local[parent] >= 0).nonzero().view(-1)
-        out[members, :vec.size(-1)] = vec[local[parent[members]], rank[members]].float()
+        if size > DENSE_FAMILY_MAX:
+            for family in families.tolist():
+                r, c = edges_of(size, family, family)
+                members = order[starts[family]:starts[family] + size]
+                out[members] = _sparse_family_pe(rank[r], rank[c], size, dim)
+            continue
+        per_chunk = max(1, DENSE_CHUNK_ENTRIES // (size * size))
+        for chunk in families.split(per_chunk):
+            r, c = edges_of(size, int(chunk[0]), int(chunk[-1]))
+            lap = torch.zeros(chunk.numel(), size, size, dtype=torch.float64)
+            lap[torch.searchsorted(chunk, parent[r]), rank[r], rank[c]] = 1.0  # adjacency
+            deg = lap.sum(-1)
+            inv = torch.where(deg > 0, deg.clamp(min=1e-12).rsqrt(), 0)
+            lap.mul_(inv.unsqueeze(2)).mul_(inv.unsqueeze(1)).neg_()
+            lap.diagonal(dim1=1, dim2=2).add_(1.0)
+            _, vec = torch.linalg.eigh(lap)
+            del lap
+            vec = _signed(vec[:, :, 1:dim + 1])                        # [F, size, k]
+            members = order[(starts[chunk].unsqueeze(1) + torch.arange(size)).view(-1)]
+            out[members, :vec.size(-1)] = vec.reshape(-1, vec.size(-1)).float()
+    return out
+
+
+def _signed(vec: Tensor) -> Tensor:
+    r"""Eigenvectors (along dim -2) with their largest-magnitude entry positive."""
+    peak = vec.abs().argmax(-2, keepdim=True)
+    sign = torch.sign(vec.gather(-2, peak))
+    return vec * torch.where(sign == 0, 1, sign)
+
+
+def _sparse_family_pe(row: Tensor, col: Tensor, size: int, dim: int) -> Tensor:
+    r"""The :obj:`dim` non-trivial Laplacian eigenvectors of one large family
+    (local edges in both directions): the largest eigenvalues of
+    :math:`I + D^{-1/2} A D^{-1/2}` (the same vectors, spectrum in [0, 2]),
+    by Lanczos from a fixed start vector."""
+    import numpy as np
+    from scipy.sparse import coo_matrix, identity
+    from scipy.sparse.linalg import eigsh
+    deg = torch.bincount(row, minlength=size).double()
+    inv = torch.where(deg > 0, deg.clamp(min=1e-12).rsqrt(), 0)
+    weight = (inv[row] * inv[col]).numpy()
+    matrix = identity(size, format='csr') + coo_matrix(
+        (weight, (row.numpy(), col.numpy())), shape=(size, size)).tocsr()
+    count = min(dim + 1, size - 1)
+    start = np.cos(np.arange(size) * 0.618) + 1.0              # deterministic, not special
+    values, vectors = eigsh(matrix, k=count, which='LA', v0=start, tol=1e-8)
+    vectors = torch.from_numpy(vectors[:, np.argsort(-values)].copy())
+    vectors = _signed(vectors[:, 1:dim + 1])
+    out = torch.zeros(size, dim)
+    out[:, :vectors.size(1)] = vectors.float()
     return out
 
 
@@ -76,6 +134,13 @@ class GraphHierarchy(HierarchyTransform):
       are kept (evenly spaced when Louvain finds more, the coarsest repeated as
       pass-through levels when it finds fewer).  Follows the graph's
       communities; networkx code, for graphs up to about 10^4 nodes.
+    * ``'plm'``: the Louvain levels for large graphs, from networkit's
+      parallel Louvain method (:func:`~hsa_geo.utils.plm_levels`): one
+      local-moving phase per level, the graph shrunk to its communities in
+      between; levels of the same scale (community counts within a factor of
+      2) merged, :obj:`num_levels` of the rest kept.  C++ code
+      (``networkit``, the ``graphs`` extra); about 20 s at 10^6 nodes and
+      10^7 edges.
     * ``'spectral'``: balanced windows of :obj:`branching` sizes over a
       locality-preserving order of the nodes: two smooth diffusion coordinates
       (power iteration of the normalised adjacency from a seeded start,
@@ -97,14 +162,15 @@ class GraphHierarchy(HierarchyTransform):
     stay as ``('node', 'to', 'node')`` with their attributes.
 
     Args:
-        method (str, optional): ``'louvain'``, ``'spectral'`` or
+        method (str, optional): ``'louvain'``, ``'plm'``, ``'spectral'`` or
             ``'metis'``. (default: ``'louvain'``)
-        num_levels (int, optional): Cluster levels for Louvain. (default: 2)
+        num_levels (int, optional): Cluster levels for Louvain and PLM.
+            (default: 2)
         branching (Sequence[int], optional): Window sizes for the spectral
             method, bottom-up. (default: ``(16, 16)``)
-        resolution (float, optional): Louvain resolution. (default: 1.0)
+        resolution (float, optional): Louvain / PLM resolution. (default: 1.0)
         pos_dim (int, optional): Size of the position vectors. (default: 8)
-        seed (int, optional): Seed of Louvain / the power iteration.
+        seed (int, optional): Seed of Louvain, PLM, METIS or the power iteration.
             (default: 0)
         leaf_type (str, optional): The leaf node type. (default: ``'node'``)
         num_parts (Sequence[int], optional): Parts per cluster for METIS, from
@@ -130,7 +196,7 @@ class GraphHierarchy(HierarchyTransform):
         self.seed, self.leaf_type = as_int(seed, 'seed'), leaf_type
 
     def config(self):
-        if self.method == 'louvain':
+        if self.method in ('louvain', 'plm'):
             method = dict(num_levels=self.num_levels, resolution=self.resolution)
         elif self.method == 'spectral':
             method = dict(branching=self.branching)
@@ -149,6 +215,9 @@ class GraphHierarchy(HierarchyTransform):
         edge_index = edge_index_of(data, num_nodes)
         if self.method == 'louvain':
             labels = self._louvain_labels(edge_index, num_nodes)
+        elif self.method == 'plm':
+            labels = plm_levels(edge_index, num_nodes, self.num_levels, self.resolution,
+                                self.seed)
         elif self.method == 'spectral':
             labels = _spectral_labels(edge_index, num_nodes, self.branching, self.seed)
         else:

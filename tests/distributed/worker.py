@@ -1,6 +1,9 @@
 r"""Run by tests/test_distributed.py under ``torchrun --nproc_per_node=2``
 (gloo, CPU): every rank holds a share of the top-level subtrees and checks
-its outputs and gradients against single-process HSA over the whole tree."""
+its outputs and gradients against single-process HSA over the whole tree;
+then a model trains one step under DistributedDataParallel on
+ShardedHierarchy shares and is checked against full-batch training in one
+process."""
 import json
 import os
 import sys
@@ -49,8 +52,56 @@ def main(out_dir: str):
         errors['bytes'] = communicated_bytes(forest.roots.numel(), 2, 3, 4, 2, 8)
         report.append(errors)
     with open(os.path.join(out_dir, f'rank{rank}.json'), 'w') as f:
-        json.dump(report, f)
+        json.dump({'hsa': report, 'ddp': ddp_step(rank, world)}, f)
     dist.destroy_process_group()
+
+
+def ddp_step(rank: int, world: int) -> dict:
+    r"""One DDP training step of an HSAGraphTransformer on this rank's share
+    of a graph hierarchy against full-batch training of the same model."""
+    from torch.nn.parallel import DistributedDataParallel
+    from torch_geometric.data import Data
+    from hsa_geo.datasets import planted_node_dataset
+    from hsa_geo.distributed import shard_hierarchy
+    from hsa_geo.nn import HSAGraphTransformer
+    from hsa_geo.transforms import GraphHierarchy
+    graph = planted_node_dataset(600, avg_degree=8, num_parts=(4, 4), within=(0.6, 0.3),
+                                 num_features=6, num_classes=3, split=(0.5, 0.2), seed=3)
+    del graph.planted
+    graph.x = graph.x.double()
+    data = GraphHierarchy(method='metis', num_parts=(4, 4), pos_dim=3)(graph)
+    for t in data.node_types:
+        data[t].hsa_pos = data[t].hsa_pos.double()
+
+    def model():
+        torch.manual_seed(0)   # the same initial parameters everywhere
+        return HSAGraphTransformer(6, 8, 3, num_layers=2, heads=2, conv=None, norm=None,
+                                   pos_channels=3).double()
+
+    def loss_of(net, part, hierarchy, total_train):
+        nodes = part['node']
+        out = net(nodes.x, part['node', 'to', 'node'].edge_index, hierarchy,
+                  part.hsa_pos_dict)
+        mask = nodes.train_mask
+        # the sum over this rank's training nodes, scaled so that DDP's mean of
+        # the ranks' gradients is the gradient of the mean over all of them
+        loss = torch.nn.functional.cross_entropy(out[mask], nodes.y[mask], reduction='sum')
+        return out, loss * world / total_train
+
+    total_train = int(data['node'].train_mask.sum())
+    reference = model()
+    ref_out, ref_loss = loss_of(reference, data, Hierarchy.from_hetero(data), total_train)
+    (ref_loss / world).backward()
+    part, sharded = shard_hierarchy(data, rank, world)
+    net = DistributedDataParallel(model())
+    out, loss = loss_of(net, part, sharded, total_train)
+    loss.backward()
+    grads = {name: p.grad for name, p in net.module.named_parameters()}
+    errors = {'out': (out - ref_out[part['node'].n_id]).abs().max().item(),
+              'nodes': int(part['node'].num_nodes),
+              'grad': max((grads[name] - p.grad).abs().max().item()
+                          for name, p in reference.named_parameters())}
+    return errors
 
 
 if __name__ == '__main__':

@@ -130,3 +130,56 @@ def test_multimodal_predictor_trains():
         out = model(x, h)
         assert out.shape == (h.num_roots, 2)
         out.sum().backward()
+
+
+def _node_graph(num_nodes=240, pos_dim=4):
+    from hsa_geo.datasets import planted_node_dataset
+    from hsa_geo.transforms import GraphHierarchy
+    graph = planted_node_dataset(num_nodes, avg_degree=6, num_parts=(3, 4), within=(0.6, 0.3),
+                                 num_features=7, num_classes=3, seed=2)
+    return GraphHierarchy(method='metis', num_parts=(3, 4), pos_dim=pos_dim)(graph)
+
+
+def test_graph_transformer_attends_as_the_dense_reference(monkeypatch):
+    import hsa_geo.nn.conv as conv_module
+    from hsa_geo.nn import HSAGraphTransformer
+    data = _node_graph()
+    h = Hierarchy.from_hetero(data)
+    torch.manual_seed(0)
+    model = HSAGraphTransformer(7, 8, 3, num_layers=2, heads=2, conv=None, norm=None,
+                                pos_channels=4).double().eval()
+    x, edge_index = data['node'].x.double(), data['node', 'to', 'node'].edge_index
+    pos = {t: data[t].hsa_pos.double() for t in data.node_types}
+    out = model(x, edge_index, h, pos)
+    assert out.shape == (240, 3) and torch.isfinite(out).all()
+    # the same model with every attention computed by the dense O(N^2) matrix
+    monkeypatch.setattr(conv_module, 'hsa', lambda q, k, v, hierarchy, pos=None, dropout=0.0,
+                        **kw: hsa_dense(q, k, v, hierarchy, pos=pos, **kw))
+    assert torch.allclose(out, model(x, edge_index, h, pos), atol=1e-10)
+    # positions reach the attention: other positions, other outputs
+    monkeypatch.undo()
+    moved = {t: p.flip(0) for t, p in pos.items()}
+    assert not torch.allclose(out, model(x, edge_index, h, moved))
+
+
+def test_graph_transformer_local_layers_and_arguments():
+    from torch_geometric.nn import GCNConv
+    from hsa_geo.nn import HSAGraphTransformer
+    data = _node_graph()
+    h = Hierarchy.from_hetero(data)
+    model = HSAGraphTransformer(7, 8, 3, num_layers=3, heads=2, pos_channels=4)
+    assert repr(model) == 'HSAGraphTransformer(7, 8, 3, num_layers=3)'
+    convs = [layer.conv for layer in model.layers]
+    assert all(type(c).__name__ == 'SAGEConv' for c in convs)        # the default
+    assert convs[0].lin_l.weight.data_ptr() != convs[1].lin_l.weight.data_ptr()
+    assert not torch.equal(convs[0].lin_l.weight, convs[1].lin_l.weight)  # fresh per layer
+    out = model(data['node'].x, data['node', 'to', 'node'].edge_index, h, data.hsa_pos_dict)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    gcn = HSAGraphTransformer(7, 8, 3, conv=GCNConv(8, 8))
+    assert type(gcn.layers[1].conv).__name__ == 'GCNConv'
+    assert all(layer.conv is None for layer in HSAGraphTransformer(7, 8, 3, conv=None).layers)
+    with pytest.raises(TypeError, match="'conv' must be a torch.nn.Module"):
+        HSAGraphTransformer(7, 8, 3, conv='sage')
+    with pytest.raises(ValueError, match="'num_layers' must be at least 1"):
+        HSAGraphTransformer(7, 8, 3, num_layers=0)

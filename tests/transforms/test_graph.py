@@ -131,6 +131,93 @@ def test_metis_needs_pymetis(monkeypatch):
         metis_levels(torch.tensor([[0], [1]]), 2, (2, ))
 
 
+def test_plm_recovers_planted_nested_communities():
+    from sklearn.metrics import adjusted_rand_score
+    from hsa_geo.datasets import planted_hierarchy_graph
+    from hsa_geo.utils import plm_levels
+    edge_index, planted = planted_hierarchy_graph(4000, 16, (16, 16), (0.6, 0.3), seed=0)
+    found = plm_levels(edge_index, 4000, 2)
+    for f, p in zip(found, planted):
+        assert adjusted_rand_score(p.numpy(), f.numpy()) > 0.9
+        assert torch.equal(torch.unique(f), torch.arange(int(f.max()) + 1))  # contiguous
+    assert int(found[1].max()) + 1 == 16
+    up = torch.zeros(int(found[0].max()) + 1, dtype=torch.long)
+    up[found[0]] = found[1]
+    assert torch.equal(up[found[0]], found[1])                               # nested
+    # one thread: the same graph gives the same levels
+    assert all(torch.equal(a, b) for a, b in zip(found, plm_levels(edge_index, 4000, 2)))
+    # Louvain finds two scales here: asked for more, the coarsest repeats
+    three = plm_levels(edge_index, 4000, 3)
+    assert torch.equal(three[0], found[0]) and torch.equal(three[1], three[2])
+    assert torch.equal(plm_levels(edge_index, 4000, 1)[0], found[1])
+    # no edges: every node its own community
+    alone = plm_levels(torch.zeros(2, 0, dtype=torch.long), 3, 2)
+    assert all(torch.equal(a, torch.arange(3)) for a in alone)
+
+
+def test_plm_graph_hierarchy():
+    from hsa_geo.datasets import planted_hierarchy_graph
+    edge_index, _ = planted_hierarchy_graph(2000, 16, (8, 8), (0.6, 0.3))
+    builder = GraphHierarchy(method='plm', num_levels=2, pos_dim=4)
+    assert repr(builder) == ("GraphHierarchy(method='plm', num_levels=2, resolution=1.0, "
+                             "pos_dim=4, seed=0, leaf_type='node')")
+    data = builder(Data(x=torch.randn(2000, 5), edge_index=edge_index))
+    assert data['community2'].num_nodes == 8
+    h = Hierarchy.from_hetero(data)
+    assert h.num_leaves == 2000 and h.depth == 3
+    out = HSAConv(5, 4, pos_channels=4)(data['node'].x, h,
+                                         pos={t: data[t].hsa_pos for t in data.node_types})
+    assert out.shape == (2000, 4) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="'resolution'"):
+        GraphHierarchy(method='plm', resolution=0.0)
+
+
+def test_plm_needs_networkit(monkeypatch):
+    import sys
+    from hsa_geo.utils import plm_levels
+    monkeypatch.setitem(sys.modules, 'networkit', None)
+    with pytest.raises(ModuleNotFoundError, match='pip install networkit'):
+        plm_levels(torch.tensor([[0], [1]]), 2, 2)
+
+
+def test_family_laplacian_pe_large_families_by_lanczos(monkeypatch):
+    import hsa_geo.transforms.graph as graph
+    gen = torch.Generator().manual_seed(0)
+    # families: shuffled paths with a few chords (distinct eigenvalues)
+    sizes = [30, 50, 50, 80]
+    parent = torch.cat([torch.full((size, ), i) for i, size in enumerate(sizes)])
+    edges, start = [], 0
+    for size in sizes:
+        edges += [torch.stack([torch.arange(start, start + size - 1),
+                               torch.arange(start + 1, start + size)]),
+                  torch.randint(start, start + size, (2, 3), generator=gen)]
+        start += size
+    perm = torch.randperm(start, generator=gen)
+    new_id = torch.empty_like(perm)
+    new_id[perm] = torch.arange(start)
+    edge_index, parent = new_id[torch.cat(edges, 1)], parent[perm]
+    dense = family_laplacian_pe(edge_index, parent, 6)
+    monkeypatch.setattr(graph, 'DENSE_FAMILY_MAX', 40)      # 50 and 80: Lanczos
+    assert torch.allclose(family_laplacian_pe(edge_index, parent, 6), dense, atol=1e-5)
+    monkeypatch.setattr(graph, 'DENSE_FAMILY_MAX', 512)
+    monkeypatch.setattr(graph, 'DENSE_CHUNK_ENTRIES', 1)    # one family per chunk
+    assert torch.equal(family_laplacian_pe(edge_index, parent, 6), dense)
+    # each vector is an eigenvector of its family's normalised Laplacian
+    members = (parent == 3).nonzero().view(-1)
+    local = torch.full((start, ), -1)
+    local[members] = torch.arange(80)
+    inside = (parent[edge_index[0]] == 3) & (parent[edge_index[1]] == 3)
+    a, b = local[edge_index[:, inside]]
+    adj = torch.zeros(80, 80, dtype=torch.float64)
+    adj[a, b] = adj[b, a] = 1
+    adj.fill_diagonal_(0)
+    inv = adj.sum(1).rsqrt()
+    lap = torch.eye(80, dtype=torch.float64) - inv[:, None] * adj * inv[None]
+    vec = dense[members].double()
+    ratio = (lap @ vec) / vec
+    assert torch.allclose(lap @ vec, vec * ratio.median(0).values, atol=1e-5)
+
+
 def test_planted_graph_is_nested_and_follows_its_mixing():
     from hsa_geo.datasets import planted_hierarchy_graph
     edge_index, (fine, coarse) = planted_hierarchy_graph(2000, 20, (5, 4), (0.5, 0.3))
@@ -145,3 +232,30 @@ def test_planted_graph_is_nested_and_follows_its_mixing():
     assert same == pytest.approx(0.5 + 0.3 * 100 / 400 + 0.2 * 100 / 2000, abs=0.02)
     with pytest.raises(ValueError, match="'within'"):
         planted_hierarchy_graph(100, 4, (2, 2), (0.7, 0.5))
+
+
+def test_planted_node_dataset():
+    from hsa_geo.datasets import planted_node_dataset
+    data = planted_node_dataset(2000, avg_degree=10, num_parts=(4, 5), within=(0.6, 0.2),
+                                num_classes=3, num_features=6, split=(0.2, 0.1), seed=4)
+    assert data.x.shape == (2000, 6) and data.planted.shape == (2000, 2)
+    assert int(data.train_mask.sum()) == 400 and int(data.val_mask.sum()) == 200
+    masks = data.train_mask.long() + data.val_mask.long() + data.test_mask.long()
+    assert torch.equal(masks, torch.ones(2000, dtype=torch.long))    # disjoint, complete
+    # one class per block of the label level (1: the coarser one here)
+    for block in data.planted[:, 1].unique():
+        assert data.y[data.planted[:, 1] == block].unique().numel() == 1
+    # undirected, no self-loops, no repeats
+    row, col = data.edge_index
+    assert bool((row != col).all())
+    key = row * 2000 + col
+    assert key.unique().numel() == key.numel()
+    assert torch.equal((col * 2000 + row).sort().values, key.sort().values)
+    # the class signal is there: each class's mean feature points at its prototype
+    means = torch.stack([data.x[data.y == c].mean(0) for c in range(3)])
+    assert (means.norm(dim=1) > 0.4).all()
+    assert torch.equal(planted_node_dataset(300, seed=1).x, planted_node_dataset(300, seed=1).x)
+    with pytest.raises(ValueError, match="'split'"):
+        planted_node_dataset(300, split=(0.6, 0.5))
+    with pytest.raises(ValueError, match="'label_level' must be at most 2"):
+        planted_node_dataset(300, label_level=3)

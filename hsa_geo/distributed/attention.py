@@ -40,14 +40,14 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
-from hsa_geo.functional import hsa
 from hsa_geo.hierarchy import Hierarchy
 
-__all__ = ['distributed_hsa', 'shard_forest', 'communicated_bytes']
+__all__ = ['distributed_hsa']
 
 
 def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
                     pos: Optional[Tensor] = None, top_pos: Optional[Tensor] = None,
+                    include_self: bool = False, causal: bool = False,
                     scale: Optional[float] = None, group=None) -> Tensor:
     r"""HSA over a tree whose top-level subtrees are spread over the ranks of
     :obj:`group`: every rank passes its own subtrees and gets its own leaves'
@@ -67,12 +67,18 @@ def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
             nodes in the global root's family, ``[num_roots, c]`` or
             ``[num_roots, heads, c]``, in root (node) order.
             (default: :obj:`None`)
+        include_self (bool, optional): As in :func:`hsa_geo.hsa`.
+            (default: :obj:`False`)
+        causal (bool, optional): As in :func:`hsa_geo.hsa`; in the global
+            root's family a top-level node attends to those before it in the
+            global order above. (default: :obj:`False`)
         scale (float, optional): Score scale, :math:`1/\sqrt{d}` if
             :obj:`None`.
         group (ProcessGroup, optional): The process group; :obj:`None`: the
             default group if :mod:`torch.distributed` is initialised, else this
             process alone (then the ranks' subtrees are all here).
     """
+    from hsa_geo.functional import check_options, hsa
     if not isinstance(hierarchy, Hierarchy):
         raise TypeError(f"'hierarchy' must be a compiled Hierarchy (this rank's subtrees), "
                         f"got {type(hierarchy).__name__}")
@@ -84,20 +90,28 @@ def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
     if top_pos is not None and top_pos.size(0) != num_roots:
         raise ValueError(f"'top_pos' has {top_pos.size(0)} rows but 'hierarchy' has "
                          f"{num_roots} roots (this rank's top-level nodes)")
+    include_self, causal, scale = check_options(q, include_self, causal, scale)
     heads, dim, dim_v = q.size(1), q.size(2), v.size(2)
-    scale = 1.0 / math.sqrt(dim) if scale is None else float(scale)
     num_leaves = hierarchy.num_leaves
 
-    # 1. HSA inside every subtree, each with a ghost sibling (zero key, marker value)
+    # 1. HSA inside every subtree, each with a ghost sibling before it (zero
+    # key and position, marker value): the ghosts are the first leaves, so a
+    # causal subtree root sees its ghost too
     ghosted = _ghosted(hierarchy)
     zeros = q.new_zeros(num_roots, heads, dim)
     ones_leaf, zeros_leaf = v.new_ones(num_leaves, heads, 1), v.new_zeros(num_leaves, heads, 1)
     ghost_value = torch.cat([v.new_zeros(num_roots, heads, dim_v + 1),
                              v.new_ones(num_roots, heads, 1)], -1)
-    value = torch.cat([torch.cat([v, ones_leaf, zeros_leaf], -1), ghost_value])
-    inside = hsa(torch.cat([q, zeros]), torch.cat([k, zeros]), value, ghosted,
-                 pos=_ghosted_pos(pos, hierarchy, num_roots), scale=scale)[:num_leaves]
+    value = torch.cat([ghost_value, torch.cat([v, ones_leaf, zeros_leaf], -1)])
+    inside = hsa(torch.cat([zeros, q]), torch.cat([zeros, k]), value, ghosted,
+                 pos=_ghosted_pos(pos, hierarchy, num_roots), include_self=include_self,
+                 causal=causal, scale=scale)[num_roots:]
     inner, kept, left = inside[..., :dim_v], inside[..., dim_v], inside[..., dim_v + 1]
+    if causal and not include_self:
+        # a leaf may keep nothing of what reaches it (a first child attends to
+        # no one), so its row inside the subtree is not stochastic: the share
+        # the subtree keeps is all that does not go to the ghost
+        kept = (1.0 - left).clamp(min=0.0)
 
     # 2. the top-level nodes' statistics, gathered from every rank
     tree = hierarchy.leaf_tree
@@ -120,19 +134,20 @@ def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
     if all_eps is not None:
         scores = scores + torch.einsum('ahc,bhc->abh', eps.to(q.dtype), all_eps)
     scores = scores + all_n.log().view(1, -1, 1)
-    self_pair = torch.zeros(num_roots, all_n.numel(), 1, dtype=torch.bool, device=q.device)
-    self_pair[torch.arange(num_roots), offset + torch.arange(num_roots)] = True
-    scores = scores.masked_fill(self_pair, -math.inf)
-    alone = all_n.numel() == 1                 # no siblings: everything stays inside
-    if alone:
-        eta = torch.full((num_roots, heads), math.inf, dtype=q.dtype, device=q.device)
-        theta = torch.zeros(num_roots, heads, dim_v, dtype=q.dtype, device=q.device)
-    else:
-        eta = -torch.logsumexp(scores, 1)
-        theta = torch.einsum('abh,bhe->ahe', torch.softmax(scores, 1), all_v)
+    mine = offset + torch.arange(num_roots, device=q.device)
+    others = torch.arange(all_n.numel(), device=q.device)
+    # a node never attends to itself in its family; causal: nor to the right
+    masked = (others.view(1, -1) >= mine.view(-1, 1)) if causal else \
+        (others.view(1, -1) == mine.view(-1, 1))
+    scores = scores.masked_fill(masked.unsqueeze(-1), -math.inf)
+    has_sibling = ~masked.all(1)                        # [num_roots]
+    safe = torch.where(has_sibling.view(-1, 1, 1), scores, 0.0)
+    eta = torch.where(has_sibling.view(-1, 1), -torch.logsumexp(safe, 1), math.inf)
+    theta = torch.einsum('abh,bhe->ahe', torch.softmax(safe, 1), all_v) * \
+        has_sibling.view(-1, 1, 1)
 
     # 4. combine: out = (1 - mu) theta + mu out_inside, mu = sigmoid(eta - phi),
-    # phi = log(left) - log(kept); kept = 0 means phi = +inf (a single leaf)
+    # phi = log(left) - log(kept); kept = 0 means phi = +inf (nothing inside)
     has_kept, has_left = kept > 0, left > 0
     log_kept = torch.where(has_kept, kept, 1.0).log()
     log_left = torch.where(has_left, left, 1.0).log()
@@ -142,66 +157,18 @@ def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
     log_mu = torch.where(finite, torch.nn.functional.logsigmoid(-x),
                          torch.where(has_kept, 0.0, -math.inf))   # mu: 1 or 0 at the ends
     gate = torch.where(has_kept, torch.exp(log_mu - log_kept), 0.0)
-    outside = torch.where(finite, torch.sigmoid(x),
-                          torch.where(has_kept, 0.0, 1.0)) if not alone else \
-        torch.zeros_like(kept)
+    outside = torch.where(finite, torch.sigmoid(x), torch.where(has_kept, 0.0, 1.0))
     out = outside.unsqueeze(-1) * theta[tree] + gate.unsqueeze(-1) * inner
+    alone = ~has_sibling
+    if bool(alone.any()):
+        # a top-level node that attends to no sibling (the first one when
+        # causal, the only one) keeps everything: mu = 1 even where its
+        # subtree energy is infinite, and then the ghost run has lost what
+        # stays inside (it all went to the ghost), so run the subtrees alone
+        plain = hsa(q, k, v, hierarchy, pos=pos, include_self=include_self, causal=causal,
+                    scale=scale)
+        out = torch.where(alone[tree].view(-1, 1, 1), plain, out)
     return out.to(v.dtype)
-
-
-def shard_forest(hierarchy: Hierarchy, num_shards: int) -> List[tuple]:
-    r"""Splits a forest of top-level subtrees (its roots are the children of
-    the global root) into :obj:`num_shards` contiguous runs of roots with
-    about equal leaf counts, for :func:`distributed_hsa`.
-
-    Returns one ``(local, leaf_ids, node_ids)`` per shard: the shard's forest
-    (leaves first, every order kept), and the indices of its leaves and of
-    all its nodes in :obj:`hierarchy` (``pos[node_ids]`` are its positions,
-    ``q[leaf_ids]`` its queries)."""
-    if not isinstance(num_shards, int) or num_shards < 1:
-        raise ValueError(f"'num_shards' must be a positive int, got {num_shards!r}")
-    if num_shards > hierarchy.roots.numel():
-        raise ValueError(f"'num_shards' ({num_shards}) exceeds the number of top-level "
-                         f"subtrees ({hierarchy.roots.numel()})")
-    parent = hierarchy.parent.cpu()
-    num_leaves, num_nodes = hierarchy.num_leaves, parent.numel()
-    tree_of_leaf = hierarchy.leaf_tree.cpu()
-    sizes = torch.bincount(tree_of_leaf, minlength=hierarchy.roots.numel())
-    # tree of every node: walk up to the root
-    node_root = torch.arange(num_nodes)
-    for _ in range(hierarchy.depth + 1):
-        up = parent[node_root]
-        node_root = torch.where(up >= 0, up, node_root)
-    root_rank = torch.full((num_nodes, ), -1, dtype=torch.long)
-    root_rank[hierarchy.roots.cpu()] = torch.arange(hierarchy.roots.numel())
-    node_tree = root_rank[node_root]
-    # contiguous runs of trees with about equal leaves, at least one tree each
-    starts = torch.cumsum(sizes, 0) - sizes
-    num_trees, bounds = sizes.numel(), [0]
-    for i in range(1, num_shards):
-        cut = int(torch.searchsorted(starts, torch.tensor(i * num_leaves / num_shards)))
-        bounds.append(min(max(cut, bounds[-1] + 1), num_trees - (num_shards - i)))
-    bounds.append(num_trees)
-    shards = []
-    for first, last in zip(bounds[:-1], bounds[1:]):
-        mine = (node_tree >= first) & (node_tree < last)
-        leaf_ids = mine[:num_leaves].nonzero().view(-1)
-        node_ids = torch.cat([leaf_ids, num_leaves + mine[num_leaves:].nonzero().view(-1)])
-        local = torch.full((num_nodes, ), -1, dtype=torch.long)
-        local[node_ids] = torch.arange(node_ids.numel())
-        local_parent = torch.where(parent[node_ids] >= 0, local[parent[node_ids].clamp(min=0)],
-                                   -1)
-        shards.append((Hierarchy.from_parent(local_parent.to(hierarchy.parent.device),
-                                             leaf_ids.numel()), leaf_ids, node_ids))
-    return shards
-
-
-def communicated_bytes(num_top_nodes: int, heads: int, dim: int, dim_v: int,
-                       pos_dim: int = 0, element_size: int = 4) -> int:
-    r"""Bytes each rank receives in one forward pass of :func:`distributed_hsa`:
-    every top-level node's key and value means, leaf count and position, per
-    head (the backward pass sends the same amount back)."""
-    return num_top_nodes * heads * (dim + dim_v + 1 + pos_dim) * element_size
 
 
 def _all_gather(x: Tensor, group) -> tuple:
@@ -216,32 +183,42 @@ def _all_gather(x: Tensor, group) -> tuple:
     dist.all_gather(sizes, size, group=group)
     sizes = [int(s) for s in sizes]
     padded = torch.cat([x, x.new_zeros(max(sizes) - x.size(0), *x.shape[1:])])
-    from torch.distributed.nn.functional import all_gather
-    parts: List[Tensor] = list(all_gather(padded, group=group or dist.group.WORLD))
+    group = group or dist.group.WORLD
+    # the functional collective with autograd under the name this torch has
+    # (the older names are deprecated in newer releases)
+    import torch.distributed._functional_collectives as collectives
+    gather = getattr(collectives, 'all_gather_single_autograd', None) or \
+        getattr(collectives, 'all_gather_tensor_autograd', None)
+    if gather is not None:
+        stacked = gather(padded, 0, group)
+        parts: List[Tensor] = list(stacked.view(world, *padded.shape).unbind(0))
+    else:
+        from torch.distributed.nn.functional import all_gather
+        parts = list(all_gather(padded, group=group))
     return torch.cat([p[:n] for p, n in zip(parts, sizes)]), sum(sizes[:rank])
 
 
 def _ghosted(hierarchy: Hierarchy) -> Hierarchy:
     r"""The forest with every root given a new parent and a ghost leaf
-    sibling: leaves, then the ghosts, then the internal nodes, then the new
+    sibling: the ghosts first (before every real node, so that causal
+    attention sees them), then the leaves, the internal nodes and the new
     parents (kept on the hierarchy, which is immutable)."""
     cached = getattr(hierarchy, '_ghosted_forest', None)
     if cached is not None:
         return cached
     parent = hierarchy.parent.cpu()
-    num_leaves, num_nodes = hierarchy.num_leaves, parent.numel()
+    num_nodes = parent.numel()
     roots = hierarchy.roots.cpu()
     num_roots = roots.numel()
-    shift = lambda index: torch.where(index >= num_leaves, index + num_roots, index)
     new_parent = torch.empty(num_nodes + 2 * num_roots, dtype=torch.long)
-    old = torch.arange(num_nodes)
-    new_parent[shift(old)] = torch.where(parent >= 0, shift(parent.clamp(min=0)), -1)
     top = num_nodes + num_roots + torch.arange(num_roots)       # the new parents
-    new_parent[shift(roots)] = top
-    new_parent[num_leaves + torch.arange(num_roots)] = top       # the ghosts
+    new_parent[num_roots:num_roots + num_nodes] = torch.where(parent >= 0,
+                                                              parent + num_roots, -1)
+    new_parent[roots + num_roots] = top
+    new_parent[:num_roots] = top                                # the ghosts
     new_parent[top] = -1
     out = Hierarchy.from_parent(new_parent.to(hierarchy.parent.device),
-                                num_leaves + num_roots)
+                                hierarchy.num_leaves + num_roots)
     hierarchy._ghosted_forest = out
     return out
 
@@ -249,7 +226,6 @@ def _ghosted(hierarchy: Hierarchy) -> Hierarchy:
 def _ghosted_pos(pos: Optional[Tensor], hierarchy: Hierarchy, num_roots: int):
     if pos is None:
         return None
-    num_leaves = hierarchy.num_leaves
     pad = pos.new_zeros(num_roots, *pos.shape[1:])
     # a root's own row meets only its ghost (position zero): any value is exact
-    return torch.cat([pos[:num_leaves], pad, pos[num_leaves:], pad])
+    return torch.cat([pad, pos, pad])
