@@ -1,31 +1,61 @@
-r"""Hierarchies of large graphs: how fast each builder partitions a graph
-with planted nested communities, and how well its levels agree with them.
+r"""Hierarchical attention on large graphs, in three tables:
+
+1. ``builders``: how fast each graph hierarchy builder partitions a graph with
+   planted nested communities, and how well its levels agree with them.
+2. ``step``: one training step (forward, backward, AdamW) of node
+   classification with HSA against PyG's SGFormer and Polynormer and GPS
+   with Performer attention, at 10^4..10^6 nodes.
+3. ``distributed``: exact HSA with the top-level subtrees spread over 2
+   processes (gloo) against one process, and the bytes sent.
 
 The graphs are SYNTHETIC (:func:`hsa_geo.datasets.planted_hierarchy_graph`):
 ``--parts`` blocks per block from the top down (default 16 x 16 x 16: a
 4-level hierarchy with the nodes), ``--within`` the share of each node's
 edges inside its block at each level (finest first), mean degree
-``--degree``.  Every builder is asked for the planted block counts; the
-table gives the partition time (the cluster labels of every level; the
-position vectors of :class:`GraphHierarchy` are a separate cost), the median
-over ``--seeds`` graphs, and the adjusted Rand index (ARI) and normalised
-mutual information (NMI) with the planted blocks per level, finest first,
-mean over the graphs.  Louvain (networkx) runs only up to ``--louvain-max``
-nodes.
+``--degree`` (10^6 nodes: 10^7 edges).
+
+**builders**: every builder is asked for the planted levels (METIS for the
+planted block counts, PLM and Louvain for as many levels, the spectral
+windows for the planted block sizes).  ``partition s`` is the time of the
+cluster labels of every level; ``hierarchy s`` the whole
+:class:`~hsa_geo.transforms.GraphHierarchy` transform (partition, coarsened
+graphs and the per-family Laplacian position vectors), both medians over
+``--seeds`` graphs; the adjusted Rand index (ARI) and normalised mutual
+information (NMI) with the planted blocks per level, finest first, are means
+over the graphs.  Louvain (networkx) runs only up to ``--louvain-max`` nodes.
+
+**step**: hidden 64, 2 layers, 4 heads (Polynormer 1: see
+``examples/ogbn_node.py``), 32 input features, 8 classes, full batch; HSA is
+:class:`~hsa_geo.nn.HSAGraphTransformer` (GraphSAGE local layers) over the
+PLM hierarchy of the graph (built once, untimed); the models take turns in
+every round, median over ``--repeats`` rounds after a warm-up; memory is the
+activation memory of a step (tensors saved for backward).  A model whose
+activation memory, extrapolated linearly from the size before, would pass
+``--max-activation-gb`` is not run at that size (said so in the table).
+
+**distributed**: a regular tree of families of 16 over N leaves (heads 4,
+d = 16); forward and backward of :func:`hsa_geo.distributed.distributed_hsa`
+on 2 ranks (one thread each) against :func:`hsa_geo.hsa` over the whole
+tree in one process (one thread), interleaved round by round in rank 0.
 
 Example::
 
-    python benchmarks/bench_large_graphs.py                       # 10^4..10^6 nodes
-    python benchmarks/bench_large_graphs.py --sizes 10000 --seeds 3
+    python benchmarks/bench_large_graphs.py                          # all three
+    python benchmarks/bench_large_graphs.py --sections builders --sizes 10000 --seeds 3
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
+from typing import Dict, List, Optional
+
+SECTIONS = ('builders', 'step', 'distributed')
 
 
+# ------------------------------------------------------------------ builders
 def spectral_branching(num_nodes: int, parts):
     r"""The spectral builder's window sizes (bottom-up) for the planted block
     counts (top-down)."""
@@ -37,76 +67,332 @@ def spectral_branching(num_nodes: int, parts):
     return [sizes[0]] + [max(round(sizes[i] / sizes[i - 1]), 2) for i in range(1, len(sizes))]
 
 
-def builders(parts, louvain_max: int):
-    from hsa_geo.transforms.graph import GraphHierarchy, _spectral_labels
-    from hsa_geo.utils import metis_levels
-
-    def spectral(edge_index, n, seed):
-        return _spectral_labels(edge_index, n, spectral_branching(n, parts), seed)
-
-    def metis(edge_index, n, seed):
-        return metis_levels(edge_index, n, parts, seed)
-
-    def louvain(edge_index, n, seed):
-        if n > louvain_max:
-            return None
-        return GraphHierarchy(num_levels=len(parts), seed=seed)._louvain_labels(edge_index, n)
-
-    return {'spectral windows': spectral, 'METIS (nested k-way)': metis,
-            'Louvain (networkx)': louvain}
+def builders(parts, num_nodes: int, louvain_max: int) -> Dict[str, object]:
+    r"""Each builder's :class:`GraphHierarchy` for the planted levels, or
+    :obj:`None` where it is not run at this size."""
+    from hsa_geo.transforms import GraphHierarchy
+    levels = len(parts)
+    return {
+        'spectral windows': GraphHierarchy(method='spectral',
+                                           branching=spectral_branching(num_nodes, parts)),
+        'METIS (nested k-way)': GraphHierarchy(method='metis', num_parts=tuple(parts)),
+        'PLM (networkit Louvain)': GraphHierarchy(method='plm', num_levels=levels),
+        'Louvain (networkx)': GraphHierarchy(method='louvain', num_levels=levels)
+        if num_nodes <= louvain_max else None,
+    }
 
 
+def partition_labels(builder, edge_index, num_nodes: int) -> list:
+    r"""The builder's cluster labels of every level, finest first."""
+    from hsa_geo.transforms.graph import _spectral_labels
+    from hsa_geo.utils import metis_levels, plm_levels
+    if builder.method == 'spectral':
+        return _spectral_labels(edge_index, num_nodes, builder.branching, builder.seed)
+    if builder.method == 'metis':
+        return metis_levels(edge_index, num_nodes, builder.num_parts, builder.seed)
+    if builder.method == 'plm':
+        return plm_levels(edge_index, num_nodes, builder.num_levels, builder.resolution,
+                          builder.seed)
+    return builder._louvain_labels(edge_index, num_nodes)
+
+
+def builders_section(args) -> str:
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+    from torch_geometric.data import Data
+    from tqdm import tqdm
+
+    from hsa_geo.datasets import planted_hierarchy_graph
+    results: Dict[tuple, list] = {}
+    jobs = [(n, seed) for n in args.sizes for seed in range(args.seeds)]
+    for n, seed in tqdm(jobs, desc='builders', file=sys.stderr):
+        edge_index, planted = planted_hierarchy_graph(n, args.degree, args.parts,
+                                                      args.within, seed=seed)
+        for name, builder in builders(args.parts, n, args.louvain_max).items():
+            if builder is None:
+                continue
+            start = time.perf_counter()
+            labels = partition_labels(builder, edge_index, n)
+            seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            builder(Data(edge_index=edge_index, num_nodes=n))
+            whole = time.perf_counter() - start
+            ari = [adjusted_rand_score(p.numpy(), f.numpy()) for p, f in zip(planted, labels)]
+            nmi = [normalized_mutual_info_score(p.numpy(), f.numpy())
+                   for p, f in zip(planted, labels)]
+            results.setdefault((n, name), []).append((seconds, whole, ari, nmi))
+        del edge_index, planted
+    lines = [f"SYNTHETIC planted graphs: blocks {' x '.join(map(str, args.parts))} (top-down), "
+             f"{args.degree} mean degree, within-block shares {args.within} (finest first); "
+             f"one thread; median times and mean agreement over the graphs.", '',
+             '| nodes | edges | builder | partition s | hierarchy s | ARI per level (finest '
+             'first) | NMI per level | graphs |', '|---|---|---|---|---|---|---|---|']
+    for (n, name), runs in results.items():
+        levels = len(runs[0][2])
+        ari = [statistics.fmean(r[2][i] for r in runs) for i in range(levels)]
+        nmi = [statistics.fmean(r[3][i] for r in runs) for i in range(levels)]
+        lines.append(f"| {n:,} | {n * args.degree // 2:,} | {name} | "
+                     f"{statistics.median(r[0] for r in runs):.2f} | "
+                     f"{statistics.median(r[1] for r in runs):.2f} | "
+                     f"{' / '.join(f'{a:.3f}' for a in ari)} | "
+                     f"{' / '.join(f'{a:.3f}' for a in nmi)} | {len(runs)} |")
+    return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------- step
+STEP_MODELS = ('HSA', 'SGFormer', 'Polynormer', 'GPS + Performer')
+
+
+def step_models(hidden: int = 64, layers: int = 2, heads: int = 4, features: int = 32,
+                classes: int = 8, pos_dim: int = 8) -> Dict[str, object]:
+    import torch
+    from torch_geometric.nn import GPSConv, SAGEConv
+    from torch_geometric.nn.models import Polynormer, SGFormer
+
+    from hsa_geo.nn import HSAGraphTransformer
+
+    class GPSPerformer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin_in = torch.nn.Linear(features, hidden)
+            self.layers = torch.nn.ModuleList([
+                GPSConv(hidden, SAGEConv(hidden, hidden), heads=heads,
+                        attn_type='performer') for _ in range(layers)])
+            self.lin_out = torch.nn.Linear(hidden, classes)
+
+        def forward(self, x, edge_index):
+            h = self.lin_in(x)
+            for layer in self.layers:
+                h = layer(h, edge_index)
+            return self.lin_out(h)
+
+    return {
+        'HSA': HSAGraphTransformer(features, hidden, classes, num_layers=layers, heads=heads,
+                                   pos_channels=pos_dim),
+        'SGFormer': SGFormer(features, hidden, classes, trans_num_layers=1,
+                             trans_num_heads=heads, gnn_num_layers=layers),
+        'Polynormer': _global(Polynormer(features, hidden, classes, local_layers=layers,
+                                         global_layers=1, heads=1)),
+        'GPS + Performer': GPSPerformer(),
+    }
+
+
+def _global(model):
+    model._global = True          # PyG's switch from local warm-up to global attention
+    return model
+
+
+def step_section(args) -> str:
+    import torch
+    import torch.nn.functional as F
+    from torch_geometric.data import Data
+    from tqdm import tqdm
+
+    from hsa_geo import Hierarchy
+    from hsa_geo.datasets import planted_node_dataset
+    from hsa_geo.testing import PeakMemory
+    from hsa_geo.transforms import GraphHierarchy
+    rows, memory_gb, setup = [], {}, []
+    previous: Optional[int] = None
+    for n in tqdm(args.sizes, desc='training steps', file=sys.stderr):
+        data = planted_node_dataset(n, args.degree, args.parts, args.within, seed=0)
+        start = time.perf_counter()
+        tree = GraphHierarchy(method='plm', num_levels=len(args.parts), pos_dim=8)(
+            Data(edge_index=data.edge_index, num_nodes=n))
+        hierarchy = Hierarchy.from_hetero(tree)
+        setup.append(f'{n:,} nodes: PLM hierarchy with positions and compile '
+                     f'{time.perf_counter() - start:.1f} s, widest family '
+                     f'{hierarchy.max_branching}')
+        pos, batch = tree.hsa_pos_dict, torch.zeros(n, dtype=torch.long)
+        torch.manual_seed(0)
+        models = step_models()
+        calls = {
+            'HSA': lambda m: m(data.x, data.edge_index, hierarchy, pos),
+            'SGFormer': lambda m: m(data.x, data.edge_index, batch),
+            'Polynormer': lambda m: m(data.x, data.edge_index, batch),
+            'GPS + Performer': lambda m: m(data.x, data.edge_index),
+        }
+        steps, skipped = {}, {}
+        for name in STEP_MODELS:
+            if previous is not None and name in memory_gb:
+                guess = memory_gb[name] * n / previous
+                if guess > args.max_activation_gb:
+                    skipped[name] = guess
+                    continue
+            model, call = models[name], calls[name]
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+            def step(model=model, call=call, optimizer=optimizer):
+                optimizer.zero_grad()
+                loss = F.cross_entropy(call(model)[data.train_mask], data.y[data.train_mask])
+                loss.backward()
+                optimizer.step()
+            with PeakMemory('cpu') as memory:   # the warm-up step, measured
+                step()
+            memory_gb[name] = memory.peak / 2**30
+            steps[name] = step
+        times = _interleaved(steps, args.repeats)
+        for name in STEP_MODELS:
+            if name in skipped:
+                rows.append((n, name, None, None, f'not run: ~{skipped[name]:.0f} GB of '
+                             f'activations extrapolated'))
+            else:
+                rows.append((n, name, times[name], memory_gb[name], ''))
+        previous = n
+        del data, tree, hierarchy, models, steps
+    lines = [f'One training step (forward, backward, AdamW), full batch, SYNTHETIC planted '
+             f'graphs ({args.degree} mean degree), one thread, median of {args.repeats} '
+             f'interleaved rounds; GB = activation memory of a step. Untimed setup: '
+             + '; '.join(setup) + '.', '',
+             '| nodes | model | step s | activation GB | step / HSA step | note |',
+             '|---|---|---|---|---|---|']
+    hsa_time = {n: t for n, name, t, _, _ in rows if name == 'HSA'}
+    for n, name, seconds, gb, note in rows:
+        if seconds is None:
+            lines.append(f'| {n:,} | {name} | - | - | - | {note} |')
+            continue
+        ratio = f'{seconds / hsa_time[n]:.2f}x' if hsa_time.get(n) else '-'
+        lines.append(f'| {n:,} | {name} | {seconds:.3f} | {gb:.2f} | {ratio} | {note} |')
+    return '\n'.join(lines)
+
+
+def _interleaved(steps: Dict[str, object], repeats: int) -> Dict[str, float]:
+    times: Dict[str, List[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+# --------------------------------------------------------------- distributed
+HEADS, DIM = 4, 16
+
+
+def _tree(num_leaves: int):
+    r"""Regular tree with families of 16 and at least 2 top-level subtrees,
+    as a forest of its top-level subtrees and the whole tree."""
+    import torch
+
+    from hsa_geo import Hierarchy
+    from hsa_geo.testing import regular_tree
+    levels, width = [], 1
+    while width * 16 * 2 <= num_leaves:
+        levels.append(16)
+        width *= 16
+    parent, n = regular_tree(num_leaves, levels)           # one root above the levels
+    forest = parent.clone()
+    forest[forest == parent.numel() - 1] = -1                # its children: top level
+    return Hierarchy.from_parent(forest[:-1], n), Hierarchy.from_parent(parent, n)
+
+
+def _distributed_worker(rank: int, world: int, sizes: List[int], repeats: int, port: int,
+                        queue) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from hsa_geo import hsa
+    from hsa_geo.distributed import communicated_bytes, distributed_hsa, shard_forest
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=world)
+    for n in sizes:
+        forest, whole = _tree(n)
+        gen = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(n, HEADS, DIM, generator=gen) for _ in range(3))
+        local, leaf_ids, _ = shard_forest(forest, world)[rank]
+        mine = [t[leaf_ids].clone().requires_grad_() for t in (q, k, v)]
+        full = [t.clone().requires_grad_() for t in (q, k, v)]
+
+        def sharded():
+            out = distributed_hsa(*mine, local)
+            out.sum().backward()
+
+        def single():
+            out = hsa(*full, whole)
+            out.sum().backward()
+        sharded()                                            # warm-up
+        if rank == 0:
+            single()
+        times = {'sharded': [], 'single': []}
+        for _ in range(repeats):
+            dist.barrier()
+            start = time.perf_counter()
+            sharded()
+            dist.barrier()
+            times['sharded'].append(time.perf_counter() - start)
+            if rank == 0:                                    # the others wait
+                start = time.perf_counter()
+                single()
+                times['single'].append(time.perf_counter() - start)
+            dist.barrier()
+        if rank == 0:
+            top = forest.num_roots
+            queue.put((n, top, statistics.median(times['single']),
+                       statistics.median(times['sharded']),
+                       communicated_bytes(top, HEADS, DIM, DIM)))
+    dist.destroy_process_group()
+
+
+def distributed_section(args) -> str:
+    import torch.multiprocessing as mp
+    context = mp.get_context('spawn')
+    queue = context.Queue()
+    processes = [context.Process(target=_distributed_worker,
+                                 args=(rank, 2, args.sizes, args.repeats, args.port, queue))
+                 for rank in range(2)]
+    for p in processes:
+        p.start()
+    rows = [queue.get() for _ in args.sizes]
+    for p in processes:
+        p.join()
+        if p.exitcode:
+            raise SystemExit(f'a distributed worker failed (exit code {p.exitcode})')
+    lines = [f'Exact HSA over a regular tree (families of 16), heads {HEADS}, d = {DIM}, '
+             f'float32: forward + backward, one process against 2 gloo ranks (one thread '
+             f'each), median of {args.repeats} interleaved rounds. Bytes: what each rank '
+             f'receives per layer in the forward pass (the backward sends as much back); '
+             f'gathering the leaves\' q, k, v instead would move N x heads x 3d x 4 bytes.', '',
+             '| leaves | top-level subtrees | 1 process s | 2 ranks s | speed-up | bytes per '
+             'layer | leaves\' q, k, v bytes |', '|---|---|---|---|---|---|---|']
+    for n, top, single, sharded, sent in rows:
+        lines.append(f'| {n:,} | {top} | {single:.4f} | {sharded:.4f} | '
+                     f'{single / sharded:.2f}x | {sent:,} | {n * HEADS * 3 * DIM * 4:,} |')
+    return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------- main
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--sections', nargs='+', default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument('--sizes', type=int, nargs='+', default=[10_000, 100_000, 1_000_000])
     parser.add_argument('--parts', type=int, nargs='+', default=[16, 16, 16],
                         help='planted blocks per block, top-down')
     parser.add_argument('--within', type=float, nargs='+', default=[0.6, 0.2, 0.1],
                         help='share of edges inside the block at each level, finest first')
     parser.add_argument('--degree', type=int, default=20, help='mean degree')
-    parser.add_argument('--seeds', type=int, default=3)
+    parser.add_argument('--seeds', type=int, default=3, help='graphs per size (builders)')
+    parser.add_argument('--repeats', type=int, default=3, help='timed rounds (step, distributed)')
     parser.add_argument('--louvain-max', type=int, default=20_000)
+    parser.add_argument('--max-activation-gb', type=float, default=12.0,
+                        help='skip a step model whose activations would pass this')
+    parser.add_argument('--port', type=int, default=29533, help='gloo port (distributed)')
+    parser.add_argument('--out', default=None, help='also write the tables to this file')
     args = parser.parse_args(argv)
-
     import torch
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-    from tqdm import tqdm
-
-    from hsa_geo.datasets import planted_hierarchy_graph
-
     torch.set_num_threads(1)
-    rows = []
-    jobs = [(n, seed) for n in args.sizes for seed in range(args.seeds)]
-    results = {}
-    for n, seed in tqdm(jobs, desc='graphs', file=sys.stderr):
-        edge_index, planted = planted_hierarchy_graph(n, args.degree, args.parts,
-                                                      args.within, seed=seed)
-        for name, build in builders(args.parts, args.louvain_max).items():
-            start = time.perf_counter()
-            labels = build(edge_index, n, seed)
-            seconds = time.perf_counter() - start
-            if labels is None:
-                continue
-            ari = [adjusted_rand_score(p.numpy(), f.numpy()) for p, f in zip(planted, labels)]
-            nmi = [normalized_mutual_info_score(p.numpy(), f.numpy())
-                   for p, f in zip(planted, labels)]
-            results.setdefault((n, name), []).append((seconds, ari, nmi))
-    for (n, name), runs in results.items():
-        seconds = statistics.median(r[0] for r in runs)
-        levels = len(runs[0][1])
-        ari = [statistics.fmean(r[1][i] for r in runs) for i in range(levels)]
-        nmi = [statistics.fmean(r[2][i] for r in runs) for i in range(levels)]
-        rows.append((n, name, seconds, ari, nmi, len(runs)))
-    print(f"\nSYNTHETIC planted graphs: blocks {' x '.join(map(str, args.parts))} (top-down), "
-          f"{args.degree} mean degree, within-block shares {args.within} (finest first); "
-          f"one thread; median partition time and mean agreement over the graphs.\n")
-    print('| nodes | edges | builder | partition s | ARI per level (finest first) | '
-          'NMI per level | graphs |')
-    print('|---|---|---|---|---|---|---|')
-    for n, name, seconds, ari, nmi, count in rows:
-        print(f"| {n:,} | {n * args.degree // 2:,} | {name} | {seconds:.2f} | "
-              f"{' / '.join(f'{a:.3f}' for a in ari)} | "
-              f"{' / '.join(f'{a:.3f}' for a in nmi)} | {count} |")
+    sections = {'builders': builders_section, 'step': step_section,
+                'distributed': distributed_section}
+    tables = []
+    for name in args.sections:
+        table = sections[name](args)
+        print('\n' + table + '\n', flush=True)
+        tables.append(table)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            f.write('\n\n'.join(tables) + '\n')
 
 
 if __name__ == '__main__':

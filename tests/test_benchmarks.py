@@ -25,17 +25,26 @@ def test_builders_benchmark_smoke_run():
     assert '| octree, 500 points' in out.stdout
 
 
-def test_large_graphs_benchmark_smoke_run():
+def test_large_graphs_benchmark_smoke_run(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_large_graphs.py'),
-                          '--sizes', '2000', '--seeds', '1', '--parts', '4', '4',
-                          '--within', '0.6', '0.3', '--degree', '12'],
-                         capture_output=True, text=True, timeout=300)
+                          '--sizes', '2000', '--seeds', '1', '--repeats', '1', '--parts', '4',
+                          '4', '--within', '0.6', '0.3', '--degree', '12', '--port', '29541',
+                          '--out', str(tmp_path / 'large.md')],
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    assert 'SYNTHETIC' in out.stdout
-    metis = next(line for line in out.stdout.splitlines() if 'METIS' in line)
-    ari = [float(a) for a in metis.split('|')[5].split('/')]
-    assert len(ari) == 2 and min(ari) > 0.9     # the planted blocks are found
-    assert 'spectral windows' in out.stdout and 'Louvain' in out.stdout
+    text = (tmp_path / 'large.md').read_text()
+    assert 'SYNTHETIC' in text
+    for builder in ('METIS', 'PLM'):
+        row = next(line for line in text.splitlines() if builder in line)
+        ari = [float(a) for a in row.split('|')[6].split('/')]
+        assert len(ari) == 2 and ari[1] > 0.9     # the planted top blocks are found
+    assert 'spectral windows' in text and 'Louvain (networkx)' in text
+    steps = [line.split(' | ') for line in text.splitlines() if line.startswith('| 2,000 | ')
+             and line.split(' | ')[1] in ('HSA', 'SGFormer', 'Polynormer', 'GPS + Performer')]
+    assert len(steps) == 4 and all(float(row[2]) > 0 for row in steps)
+    assert steps[0][4] == '1.00x'                 # ratios against HSA
+    distributed = next(line for line in text.splitlines() if line.startswith('| 2,000 | 8 |'))
+    assert distributed.split(' | ')[5] == '4,224'  # 8 top-level nodes x 4 heads x 33 x 4 B
 
 
 def test_points_benchmark_smoke_run(tmp_path):
