@@ -142,6 +142,9 @@ def test_sharded_hierarchy_in_a_layer_equals_the_whole_tree(include_self):
     part, sharded = shard_hierarchy(data, 0, 1)        # one rank holds everything
     assert isinstance(sharded, ShardedHierarchy) and sharded.num_leaves == 300
     assert sharded.subtrees.num_roots == 4 and sharded.node_slices == whole.node_slices
+    moved = sharded.to('cpu')                     # moving keeps it sharded
+    assert isinstance(moved, ShardedHierarchy) and isinstance(sharded.cpu(), ShardedHierarchy)
+    assert torch.equal(moved.keep, sharded.keep) and moved.subtrees == sharded.subtrees
     out = conv(part['node'].x.double(), sharded,
                pos={t: part[t].hsa_pos.double() for t in part.node_types})
     assert torch.allclose(out, ref, atol=1e-12, rtol=0)

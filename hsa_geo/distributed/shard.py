@@ -78,6 +78,22 @@ class ShardedHierarchy:
                                include_self=include_self, causal=causal, scale=scale,
                                group=self.group)
 
+    def to(self, device, non_blocking: bool = False) -> 'ShardedHierarchy':
+        r"""A copy on :obj:`device` that is still sharded (the signature PyG's
+        ``batch.to`` calls)."""
+        out = object.__new__(ShardedHierarchy)
+        out.hierarchy = self.hierarchy.to(device, non_blocking)
+        out.subtrees = self.subtrees.to(device, non_blocking)
+        out.keep = self.keep.to(device, non_blocking=non_blocking)
+        out.group = self.group
+        return out
+
+    def cpu(self) -> 'ShardedHierarchy':
+        return self.to('cpu')
+
+    def cuda(self, device=None) -> 'ShardedHierarchy':
+        return self.to('cuda' if device is None else torch.device('cuda', device))
+
     def __getattr__(self, name):  # sizes, node types, device: this rank's tree's
         if name in ShardedHierarchy.__slots__ or name.startswith('__'):
             raise AttributeError(name)
