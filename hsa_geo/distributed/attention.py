@@ -5,7 +5,7 @@ across the ranks of a :mod:`torch.distributed` process group; each rank holds
 its subtrees as a forest of its own (their roots are the top-level nodes, in
 the global order rank by rank) and only their leaves' queries, keys and
 values.  HSA couples two top-level subtrees :math:`A \neq B` only through the
-root's family (docs/math.md, sections 2-4): :math:`\eta(A)` and
+root's family (docs/math.md, sections 2-4 and 6): :math:`\eta(A)` and
 :math:`\theta(A)` need every sibling's key and value means, leaf count and
 position, and the top-down pass then enters :math:`A` with
 
@@ -29,8 +29,9 @@ where :math:`\mathrm{out}^{A}_i` is HSA inside :math:`A`'s subtree alone and
 
 The result equals single-process :func:`hsa_geo.hsa` over the whole tree to
 round-off, forward and backward (the gather is autograd-aware, so gradients
-of remote statistics flow back to the rank that owns them).  Supported: the
-default attention (no ``include_self``, ``causal``, ``bias`` or dropout).
+of remote statistics flow back to the rank that owns them), with positions,
+``include_self`` and ``causal``; a per-pair ``bias`` and attention dropout
+are not supported (their pairs and masks would have to be split by rank).
 """
 from __future__ import annotations
 
