@@ -86,10 +86,17 @@ def test_shard_forest_splits_whole_subtrees():
 
 def test_bytes_do_not_grow_with_the_leaves():
     assert communicated_bytes(64, 4, 16, 16) == 64 * 4 * 33 * 4
-    with pytest.raises(ValueError, match="'top_pos' has 1 rows"):
-        parent, n = FORESTS[0]
-        q, k, v, pos = _inputs(n, parent.numel(), 0)
-        distributed_hsa(q, k, v, Hierarchy.from_parent(parent, n), top_pos=pos[:1])
+    parent, n = FORESTS[0]
+    forest = Hierarchy.from_parent(parent, n)
+    q, k, v, pos = _inputs(n, parent.numel(), 0)
+    with pytest.raises(ValueError, match="'top_pos' must be \\[4, c\\] or \\[4, heads=2"):
+        distributed_hsa(q, k, v, forest, pos=pos[:-1], top_pos=pos[:1])
+    with pytest.raises(ValueError, match="'pos' must be \\[%d, c\\]" % parent.numel()):
+        distributed_hsa(q, k, v, forest, pos=pos, top_pos=pos[forest.roots])
+    with pytest.raises(ValueError, match="pass 'pos' and 'top_pos' together"):
+        distributed_hsa(q, k, v, forest, pos=pos[:-1])
+    with pytest.raises(ValueError, match="'q' has %d rows but 'hierarchy' has %d" % (n - 1, n)):
+        distributed_hsa(q[1:], k[1:], v[1:], forest)
     with pytest.raises(TypeError, match="'hierarchy' must be a compiled Hierarchy"):
         distributed_hsa(q, k, v, parent)
 
@@ -177,3 +184,29 @@ def test_shard_hierarchy_splits_the_top_level_subtrees():
         hsa(q, q, q, sharded, dropout=0.1)
     with pytest.raises(ValueError, match="'pos' has 3 rows"):
         hsa(q, q, q, sharded, pos=torch.randn(3, 2))
+
+
+@pytest.mark.parametrize('include_self,causal', [(False, False), (True, True)])
+def test_large_scores_and_half_precision(include_self, causal):
+    # the ghost's score follows the subtree's own scores: no share underflows
+    parent, n = FORESTS[1]
+    forest, whole = Hierarchy.from_parent(parent, n), _whole(parent, n)
+    q, k, v, pos = _inputs(n, parent.numel(), 5)
+    options = dict(include_self=include_self, causal=causal)
+    # every score shifted by the same amount (a constant first channel): the
+    # sharded form must follow single-process HSA in float32 too
+    for shift in (95.0, -95.0):
+        qs, ks = q.detach().clone(), k.detach().clone()
+        qs[..., 0], ks[..., 0] = 1.0, shift * q.size(-1) ** 0.5
+        ref = hsa(qs, ks, v, whole, **options)
+        for dtype, atol in ((torch.float64, 1e-9), (torch.float32, 1e-4)):
+            qd, kd = qs.to(dtype).requires_grad_(), ks.to(dtype)
+            out = distributed_hsa(qd, kd, v.to(dtype), forest, **options)
+            assert torch.allclose(out.double(), ref, atol=atol), (shift, dtype)
+            grad, = torch.autograd.grad(out.sum(), qd)
+            assert torch.isfinite(grad).all()
+    # float16 inputs are computed in float32, as hsa() does
+    half = distributed_hsa(q.half(), k.half(), v.half(), forest, **options)
+    assert half.dtype == torch.float16
+    ref = hsa(q.half(), k.half(), v.half(), whole, **options)
+    assert torch.allclose(half.float(), ref.float(), atol=2e-3)

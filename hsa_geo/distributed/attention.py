@@ -83,43 +83,59 @@ def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
     if not isinstance(hierarchy, Hierarchy):
         raise TypeError(f"'hierarchy' must be a compiled Hierarchy (this rank's subtrees), "
                         f"got {type(hierarchy).__name__}")
+    for name, t in (('q', q), ('k', k), ('v', v)):
+        if not isinstance(t, Tensor) or not t.is_floating_point():
+            raise TypeError(f"'{name}' must be a floating-point tensor")
     if q.dim() != 3 or k.shape != q.shape or v.dim() != 3 or v.shape[:2] != q.shape[:2]:
         raise ValueError(f"'q', 'k' must be [num_leaves, heads, d] and 'v' [num_leaves, "
                          f"heads, d_v] with the same leaves and heads, got {tuple(q.shape)}, "
                          f"{tuple(k.shape)}, {tuple(v.shape)}")
-    num_roots = hierarchy.roots.numel()
-    if top_pos is not None and top_pos.size(0) != num_roots:
-        raise ValueError(f"'top_pos' has {top_pos.size(0)} rows but 'hierarchy' has "
-                         f"{num_roots} roots (this rank's top-level nodes)")
-    include_self, causal, scale = check_options(q, include_self, causal, scale)
+    num_roots, num_leaves = hierarchy.roots.numel(), hierarchy.num_leaves
     heads, dim, dim_v = q.size(1), q.size(2), v.size(2)
-    num_leaves = hierarchy.num_leaves
+    if q.size(0) != num_leaves:
+        raise ValueError(f"'q' has {q.size(0)} rows but 'hierarchy' has {num_leaves} leaves")
+    if (pos is None) != (top_pos is None):
+        raise ValueError("pass 'pos' and 'top_pos' together (positions inside the subtrees "
+                         "and in the root's family) or neither")
+    if pos is not None:
+        _check_positions(pos, 'pos', hierarchy.num_nodes, heads, 'nodes in its subtrees')
+        _check_positions(top_pos, 'top_pos', num_roots, heads,
+                         "roots (this rank's top-level nodes)")
+    include_self, causal, scale = check_options(q, include_self, causal, scale)
+    out_dtype = v.dtype     # half precision runs in float32, as in hsa()
+    dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+    if pos is not None:
+        pos, top_pos = pos.to(dtype), top_pos.to(dtype)
+    tree = hierarchy.leaf_tree
+    count = torch.bincount(tree, minlength=num_roots).to(dtype)
+    mean = lambda x: torch.zeros(num_roots, *x.shape[1:], dtype=x.dtype, device=x.device
+                                 ).index_add_(0, tree, x) / count.view(-1, 1, 1)
+    rho_q, rho_k, rho_v = mean(q), mean(k), mean(v)
 
-    # 1. HSA inside every subtree, each with a ghost sibling before it (zero
-    # key and position, marker value): the ghosts are the first leaves, so a
-    # causal subtree root sees its ghost too
+    # 1. HSA inside every subtree, each with a ghost sibling before it (the
+    # ghosts are the first leaves, so a causal subtree root sees its ghost
+    # too) whose key is the subtree's mean key: the score between the two,
+    # s_ref = rho_q . rho_k / sqrt(d), is on the scale of the subtree's own
+    # scores, so the share the ghost takes stays away from 0 and 1 however
+    # large the scores are; the marker value returns that share
     ghosted = _ghosted(hierarchy)
-    zeros = q.new_zeros(num_roots, heads, dim)
     ones_leaf, zeros_leaf = v.new_ones(num_leaves, heads, 1), v.new_zeros(num_leaves, heads, 1)
     ghost_value = torch.cat([v.new_zeros(num_roots, heads, dim_v + 1),
                              v.new_ones(num_roots, heads, 1)], -1)
     value = torch.cat([ghost_value, torch.cat([v, ones_leaf, zeros_leaf], -1)])
-    inside = hsa(torch.cat([zeros, q]), torch.cat([zeros, k]), value, ghosted,
-                 pos=_ghosted_pos(pos, hierarchy, num_roots), include_self=include_self,
-                 causal=causal, scale=scale)[num_roots:]
+    inside = hsa(torch.cat([q.new_zeros(num_roots, heads, dim), q]), torch.cat([rho_k, k]),
+                 value, ghosted, pos=_ghosted_pos(pos, hierarchy, num_roots),
+                 include_self=include_self, causal=causal, scale=scale)[num_roots:]
     inner, kept, left = inside[..., :dim_v], inside[..., dim_v], inside[..., dim_v + 1]
     if causal and not include_self:
         # a leaf may keep nothing of what reaches it (a first child attends to
         # no one), so its row inside the subtree is not stochastic: the share
         # the subtree keeps is all that does not go to the ghost
         kept = (1.0 - left).clamp(min=0.0)
+    s_ref = (rho_q * rho_k).sum(-1) * scale                          # [num_roots, heads]
 
     # 2. the top-level nodes' statistics, gathered from every rank
-    tree = hierarchy.leaf_tree
-    count = torch.bincount(tree, minlength=num_roots).to(q.dtype)
-    mean = lambda x: torch.zeros(num_roots, *x.shape[1:], dtype=x.dtype, device=x.device
-                                 ).index_add_(0, tree, x) / count.view(-1, 1, 1)
-    rho_q, rho_k, rho_v = mean(q), mean(k), mean(v)
     eps = None if top_pos is None else (top_pos if top_pos.dim() == 3 else
                                         top_pos.unsqueeze(1).expand(-1, heads, -1))
     shared = [rho_k, rho_v, count.view(-1, 1, 1).expand(-1, heads, 1)]
@@ -148,13 +164,17 @@ def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
         has_sibling.view(-1, 1, 1)
 
     # 4. combine: out = (1 - mu) theta + mu out_inside, mu = sigmoid(eta - phi),
-    # phi = log(left) - log(kept); kept = 0 means phi = +inf (nothing inside)
-    has_kept, has_left = kept > 0, left > 0
+    # phi = log(left) - log(kept) - s_ref; kept = 0 means phi = +inf (nothing
+    # inside); shares below the dtype's smallest normal count as zero (their
+    # logarithm's derivative would overflow)
+    tiny = torch.finfo(dtype).tiny
+    has_kept, has_left = kept > tiny, left > tiny
     log_kept = torch.where(has_kept, kept, 1.0).log()
     log_left = torch.where(has_left, left, 1.0).log()
     eta_leaf = eta[tree]
     finite = has_kept & has_left & torch.isfinite(eta_leaf)
-    x = torch.where(finite, log_left - log_kept - torch.where(finite, eta_leaf, 0.0), 0.0)
+    x = torch.where(finite, log_left - log_kept - s_ref[tree] -
+                    torch.where(finite, eta_leaf, 0.0), 0.0)
     log_mu = torch.where(finite, torch.nn.functional.logsigmoid(-x),
                          torch.where(has_kept, 0.0, -math.inf))   # mu: 1 or 0 at the ends
     gate = torch.where(has_kept, torch.exp(log_mu - log_kept), 0.0)
@@ -169,7 +189,7 @@ def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
         plain = hsa(q, k, v, hierarchy, pos=pos, include_self=include_self, causal=causal,
                     scale=scale)
         out = torch.where(alone[tree].view(-1, 1, 1), plain, out)
-    return out.to(v.dtype)
+    return out.to(out_dtype)
 
 
 def _all_gather(x: Tensor, group) -> tuple:
@@ -197,6 +217,14 @@ def _all_gather(x: Tensor, group) -> tuple:
         from torch.distributed.nn.functional import all_gather
         parts = list(all_gather(padded, group=group))
     return torch.cat([p[:n] for p, n in zip(parts, sizes)]), sum(sizes[:rank])
+
+
+def _check_positions(pos, name: str, rows: int, heads: int, what: str) -> None:
+    if not isinstance(pos, Tensor) or not pos.is_floating_point():
+        raise TypeError(f"'{name}' must be a floating-point tensor")
+    if pos.size(0) != rows or not (pos.dim() == 2 or (pos.dim() == 3 and pos.size(1) == heads)):
+        raise ValueError(f"'{name}' must be [{rows}, c] or [{rows}, heads={heads}, c] (one "
+                         f"row per {what}), got {list(pos.shape)}")
 
 
 def _ghosted(hierarchy: Hierarchy) -> Hierarchy:
