@@ -143,18 +143,36 @@ def shard_hierarchy(data, rank: int, world_size: int, group=None, relation: str 
     from hsa_geo.utils.subgraph import hierarchy_subgraph
     world_size = as_int(world_size, 'world_size', minimum=1)
     rank = as_int(rank, 'rank', minimum=0, maximum=world_size - 1)
-    leaf_types, _ = hierarchy_node_types(data.edge_types, data.node_types, relation)
+    leaf_types, cluster_types = hierarchy_node_types(data.edge_types, data.node_types,
+                                                     relation)
     top = top_subtrees(data, relation)
     num_subtrees = max((int(t.max()) + 1 for t in top.values() if t.numel()), default=0)
     if num_subtrees < world_size:
         raise ValueError(f"'data' has {num_subtrees} top-level subtrees, fewer than "
                          f"'world_size' ({world_size}): every rank needs at least one")
+    # the subtrees in the order of their top-level nodes in the compiled tree
+    # (leaf types first, then cluster types: Hierarchy.from_hetero's order), so
+    # that the runs of the ranks follow the order causal attention uses
+    offset, start = {}, 0
+    for t in leaf_types + cluster_types:
+        offset[t], start = start, start + int(data[t].num_nodes)
+    has_parent = {child for child, rel, _ in data.edge_types if rel == relation}
+    node_of_subtree = torch.empty(num_subtrees, dtype=torch.long)
+    for child, rel, parent in data.edge_types:
+        if rel == relation and parent not in has_parent:          # the root's children
+            child_index = data[child, rel, parent].edge_index[0]
+            node_of_subtree[top[child][child_index]] = offset[child] + child_index
+    position = torch.empty(num_subtrees, dtype=torch.long)
+    position[torch.argsort(node_of_subtree)] = torch.arange(num_subtrees)
     sizes = torch.zeros(num_subtrees, dtype=torch.long)
     for t in leaf_types:
-        mine = top[t][top[t] >= 0]
+        mine = position[top[t][top[t] >= 0]]
         sizes += torch.bincount(mine, minlength=num_subtrees)
     first, last = _balanced_runs(sizes, world_size)[rank]
-    leaves = {t: (top[t] >= first) & (top[t] < last) for t in leaf_types}
+    leaves = {}
+    for t in leaf_types:
+        at = position[top[t].clamp(min=0)]
+        leaves[t] = (top[t] >= 0) & (at >= first) & (at < last)
     part = hierarchy_subgraph(data, leaves, relation)
     return part, ShardedHierarchy(Hierarchy.from_hetero(part, relation=relation), group)
 

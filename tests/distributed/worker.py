@@ -52,7 +52,8 @@ def main(out_dir: str):
         errors['bytes'] = communicated_bytes(forest.roots.numel(), 2, 3, 4, 2, 8)
         report.append(errors)
     with open(os.path.join(out_dir, f'rank{rank}.json'), 'w') as f:
-        json.dump({'hsa': report, 'ddp': ddp_step(rank, world)}, f)
+        json.dump({'hsa': report, 'ddp': ddp_step(rank, world),
+                   'causal_mixed': causal_mixed_types(rank, world)}, f)
     dist.destroy_process_group()
 
 
@@ -102,6 +103,29 @@ def ddp_step(rank: int, world: int) -> dict:
               'grad': max((grads[name] - p.grad).abs().max().item()
                           for name, p in reference.named_parameters())}
     return errors
+
+
+def causal_mixed_types(rank: int, world: int) -> float:
+    r"""Causal HSA when the root's children are of two node types (leaves and
+    clusters) listed in the other order among the edge types: the ranks'
+    shares must follow the compiled tree's order."""
+    from torch_geometric.data import HeteroData
+    from hsa_geo.distributed import shard_hierarchy
+    from hsa_geo.nn import HSAConv
+    data = HeteroData()
+    gen = torch.Generator().manual_seed(7)
+    data['tok'].x = torch.randn(10, 4, generator=gen, dtype=torch.float64)
+    data['grp'].num_nodes, data['root'].num_nodes = 3, 1
+    data['tok', 'in', 'grp'].edge_index = torch.tensor([[0, 1, 2, 3, 4, 5],
+                                                        [0, 0, 1, 1, 2, 2]])
+    data['grp', 'in', 'root'].edge_index = torch.tensor([[0, 1, 2], [0, 0, 0]])
+    data['tok', 'in', 'root'].edge_index = torch.tensor([[6, 7, 8, 9], [0, 0, 0, 0]])
+    torch.manual_seed(0)
+    conv = HSAConv(4, 3, heads=2, causal=True, include_self=True).double()
+    ref = conv(data['tok'].x, Hierarchy.from_hetero(data))
+    part, sharded = shard_hierarchy(data, rank, world)
+    out = conv(part['tok'].x, sharded)
+    return (out - ref[part['tok'].n_id]).abs().max().item()
 
 
 if __name__ == '__main__':
