@@ -158,6 +158,16 @@ def test_sharded_hierarchy_in_a_layer_equals_the_whole_tree(include_self):
     assert torch.allclose(out, ref, atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match='this rank'):
         conv(x, sharded, pos=pos, return_attention_weights=True)
+    with pytest.raises(TypeError, match='this rank'):
+        conv.attention_weights(x, sharded, pos=pos)
+    # pooling over the root would be this rank's share: refused; below it, exact
+    from hsa_geo.nn import leaf_tree, root_pool, subtree_pool, type_pool
+    for pool in (lambda: root_pool(out, sharded), lambda: leaf_tree(sharded),
+                 lambda: type_pool(out, sharded, 'root')):
+        with pytest.raises(TypeError, match="this rank's subtrees only"):
+            pool()
+    assert torch.allclose(type_pool(out, sharded, 'community2'),
+                          type_pool(ref, whole, 'community2'), atol=1e-12)
 
 
 def test_shard_hierarchy_splits_the_top_level_subtrees():

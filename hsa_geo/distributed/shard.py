@@ -19,16 +19,21 @@ class ShardedHierarchy:
     over the ranks of a :mod:`torch.distributed` process group: the root and
     this rank's subtrees below it (e.g. from :func:`shard_hierarchy`).
 
-    Pass it wherever a :class:`~hsa_geo.Hierarchy` goes (:func:`hsa_geo.hsa`,
-    :class:`~hsa_geo.nn.HSAConv`, :class:`~hsa_geo.nn.HSAGPSConv`,
-    :class:`~hsa_geo.nn.HSAGraphTransformer`, ...): the layers run on this
-    rank's leaves only, and their attention is global and exact, equal to
-    single-process HSA over the whole tree (:func:`distributed_hsa`; every
-    layer all-gathers the top-level nodes' statistics, not the leaves).
-    Wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`, a model
-    then trains data-sharded with its attention global.  Sizes, node types
-    and the device are this rank's tree's.  Eager mode only; the attention
-    takes no per-pair ``bias`` and no dropout.
+    Pass it where a :class:`~hsa_geo.Hierarchy` goes in attention
+    (:func:`hsa_geo.hsa`, :class:`~hsa_geo.nn.HSAConv`,
+    :class:`~hsa_geo.nn.HSAGPSConv`, :class:`~hsa_geo.nn.HSAGraphTransformer`,
+    ...): the layers run on this rank's leaves only, and their attention is
+    global and exact, equal to single-process HSA over the whole tree
+    (:func:`distributed_hsa`; every layer all-gathers the top-level nodes'
+    statistics, not the leaves).  Wrapped in
+    :class:`~torch.nn.parallel.DistributedDataParallel`, a model then trains
+    data-sharded with its attention global (exact with per-node layers; a
+    ``BatchNorm`` sees its rank's nodes only unless converted with
+    :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm`, and local message
+    passing sees the edges inside the rank's share).  Sizes, node types and
+    the device are this rank's tree's.  Pooling over the root and attention
+    weights refuse it (they would cover this rank's subtrees only).  Eager
+    mode only; the attention takes no per-pair ``bias`` and no dropout.
 
     Args:
         hierarchy (Hierarchy): This rank's tree: one root, whose children are

@@ -248,6 +248,9 @@ class HSAConv(torch.nn.Module):
         one leaf's row, ``.plot()`` draws it), for the arguments of
         :meth:`forward`."""
         _check_hierarchy(hierarchy)
+        if isinstance(hierarchy, ShardedHierarchy):
+            raise TypeError("attention weights of a ShardedHierarchy would cover this rank's "
+                            "subtrees only; compute them on the whole tree")
         if not isinstance(hierarchy, Hierarchy):
             raise TypeError("attention_weights needs a compiled Hierarchy")
         _, query, key, _, pos_vectors = self._project(x, hierarchy, pos)

@@ -144,7 +144,10 @@ class HSAGraphTransformer(torch.nn.Module):
 
     The same model trains full-batch (the whole graph's hierarchy) or on the
     sub-hierarchies of :class:`~hsa_geo.loader.SubtreeLoader`, and across
-    processes with a :class:`~hsa_geo.distributed.ShardedHierarchy`.
+    processes with a :class:`~hsa_geo.distributed.ShardedHierarchy` (under
+    ``DistributedDataParallel`` its attention is exact and global; use
+    ``norm=None``, a per-node norm or ``SyncBatchNorm`` for batch statistics
+    over all ranks; the local layers see the edges inside each rank's share).
 
     Args:
         in_channels (int): Node feature size.
