@@ -50,7 +50,8 @@ import os
 import statistics
 import sys
 import time
-from typing import Dict, List, Optional
+from queue import Empty
+from typing import Dict, List
 
 SECTIONS = ('builders', 'step', 'distributed')
 
@@ -191,8 +192,7 @@ def step_section(args) -> str:
     from hsa_geo.datasets import planted_node_dataset
     from hsa_geo.testing import PeakMemory
     from hsa_geo.transforms import GraphHierarchy
-    rows, memory_gb, setup = [], {}, []
-    previous: Optional[int] = None
+    rows, memory_gb, setup = [], {}, []      # memory_gb: model -> (nodes, GB) measured
     for n in tqdm(args.sizes, desc='training steps', file=sys.stderr):
         data = planted_node_dataset(n, args.degree, args.parts, args.within, seed=0)
         start = time.perf_counter()
@@ -213,8 +213,9 @@ def step_section(args) -> str:
         }
         steps, skipped = {}, {}
         for name in STEP_MODELS:
-            if previous is not None and name in memory_gb:
-                guess = memory_gb[name] * n / previous
+            if name in memory_gb:          # linear in the nodes from where it was measured
+                measured_at, gb = memory_gb[name]
+                guess = gb * n / measured_at
                 if guess > args.max_activation_gb:
                     skipped[name] = guess
                     continue
@@ -228,7 +229,7 @@ def step_section(args) -> str:
                 optimizer.step()
             with PeakMemory('cpu') as memory:   # the warm-up step, measured
                 step()
-            memory_gb[name] = memory.peak / 2**30
+            memory_gb[name] = (n, memory.peak / 2**30)
             steps[name] = step
         times = _interleaved(steps, args.repeats)
         for name in STEP_MODELS:
@@ -236,8 +237,7 @@ def step_section(args) -> str:
                 rows.append((n, name, None, None, f'not run: ~{skipped[name]:.0f} GB of '
                              f'activations extrapolated'))
             else:
-                rows.append((n, name, times[name], memory_gb[name], ''))
-        previous = n
+                rows.append((n, name, times[name], memory_gb[name][1], ''))
         del data, tree, hierarchy, models, steps
     lines = [f'One training step (forward, backward, AdamW), full batch, SYNTHETIC planted '
              f'graphs ({args.degree} mean degree), one thread, median of {args.repeats} '
@@ -343,11 +343,18 @@ def distributed_section(args) -> str:
                  for rank in range(2)]
     for p in processes:
         p.start()
-    rows = [queue.get() for _ in args.sizes]
+    rows = []
+    while len(rows) < len(args.sizes):
+        try:
+            rows.append(queue.get(timeout=10))
+        except Empty:          # a worker that died leaves the other at a barrier
+            if any(p.exitcode for p in processes):
+                for p in processes:
+                    p.terminate()
+                raise SystemExit('a distributed worker failed (exit codes '
+                                 f'{[p.exitcode for p in processes]})') from None
     for p in processes:
         p.join()
-        if p.exitcode:
-            raise SystemExit(f'a distributed worker failed (exit code {p.exitcode})')
     lines = [f'Exact HSA over a regular tree (families of 16), heads {HEADS}, d = {DIM}, '
              f'float32: forward + backward, one process against 2 gloo ranks (one thread '
              f'each), median of {args.repeats} interleaved rounds. Bytes: what each rank '

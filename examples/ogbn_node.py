@@ -11,8 +11,9 @@ learning rate and number of epochs for all):
   GraphSAGE local layer and HSA over all nodes), full-batch;
 * ``hsa_subtrees``: the same model on mini-batches of top-level subtrees
   (:class:`hsa_geo.loader.SubtreeLoader`, Cluster-GCN along the hierarchy),
-  for training and inference alike (every node is scored in a batch of its
-  subtree, so the attention it sees is the one it was trained with);
+  for training and inference alike: every node is scored in a batch of
+  subtrees, so its attention is limited to a batch as in training (the
+  groups are fixed at inference, drawn anew every training epoch);
 * ``sgformer``: PyG's ``SGFormer`` (linear global attention + GCN);
 * ``polynormer``: PyG's ``Polynormer`` (one head; local-only for the first
   quarter of the epochs, then global, as its authors train it);
@@ -174,9 +175,9 @@ def run_model(kind: str, model, data: Data, tree, hierarchy: Hierarchy) -> Tenso
 
 
 def predict_by_subtrees(model, loader: SubtreeLoader, num_nodes: int) -> Tensor:
-    r"""Logits of every node from the batches of subtrees it was trained on:
-    inference sees the same attention structure as training (the root's
-    family limited to a batch's subtrees)."""
+    r"""Logits of every node from fixed batches of subtrees: inference sees
+    attention limited to a batch, as training does (the root's family holds
+    a batch's subtrees only)."""
     logits = None
     for batch in SubtreeLoader(loader.data, batch_size=loader.batch_size):
         nodes = batch['node']

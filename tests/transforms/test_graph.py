@@ -150,6 +150,12 @@ def test_plm_recovers_planted_nested_communities():
     three = plm_levels(edge_index, 4000, 3)
     assert torch.equal(three[0], found[0]) and torch.equal(three[1], three[2])
     assert torch.equal(plm_levels(edge_index, 4000, 1)[0], found[1])
+    with pytest.raises(ValueError, match="'edge_index' holds node indices in \\[0, 7\\]"):
+        plm_levels(torch.tensor([[0], [7]]), 5, 2)
+    with pytest.raises(ValueError, match="'num_levels' must be at least 1"):
+        plm_levels(edge_index, 4000, 0)
+    with pytest.raises(TypeError, match="'edge_index' must be an integer tensor"):
+        plm_levels(edge_index.float(), 4000, 2)
     # no edges: every node its own community
     alone = plm_levels(torch.zeros(2, 0, dtype=torch.long), 3, 2)
     assert all(torch.equal(a, torch.arange(3)) for a in alone)
@@ -180,7 +186,7 @@ def test_plm_needs_networkit(monkeypatch):
         plm_levels(torch.tensor([[0], [1]]), 2, 2)
 
 
-def test_family_laplacian_pe_large_families_by_lanczos(monkeypatch):
+def test_family_laplacian_pe_large_families_by_lobpcg(monkeypatch):
     import hsa_geo.transforms.graph as graph
     gen = torch.Generator().manual_seed(0)
     # families: shuffled paths with a few chords (distinct eigenvalues)
@@ -197,7 +203,7 @@ def test_family_laplacian_pe_large_families_by_lanczos(monkeypatch):
     new_id[perm] = torch.arange(start)
     edge_index, parent = new_id[torch.cat(edges, 1)], parent[perm]
     dense = family_laplacian_pe(edge_index, parent, 6)
-    monkeypatch.setattr(graph, 'DENSE_FAMILY_MAX', 40)      # 50 and 80: Lanczos
+    monkeypatch.setattr(graph, 'DENSE_FAMILY_MAX', 40)      # 50 and 80: LOBPCG
     assert torch.allclose(family_laplacian_pe(edge_index, parent, 6), dense, atol=1e-5)
     monkeypatch.setattr(graph, 'DENSE_FAMILY_MAX', 512)
     monkeypatch.setattr(graph, 'DENSE_CHUNK_ENTRIES', 1)    # one family per chunk
@@ -259,3 +265,25 @@ def test_planted_node_dataset():
         planted_node_dataset(300, split=(0.6, 0.5))
     with pytest.raises(ValueError, match="'label_level' must be at most 2"):
         planted_node_dataset(300, label_level=3)
+
+
+def test_family_laplacian_pe_repeated_eigenvalues_by_lobpcg(monkeypatch):
+    # three cycles in one family: eigenvalue 0 three times, then pairs; a
+    # single-vector Lanczos would find one vector per distinct eigenvalue
+    import hsa_geo.transforms.graph as graph
+    size, count = 60, 3
+    ring = torch.arange(size)
+    edge_index = torch.cat([torch.stack([ring + i * size, (ring + 1) % size + i * size])
+                            for i in range(count)], 1)
+    parent = torch.zeros(size * count, dtype=torch.long)
+    adj = torch.zeros(size * count, size * count, dtype=torch.float64)
+    adj[edge_index[0], edge_index[1]] = adj[edge_index[1], edge_index[0]] = 1
+    lap = torch.eye(size * count, dtype=torch.float64) - adj / 2      # every degree is 2
+    expected = torch.linalg.eigvalsh(lap)[1:7]
+    monkeypatch.setattr(graph, 'DENSE_FAMILY_MAX', 100)
+    vec = family_laplacian_pe(edge_index, parent, 6).double()
+    vec = vec / vec.norm(dim=0)
+    rayleigh = ((vec * (lap @ vec)).sum(0)).sort().values
+    assert torch.allclose(rayleigh, expected, atol=1e-5)
+    assert torch.allclose(vec.t() @ vec, torch.eye(6, dtype=torch.float64), atol=1e-4)
+
