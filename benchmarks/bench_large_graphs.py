@@ -31,7 +31,9 @@ PLM hierarchy of the graph (built once, untimed); the models take turns in
 every round, median over ``--repeats`` rounds after a warm-up; memory is the
 activation memory of a step (tensors saved for backward).  A model whose
 activation memory, extrapolated linearly from the size before, would pass
-``--max-activation-gb`` is not run at that size (said so in the table).
+``--max-activation-gb`` is not run at that size (said so in the table);
+``--models`` runs some of them alone (e.g. SGFormer at 10^6 nodes, which
+does not fit in 24 GB beside the others).
 
 **distributed**: a regular tree of families of 16 over N leaves (heads 4,
 d = 16); forward and backward of :func:`hsa_geo.distributed.distributed_hsa`
@@ -42,6 +44,7 @@ Example::
 
     python benchmarks/bench_large_graphs.py                          # all three
     python benchmarks/bench_large_graphs.py --sections builders --sizes 10000 --seeds 3
+    python benchmarks/bench_large_graphs.py --sections step --sizes 1000000 --models sgformer
 """
 from __future__ import annotations
 
@@ -141,6 +144,8 @@ def builders_section(args) -> str:
 
 # ---------------------------------------------------------------------- step
 STEP_MODELS = ('HSA', 'SGFormer', 'Polynormer', 'GPS + Performer')
+MODEL_FLAGS = {'hsa': 'HSA', 'sgformer': 'SGFormer', 'polynormer': 'Polynormer',
+               'gps_performer': 'GPS + Performer'}
 
 
 def step_models(hidden: int = 64, layers: int = 2, heads: int = 4, features: int = 32,
@@ -212,7 +217,8 @@ def step_section(args) -> str:
             'GPS + Performer': lambda m: m(data.x, data.edge_index),
         }
         steps, skipped = {}, {}
-        for name in STEP_MODELS:
+        chosen = [name for name in STEP_MODELS if name in args.step_models]
+        for name in chosen:
             if name in memory_gb:          # linear in the nodes from where it was measured
                 measured_at, gb = memory_gb[name]
                 guess = gb * n / measured_at
@@ -232,7 +238,7 @@ def step_section(args) -> str:
             memory_gb[name] = (n, memory.peak / 2**30)
             steps[name] = step
         times = _interleaved(steps, args.repeats)
-        for name in STEP_MODELS:
+        for name in chosen:
             if name in skipped:
                 rows.append((n, name, None, None, f'not run: ~{skipped[name]:.0f} GB of '
                              f'activations extrapolated'))
@@ -382,11 +388,14 @@ def main(argv=None):
     parser.add_argument('--seeds', type=int, default=3, help='graphs per size (builders)')
     parser.add_argument('--repeats', type=int, default=3, help='timed rounds (step, distributed)')
     parser.add_argument('--louvain-max', type=int, default=20_000)
+    parser.add_argument('--models', nargs='+', default=list(MODEL_FLAGS), choices=MODEL_FLAGS,
+                        help='models of the step section (one alone: what memory allows)')
     parser.add_argument('--max-activation-gb', type=float, default=12.0,
                         help='skip a step model whose activations would pass this')
     parser.add_argument('--port', type=int, default=29533, help='gloo port (distributed)')
     parser.add_argument('--out', default=None, help='also write the tables to this file')
     args = parser.parse_args(argv)
+    args.step_models = [MODEL_FLAGS[flag] for flag in args.models]
     import torch
     torch.set_num_threads(1)
     sections = {'builders': builders_section, 'step': step_section,
