@@ -12,6 +12,7 @@ from torch_geometric.data.datapipes import functional_transform
 from hsa_geo._checks import as_bool, as_even_dim
 from hsa_geo.transforms._attributes import copy_attributes, edge_index_of
 from hsa_geo.transforms._base import HierarchyTransform
+from hsa_geo.transforms.graph import family_laplacian_pe
 from hsa_geo.transforms.sequence import grid_positions
 
 __all__ = ['MoleculeHierarchy', 'molecule_clusters']
@@ -156,51 +157,13 @@ class MoleculeHierarchy(HierarchyTransform):
                 seen[owner[atom]] += 1
             out['atom'].hsa_pos = grid_positions(index, self.pos_dim)
         elif self.atom_pos == 'laplacian':
-            out['atom'].hsa_pos = _member_laplacian_pe(owner, edge_index, num_clusters,
-                                                       self.pos_dim)
+            # the Laplacian of each cluster's own bonds
+            out['atom'].hsa_pos = family_laplacian_pe(edge_index, owner, self.pos_dim)
         else:
             out['atom'].hsa_pos = torch.zeros(num_atoms, self.pos_dim)
-        out['cluster'].hsa_pos = _laplacian_pe(owner, edge_index, num_clusters,
-                                               self.pos_dim)
+        # the clusters form one family: the Laplacian of the cluster graph
+        out['cluster'].hsa_pos = family_laplacian_pe(
+            owner[edge_index], torch.zeros(num_clusters, dtype=torch.long), self.pos_dim)
         out['molecule'].hsa_pos = torch.zeros(1, self.pos_dim)
         return out
 
-
-def _member_laplacian_pe(owner: Tensor, edge_index: Tensor, num_clusters: int,
-                         dim: int) -> Tensor:
-    r"""Every atom's row of the Laplacian eigenvectors of its cluster's
-    bond graph (the bonds with both ends in the cluster)."""
-    out = torch.zeros(owner.numel(), dim)
-    inside = owner[edge_index[0]] == owner[edge_index[1]]
-    edges = edge_index[:, inside]
-    for c in range(num_clusters):
-        atoms = (owner == c).nonzero().view(-1)
-        local = torch.full((owner.numel(), ), -1, dtype=torch.long)
-        local[atoms] = torch.arange(atoms.numel())
-        mine = edges[:, owner[edges[0]] == c]
-        out[atoms] = _laplacian_pe(torch.arange(atoms.numel()), local[mine], atoms.numel(),
-                                   dim)
-    return out
-
-
-def _laplacian_pe(owner: Tensor, edge_index: Tensor, num: int, dim: int) -> Tensor:
-    r"""Eigenvectors of the normalised Laplacian of the cluster graph (the
-    non-trivial ones, smallest eigenvalues first), zero-padded to ``dim``."""
-    out = torch.zeros(num, dim)
-    if num < 2:
-        return out
-    adj = torch.zeros(num, num, dtype=torch.float64)
-    if edge_index.numel():
-        a, b = owner[edge_index[0]], owner[edge_index[1]]
-        keep = a != b
-        adj[a[keep], b[keep]] = 1
-        adj[b[keep], a[keep]] = 1
-    deg = adj.sum(1)
-    inv = torch.where(deg > 0, deg.clamp(min=1e-12).rsqrt(), 0)
-    lap = torch.eye(num, dtype=torch.float64) - inv.view(-1, 1) * adj * inv.view(1, -1)
-    _, vec = torch.linalg.eigh(lap)
-    vec = vec[:, 1:dim + 1]
-    # a deterministic sign: the largest-magnitude entry of each vector positive
-    sign = torch.sign(vec.gather(0, vec.abs().argmax(0, keepdim=True)))
-    out[:, :vec.size(1)] = (vec * torch.where(sign == 0, 1, sign)).float()
-    return out

@@ -74,7 +74,6 @@ def test_bad_input():
 
 
 def test_atom_positions_inside_clusters():
-    from hsa_geo.transforms.molecule import _laplacian_pe
     data = _data('c1ccccc1CCO')
     grid = MoleculeHierarchy(pos_dim=4)(data)
     graph = MoleculeHierarchy(pos_dim=4, atom_pos='laplacian')(data)
@@ -85,8 +84,15 @@ def test_atom_positions_inside_clusters():
     owner = graph['atom', 'in', 'cluster'].edge_index[1]
     ring = (owner == owner[0]).nonzero().view(-1)
     assert ring.tolist() == [0, 1, 2, 3, 4, 5]
+    adj = torch.zeros(6, 6, dtype=torch.float64)
     edges = data.edge_index[:, (data.edge_index < 6).all(0)]
-    assert torch.allclose(graph['atom'].hsa_pos[ring], _laplacian_pe(torch.arange(6), edges, 6, 4))
+    adj[edges[0], edges[1]] = 1
+    lap = torch.eye(6, dtype=torch.float64) - adj / 2               # every ring atom: degree 2
+    eigenvalues = torch.linalg.eigvalsh(lap)[1:5]                   # the non-trivial ones
+    pos = graph['atom'].hsa_pos[ring].double()
+    # (a cycle's eigenvalues come in pairs, so compare eigenspaces, not bases)
+    assert torch.allclose(lap @ pos, pos * eigenvalues, atol=1e-5)
+    assert torch.allclose(pos.T @ pos, torch.eye(4, dtype=torch.float64), atol=1e-5)
     # a cluster of one atom has no positions; clusters keep theirs in every mode
     assert torch.equal(graph['atom'].hsa_pos[8], torch.zeros(4))
     assert torch.equal(graph['cluster'].hsa_pos, grid['cluster'].hsa_pos)
