@@ -166,6 +166,9 @@ class HSAGraphTransformer(torch.nn.Module):
             (default: :obj:`0.0`)
         norm (str, optional): Normalisation of the GPS layers (PyG's
             resolver names; :obj:`None` for none). (default: ``'batch_norm'``)
+        norm_kwargs (Dict[str, Any], optional): Its arguments, e.g.
+            ``{'mode': 'node'}`` for a per-node ``'layer_norm'``, which is
+            exact under ``DistributedDataParallel`` on any device.
         attn_kwargs (Dict[str, Any], optional): Further arguments of each
             layer's :class:`HSAConv` (e.g. ``include_self``).
     """
@@ -173,6 +176,7 @@ class HSAGraphTransformer(torch.nn.Module):
                  num_layers: int = 2, heads: int = 4, conv: Optional[torch.nn.Module] = DEFAULT,
                  pos_channels: Optional[Union[int, Dict[str, int]]] = None,
                  dropout: float = 0.0, norm: Optional[str] = 'batch_norm',
+                 norm_kwargs: Optional[Dict[str, Any]] = None,
                  attn_kwargs: Optional[Dict[str, Any]] = None):
         super().__init__()
         from torch_geometric.nn import SAGEConv
@@ -192,7 +196,8 @@ class HSAGraphTransformer(torch.nn.Module):
         self.lin_in = Linear(in_channels, hidden_channels)
         self.layers = torch.nn.ModuleList([
             HSAGPSConv(hidden_channels, copy.deepcopy(conv), heads=heads, dropout=dropout,
-                       norm=norm, attn_kwargs=attn_kwargs) for _ in range(num_layers)])
+                       norm=norm, norm_kwargs=norm_kwargs, attn_kwargs=attn_kwargs)
+            for _ in range(num_layers)])
         self.lin_out = Linear(hidden_channels, out_channels)
         self.reset_parameters()
 

@@ -76,7 +76,9 @@ def ddp_step(rank: int, world: int) -> dict:
 
     def model():
         torch.manual_seed(0)   # the same initial parameters everywhere
-        return HSAGraphTransformer(6, 8, 3, num_layers=2, heads=2, conv=None, norm=None,
+        # a per-node LayerNorm: no statistics across nodes, so exact under DDP
+        return HSAGraphTransformer(6, 8, 3, num_layers=2, heads=2, conv=None,
+                                   norm='layer_norm', norm_kwargs={'mode': 'node'},
                                    pos_channels=3).double()
 
     def loss_of(net, part, hierarchy, total_train):
