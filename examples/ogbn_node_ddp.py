@@ -210,7 +210,8 @@ def main(argv=None) -> List[dict]:
                         for r in range(world_size)], world_size)
     num_top, = all_reduce([float(sharded.subtrees.num_roots)], world_size)
     head_dim = args.hidden // args.heads    # keys, values and projected positions per head
-    sent = communicated_bytes(int(num_top), args.heads, head_dim, head_dim, head_dim)
+    sent = communicated_bytes(int(num_top), args.heads, head_dim, head_dim, head_dim) \
+        if world_size > 1 else 0                        # one process sends nothing
     label = (f'{args.dataset} (SYNTHETIC)' if args.dataset == 'planted' else args.dataset)
     if rank == 0:
         print(f'{label}: {info["nodes"]:,} nodes, {info["edges"] // 2:,} edges, '
@@ -246,7 +247,7 @@ def report(results, args, info, world_size, device, nodes, edges, sent, label) -
             'edges kept | bytes per layer |\n|---|---|---|---|---|---|---|---|\n'
             f'| {world_size} | {acc_text} | {seeds} | {results[0]["params"]:,} | '
             f'{seconds:.2f} | {" / ".join(f"{int(n):,}" for n in nodes)} | '
-            f'{int(sum(edges)) / info["edges"]:.1%} | {sent:,} |')
+            f'{int(sum(edges)) / info["edges"]:.1%} | {f"{sent:,}" if sent else "-"} |')
     print('\n' + text)
     os.makedirs(args.out, exist_ok=True)
     with open(osp.join(args.out, 'results.md'), 'w') as f:

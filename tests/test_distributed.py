@@ -121,6 +121,7 @@ def test_two_ranks_with_gloo_equal_one_process(tmp_path):
         # the gradients of full-batch training (float64)
         ddp = report['ddp']
         assert ddp['out'] < 1e-11 and ddp['grad'] < 1e-11, (rank, ddp)
+        assert ddp['unused_match'], (rank, ddp)
         assert 0 < ddp['nodes'] < 600
         assert report['causal_mixed'] < 1e-12, rank
         nodes += ddp['nodes']

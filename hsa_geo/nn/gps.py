@@ -98,12 +98,15 @@ class HSAGPSConv(torch.nn.Module):
             Dropout(dropout),
         )
         norm_kwargs = norm_kwargs or {}
-        self.norm1 = normalization_resolver(norm, channels, **norm_kwargs)
+        # no norm for an absent local layer: parameters that never get a
+        # gradient stall DistributedDataParallel's gradient reduction
+        self.norm1 = normalization_resolver(norm, channels, **norm_kwargs) \
+            if conv is not None else None
         self.norm2 = normalization_resolver(norm, channels, **norm_kwargs)
         self.norm3 = normalization_resolver(norm, channels, **norm_kwargs)
         self.norm_with_batch = False
-        if self.norm1 is not None:
-            signature = inspect.signature(self.norm1.forward)
+        if self.norm2 is not None:
+            signature = inspect.signature(self.norm2.forward)
             self.norm_with_batch = 'batch' in signature.parameters
         self.reset_parameters()
 

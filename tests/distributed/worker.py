@@ -100,10 +100,13 @@ def ddp_step(rank: int, world: int) -> dict:
     out, loss = loss_of(net, part, sharded, total_train)
     loss.backward()
     grads = {name: p.grad for name, p in net.module.named_parameters()}
+    # (without a local layer its norm is unused: no gradient in either model)
+    unused = sorted(name for name, p in reference.named_parameters() if p.grad is None)
     errors = {'out': (out - ref_out[part['node'].n_id]).abs().max().item(),
               'nodes': int(part['node'].num_nodes),
+              'unused_match': unused == sorted(n for n, g in grads.items() if g is None),
               'grad': max((grads[name] - p.grad).abs().max().item()
-                          for name, p in reference.named_parameters())}
+                          for name, p in reference.named_parameters() if p.grad is not None)}
     return errors
 
 

@@ -74,3 +74,14 @@ def test_hierarchical_attention_trains():
     out.pow(2).mean().backward()
     assert all(p.grad is not None for p in layer.parameters())
     assert repr(layer).startswith('HSAGPSConv(8, conv=GINConv')
+
+
+@pytest.mark.parametrize('conv', [None, GINConv(torch.nn.Linear(8, 8))])
+def test_every_parameter_gets_a_gradient(conv):
+    # a parameter left without a gradient (a norm for an absent local layer)
+    # stalls DistributedDataParallel's reduction of its bucket
+    x, edge_index, batch = _graph_batch([5, 7], 8)
+    layer = HSAGPSConv(8, conv, heads=2, norm='layer_norm', norm_kwargs={'mode': 'node'})
+    layer(x, edge_index, batch).sum().backward()
+    assert [n for n, p in layer.named_parameters() if p.grad is None] == []
+    assert (layer.norm1 is None) == (conv is None)
