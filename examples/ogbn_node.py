@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import os.path as osp
 import sys
 import time
@@ -253,18 +254,15 @@ def train(kind: str, seed: int, data: Data, tree, hierarchy: Hierarchy, loader, 
 
 
 # -------------------------------------------------------------------------- main
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Node property prediction on one large graph: HSA (full batch and '
-        'subtree mini-batches) against SGFormer, Polynormer, GPS + Performer and GraphSAGE.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_common_arguments(parser) -> None:
+    r"""The data, hierarchy, model and training options this script shares
+    with ``ogbn_node_ddp.py``."""
     parser.add_argument('--dataset', default='planted', choices=DATASETS)
     parser.add_argument('--num-nodes', type=int, default=100_000,
                         help='nodes of the SYNTHETIC planted graph')
     parser.add_argument('--root', default='data/ogb', help="OGB's dataset folder")
     parser.add_argument('--download', action='store_true',
                         help='let OGB download an ogbn dataset missing from --root')
-    parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
     parser.add_argument('--seeds', type=int, default=3)
     parser.add_argument('--epochs', type=int, default=50)
     parser.add_argument('--hidden', type=int, default=64)
@@ -279,13 +277,23 @@ def parse_args(argv=None):
     parser.add_argument('--num-parts', type=int, nargs='+', default=[16, 16, 16],
                         help='parts per cluster, top-down (metis)')
     parser.add_argument('--pos-dim', type=int, default=8)
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads per process (on a shared 2-core machine 1 is '
+                        'fastest)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Node property prediction on one large graph: HSA (full batch and '
+        'subtree mini-batches) against SGFormer, Polynormer, GPS + Performer and GraphSAGE.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
     parser.add_argument('--subtrees-per-batch', type=int, default=4,
                         help='top-level subtrees per mini-batch of hsa_subtrees')
-    parser.add_argument('--threads', type=int, default=1,
-                        help='torch threads (on a shared 2-core machine 1 is fastest)')
     parser.add_argument('--out', default='results/ogbn_node',
                         help='folder for results.json, results.md and curves.png')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser.parse_args(argv)
 
 
@@ -329,10 +337,17 @@ def report(results: List[dict], args, build_s: float) -> None:
             f'over seeds; {measurement_note("cpu")}; hierarchy built once in '
             f'{build_s:.1f} s (not in s/epoch).\n\n' + markdown_table(rows, ['name'],
                                                                       ['accuracy']))
+    write_report(text, results, args.out, label)
+
+
+def write_report(text: str, results: List[dict], out: str, label: str) -> None:
+    r"""Prints the table, writes it to ``results.md`` and draws the validation
+    curves of the runs (one line per ``name``) to ``curves.png``."""
     print('\n' + text)
-    with open(osp.join(args.out, 'results.md'), 'w') as f:
+    os.makedirs(out, exist_ok=True)
+    with open(osp.join(out, 'results.md'), 'w') as f:
         f.write(text + '\n')
-    path = plot_curves(results, [], 'name', 'accuracy', osp.join(args.out, 'curves.png'),
+    path = plot_curves(results, [], 'name', 'accuracy', osp.join(out, 'curves.png'),
                        f'{label}: validation accuracy', series=('valid_accuracy', 'loss'))
     if path:
         print(f'learning curves: {path}')

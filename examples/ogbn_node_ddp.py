@@ -49,8 +49,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import mean_ci95, plot_curves, save_json  # noqa: E402
-from ogbn_node import DATASETS, build_hierarchy, load_graph  # noqa: E402
+from _experiment import mean_ci95, save_json  # noqa: E402
+from ogbn_node import (add_common_arguments, build_hierarchy, load_graph,  # noqa: E402
+                       write_report)
 
 from hsa_geo import Hierarchy  # noqa: E402
 from hsa_geo.distributed import ShardedHierarchy, communicated_bytes, shard_hierarchy  # noqa: E402,E501
@@ -62,30 +63,9 @@ def parse_args(argv=None):
         description='Node property prediction with exact global HSA across the ranks of a '
         'torch.distributed job (run it under torchrun).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--dataset', default='planted', choices=DATASETS)
-    parser.add_argument('--num-nodes', type=int, default=100_000,
-                        help='nodes of the SYNTHETIC planted graph')
-    parser.add_argument('--root', default='data/ogb', help="OGB's dataset folder")
-    parser.add_argument('--download', action='store_true',
-                        help='let OGB download an ogbn dataset missing from --root')
-    parser.add_argument('--seeds', type=int, default=3)
-    parser.add_argument('--epochs', type=int, default=50)
-    parser.add_argument('--hidden', type=int, default=64)
-    parser.add_argument('--layers', type=int, default=2)
-    parser.add_argument('--heads', type=int, default=4)
-    parser.add_argument('--dropout', type=float, default=0.2)
-    parser.add_argument('--lr', type=float, default=1e-2)
-    parser.add_argument('--weight-decay', type=float, default=1e-4)
-    parser.add_argument('--hierarchy', default='plm', choices=('plm', 'metis'),
-                        help='communities: Louvain levels (networkit) or nested METIS cuts')
-    parser.add_argument('--levels', type=int, default=3, help='community levels (plm)')
-    parser.add_argument('--num-parts', type=int, nargs='+', default=[16, 16, 16],
-                        help='parts per cluster, top-down (metis)')
-    parser.add_argument('--pos-dim', type=int, default=8)
-    parser.add_argument('--threads', type=int, default=1, help='torch threads per rank')
+    add_common_arguments(parser)
     parser.add_argument('--out', default='results/ogbn_node_ddp',
                         help='folder for the shards, results.json, results.md and curves.png')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser.parse_args(argv)
 
 
@@ -248,20 +228,12 @@ def report(results, args, info, world_size, device, nodes, edges, sent, label) -
             f'| {world_size} | {acc_text} | {seeds} | {results[0]["params"]:,} | '
             f'{seconds:.2f} | {" / ".join(f"{int(n):,}" for n in nodes)} | '
             f'{int(sum(edges)) / info["edges"]:.1%} | {f"{sent:,}" if sent else "-"} |')
-    print('\n' + text)
-    os.makedirs(args.out, exist_ok=True)
-    with open(osp.join(args.out, 'results.md'), 'w') as f:
-        f.write(text + '\n')
     save_json({'args': vars(args), 'world_size': world_size, 'info': info,
                'nodes_per_rank': nodes, 'edges_per_rank': edges, 'bytes_per_layer': sent,
                'runs': results}, osp.join(args.out, 'results.json'))
     for r in results:
         r['name'] = f'HSA, {world_size} rank(s)'
-    path = plot_curves(results, [], 'name', 'accuracy', osp.join(args.out, 'curves.png'),
-                       f'{label}: validation accuracy', series=('valid_accuracy', 'loss'))
-    if path:
-        print(f'learning curves: {path}')
-
+    write_report(text, results, args.out, label)
 
 if __name__ == '__main__':
     main()
