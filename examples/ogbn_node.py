@@ -52,7 +52,7 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Dict, List
+from typing import List
 
 import torch
 import torch.nn.functional as F
