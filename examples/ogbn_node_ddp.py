@@ -101,6 +101,12 @@ def all_reduce(values: List[float], world_size: int, op: str = 'sum') -> List[fl
     return tensor.tolist()
 
 
+def per_rank(value: float, rank: int, world_size: int) -> List[float]:
+    r"""Every rank's :obj:`value`, in rank order."""
+    return all_reduce([float(value) if r == rank else 0.0 for r in range(world_size)],
+                      world_size)
+
+
 def save_shards(args, world_size: int) -> dict:
     r"""Rank 0: the graph, its hierarchy, and every rank's share on disk."""
     data = load_graph(args)
@@ -184,10 +190,8 @@ def main(argv=None) -> List[dict]:
             os.remove(shard_path(args, r))
         os.rmdir(osp.dirname(shard_path(args, 0)))
     # every rank's nodes and kept edges, and the top-level subtrees of all ranks
-    nodes = all_reduce([float(part['node'].num_nodes) if r == rank else 0.0
-                        for r in range(world_size)], world_size)
-    edges = all_reduce([float(part['node', 'to', 'node'].num_edges) if r == rank else 0.0
-                        for r in range(world_size)], world_size)
+    nodes = per_rank(part['node'].num_nodes, rank, world_size)
+    edges = per_rank(part['node', 'to', 'node'].num_edges, rank, world_size)
     num_top, = all_reduce([float(sharded.subtrees.num_roots)], world_size)
     head_dim = args.hidden // args.heads    # keys, values and projected positions per head
     sent = communicated_bytes(int(num_top), args.heads, head_dim, head_dim, head_dim) \
@@ -234,6 +238,7 @@ def report(results, args, info, world_size, device, nodes, edges, sent, label) -
     for r in results:
         r['name'] = f'HSA, {world_size} rank(s)'
     write_report(text, results, args.out, label)
+
 
 if __name__ == '__main__':
     main()
