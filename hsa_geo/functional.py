@@ -96,8 +96,10 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
             training. (default: :obj:`0.0`)
 
     Returns:
-        Tensor ``[num_leaves, heads, d_v]`` in the dtype of :obj:`v`
-        (float16/bfloat16 inputs are computed in float32).  A leaf with nothing
+        Tensor ``[num_leaves, heads, d_v]`` in the dtype of :obj:`v`, or
+        under :func:`torch.autocast` in the autocast dtype as
+        ``scaled_dot_product_attention`` returns it (float16/bfloat16 are
+        computed in float32 inside, forward and backward).  A leaf with nothing
         to attend to gets a zero row.  Differentiable in :obj:`q`, :obj:`k`,
         :obj:`v`, :obj:`pos` and :obj:`bias` (first order).
     """
@@ -115,7 +117,7 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
             raise ValueError(f"'pos' has {pos.size(0)} rows but this rank's tree has "
                              f"{hierarchy.num_nodes} nodes")
         return hierarchy.attention(q, k, v, pos, include_self, causal, scale)
-    out_dtype = v.dtype
+    out_dtype = result_dtype(v)
     dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     pos = None if pos is None else pos.to(dtype)
@@ -138,6 +140,7 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
         return (v if include_self else torch.zeros_like(v)).to(out_dtype)
     if isinstance(hierarchy, FlatFamilies):
         hierarchy = op.flat_hierarchy(hierarchy.batch, q.size(0), q.device)
+    hierarchy.check_intact()
     op.check_sizes(q, pos, bias, hierarchy)
     out = engine.attention(hierarchy.layout, Config(include_self, causal, scale, dropout),
                            q, k, v, pos, bias)
@@ -180,6 +183,18 @@ class FlatFamilies:
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(batch={self.batch is not None})'
+
+
+def result_dtype(v: Tensor) -> torch.dtype:
+    r"""The dtype of HSA's output: that of :obj:`v`, or under
+    :func:`torch.autocast` the autocast dtype, as PyTorch's own attention
+    (``scaled_dot_product_attention``) returns it; float64 stays float64.
+    Inside, half precision is always computed in float32."""
+    device = v.device.type
+    if v.dtype != torch.float64 and device in ('cpu', 'cuda', 'xpu') and \
+            torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return v.dtype
 
 
 def check_options(q: Tensor, include_self, causal, scale):

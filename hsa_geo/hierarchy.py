@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from types import MappingProxyType
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -126,6 +127,21 @@ def hierarchy_node_types(edge_types, node_types, relation: str = 'in'
     return ([t for t in ordered if t not in clusters], [t for t in ordered if t in clusters])
 
 
+#: The public fields of a Hierarchy, set once by its constructor.
+_FIELDS = frozenset({'parent', 'num_leaves', 'layout', 'depth', 'max_branching', 'num_roots',
+                     'roots', 'leaf_tree', 'node_slices', 'leaf_types'})
+
+
+def _versions(*tensors: Tensor) -> Optional[Tuple[int, ...]]:
+    r"""The version counters of :obj:`tensors` (bumped by every in-place
+    write, through views too); :obj:`None` for inference tensors, which
+    have none."""
+    try:
+        return tuple(t._version for t in tensors)
+    except RuntimeError:
+        return None
+
+
 # Hierarchies by the identity of their parent tensor: under torch.compile the
 # engine runs as a custom op (hsa_geo.engine.op) that is handed tensors only,
 # and this finds the compiled layout behind the parent vector it was given.
@@ -156,23 +172,52 @@ class Hierarchy:
         Hierarchy(num_nodes=7, num_leaves=4, num_roots=1, depth=2, max_branching=2)
     """
     def __init__(self, parent: Tensor, num_leaves: int, layout: Layout, depth: int,
-                 max_branching: int, num_roots: int, roots: Tensor, leaf_tree: Tensor):
-        self.parent = parent
-        self.num_leaves = num_leaves
-        self.layout = layout
-        self.depth = depth
-        self.max_branching = max_branching
-        self.num_roots = num_roots
+                 max_branching: int, num_roots: int, roots: Tensor, leaf_tree: Tensor,
+                 node_slices: Optional[Dict[str, Tuple[int, int]]] = None,
+                 leaf_types: Sequence[str] = ()):
+        set_ = object.__setattr__  # the public fields are read-only afterwards
+        set_(self, 'parent', parent)
+        set_(self, 'num_leaves', num_leaves)
+        set_(self, 'layout', layout)
+        set_(self, 'depth', depth)
+        set_(self, 'max_branching', max_branching)
+        set_(self, 'num_roots', num_roots)
         #: ``[num_roots]`` the root node ids in node order.
-        self.roots = roots
+        set_(self, 'roots', roots)
         #: ``[num_leaves]`` for every leaf the index of its tree among
         #: :attr:`roots` (for a batch: the sample's index, like PyG's ``batch``).
-        self.leaf_tree = leaf_tree
+        set_(self, 'leaf_tree', leaf_tree)
+        #: node type -> ``(start, end)`` in the global numbering (set by
+        #: :meth:`from_hetero` and :meth:`with_node_types`; read-only).
+        set_(self, 'node_slices', MappingProxyType(dict(node_slices or {})))
+        #: The leaf node types in node order (a tuple).
+        set_(self, 'leaf_types', tuple(leaf_types))
         self._sibling_index: Optional[Tensor] = None
-        # set by from_hetero: node type -> (start, end) in the global numbering
-        self.node_slices: Dict[str, Tuple[int, int]] = {}
-        self.leaf_types: List[str] = []
+        self._versions = _versions(parent, roots, leaf_tree)
         self._register()
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _FIELDS:
+            raise AttributeError(
+                f"Hierarchy.{name} cannot be set: a compiled Hierarchy is immutable (its "
+                f"layout was compiled from it); build a new one with "
+                f"Hierarchy.from_parent / from_hetero"
+                + (" or give node types with Hierarchy.with_node_types"
+                   if name in ('node_slices', 'leaf_types') else ''))
+        object.__setattr__(self, name, value)
+
+    def check_intact(self) -> None:
+        r"""Raises :class:`ValueError` when a tensor of this hierarchy
+        (:attr:`parent`, :attr:`roots`, :attr:`leaf_tree`) was modified in
+        place after it was compiled: the compiled layout would no longer be
+        the tree those tensors describe.  Every entry point of the engine
+        calls it (it reads three version counters; no device sync)."""
+        if self._versions is not None and \
+                _versions(self.parent, self.roots, self.leaf_tree) != self._versions:
+            raise ValueError("a tensor of this Hierarchy (parent, roots or leaf_tree) was "
+                             "modified in place after the hierarchy was compiled; a "
+                             "compiled Hierarchy is immutable: build a new one with "
+                             "Hierarchy.from_parent(new_parent, num_leaves)")
 
     def _register(self) -> None:
         key, ref = id(self.parent), weakref.ref(self)
@@ -185,13 +230,23 @@ class Hierarchy:
         or :obj:`None`."""
         ref = _BY_PARENT.get(id(parent))
         found = ref() if ref is not None else None
-        return found if found is not None and found.parent is parent else None
+        if found is None or found.parent is not parent:
+            return None
+        found.check_intact()
+        return found
 
     def __getstate__(self):
-        return dict(self.__dict__)
+        self.check_intact()
+        state = dict(self.__dict__)
+        state['node_slices'] = dict(self.node_slices)  # a mapping proxy does not pickle
+        return state
 
     def __setstate__(self, state):
+        state = dict(state)
+        state['node_slices'] = MappingProxyType(dict(state.get('node_slices', {})))
+        state['leaf_types'] = tuple(state.get('leaf_types', ()))
         self.__dict__.update(state)
+        self._versions = _versions(self.parent, self.roots, self.leaf_tree)
         self._register()
 
     # ------------------------------------------------------------------ build
@@ -356,9 +411,55 @@ class Hierarchy:
             raise ValueError(f"{name(node)} is a leaf without a parent edge "
                              f"({int(orphans.sum())} such leaves); pass root_leaves=True "
                              f"to make such leaves trees of their own")
-        out = cls.from_parent(parent, num_leaves)
-        out.node_slices = slices
-        out.leaf_types = leaf_types
+        return cls.from_parent(parent, num_leaves)._typed(slices, leaf_types)
+
+    def with_node_types(self, node_slices: Dict[str, Tuple[int, int]]) -> 'Hierarchy':
+        r"""The same forest with named node types, as :meth:`from_hetero`
+        records them: :obj:`node_slices` maps each type to its contiguous
+        range ``(start, end)`` of node indices; the ranges, in order, must
+        cover all nodes, and the types whose range lies among the leaves are
+        the leaf types (for multi-modal layers, whose inputs are dictionaries
+        over leaf types).  The compiled layout is shared, nothing is rebuilt.
+
+        Example::
+
+            >>> h = Hierarchy.from_parent(torch.tensor([3, 3, 3, -1]), 3)
+            >>> h.with_node_types({'a': (0, 1), 'b': (1, 3), 'root': (3, 4)}).leaf_types
+            ('a', 'b')
+        """
+        if not isinstance(node_slices, dict) or not node_slices:
+            raise TypeError(f"'node_slices' must be a non-empty dict node type -> (start, "
+                            f"end), got {type(node_slices).__name__}")
+        slices, leaf_types, start = {}, [], 0
+        for t, bounds in node_slices.items():
+            if not isinstance(t, str):
+                raise TypeError(f"'node_slices' keys must be node type names, got {t!r}")
+            try:
+                lo, hi = (as_int(b, f'node_slices[{t!r}]') for b in bounds)
+            except (TypeError, ValueError):
+                raise TypeError(f"'node_slices[{t!r}]' must be a pair of ints (start, end), "
+                                f"got {bounds!r}") from None
+            if lo != start or hi <= lo:
+                raise ValueError(f"'node_slices' must be non-empty consecutive ranges from 0 "
+                                 f"to num_nodes={self.num_nodes} in order; {t!r} is "
+                                 f"({lo}, {hi}) where ({start}, ...) was expected")
+            if lo < self.num_leaves < hi:
+                raise ValueError(f"'node_slices[{t!r}]' = ({lo}, {hi}) mixes leaves and "
+                                 f"internal nodes (the leaves are 0..{self.num_leaves - 1})")
+            if hi <= self.num_leaves:
+                leaf_types.append(t)
+            slices[t], start = (lo, hi), hi
+        if start != self.num_nodes:
+            raise ValueError(f"'node_slices' covers nodes 0..{start - 1}, but the hierarchy "
+                             f"has {self.num_nodes} nodes")
+        return self._typed(slices, leaf_types)
+
+    def _typed(self, slices: Dict[str, Tuple[int, int]], leaf_types) -> 'Hierarchy':
+        self.check_intact()
+        out = Hierarchy(self.parent.clone(), self.num_leaves, self.layout, self.depth,
+                        self.max_branching, self.num_roots, self.roots, self.leaf_tree,
+                        slices, leaf_types)
+        out._sibling_index = self._sibling_index
         return out
 
     # ------------------------------------------------------------ properties
@@ -390,6 +491,7 @@ class Hierarchy:
         aligned with these columns (like ``edge_attr`` with ``edge_index``).
         A node heading a unary chain stands for the chain (its single child
         has no siblings)."""
+        self.check_intact()
         if self._sibling_index is None:
             self._sibling_index = self.layout.sibling_index()
         return self._sibling_index
@@ -411,13 +513,14 @@ class Hierarchy:
                             f"as 'cuda', got {device!r}") from error
         if device == self.device:
             return self
+        self.check_intact()
         move = dict(device=device, non_blocking=non_blocking)
         out = Hierarchy(self.parent.to(**move), self.num_leaves, self.layout.to(device),
                         self.depth, self.max_branching, self.num_roots,
-                        self.roots.to(**move), self.leaf_tree.to(**move))
+                        self.roots.to(**move), self.leaf_tree.to(**move),
+                        self.node_slices, self.leaf_types)
         if self._sibling_index is not None:
             out._sibling_index = self._sibling_index.to(device)
-        out.node_slices, out.leaf_types = dict(self.node_slices), list(self.leaf_types)
         return out
 
     def cpu(self) -> 'Hierarchy':
@@ -429,6 +532,8 @@ class Hierarchy:
     def __eq__(self, other) -> bool:
         if not isinstance(other, Hierarchy):
             return NotImplemented
+        self.check_intact()
+        other.check_intact()
         return (self.num_leaves == other.num_leaves
                 and self.num_nodes == other.num_nodes
                 and bool(torch.equal(self.parent.cpu(), other.parent.cpu())))

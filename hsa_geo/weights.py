@@ -158,6 +158,7 @@ def hsa_weights(q: Tensor, k: Tensor, hierarchy: Hierarchy,
     if not isinstance(hierarchy, Hierarchy):
         raise TypeError(f"'hierarchy' must be a compiled Hierarchy, got "
                         f"{type(hierarchy).__name__}")
+    hierarchy.check_intact()
     check_sizes(q, pos, bias, hierarchy)
     include_self, causal, scale = check_options(q, include_self, causal, scale)
     dtype = torch.float64 if q.dtype == torch.float64 else torch.float32

@@ -84,3 +84,24 @@ def test_flat_families_from_a_batch_vector_are_built_once_per_tensor():
     assert op.flat_hierarchy(batch, 9, batch.device) is first
     assert first == Hierarchy.from_batch(batch, 9)
     assert op.flat_hierarchy(batch.clone(), 9, batch.device) is not first
+
+
+@pytest.mark.parametrize('compiled', [False, True])
+def test_a_batch_vector_written_in_place_is_not_served_from_the_cache(compiled):
+    # a reused batch buffer: the flat families must follow its new content
+    from hsa_geo.nn import HSAGPSConv
+    torch.manual_seed(0)
+    conv = HSAGPSConv(8, None, heads=2, norm=None).double().eval()
+    run = torch.compile(conv, backend='aot_eager', dynamic=True, fullgraph=True) \
+        if compiled else conv
+    x = torch.randn(6, 8, dtype=torch.float64)
+    batch = torch.tensor([0, 0, 0, 1, 1, 1])
+    run(x, None, batch=batch)
+    batch[3:] = 0
+    out = run(x, None, batch=batch)
+    expected = conv(x, None, batch=torch.zeros(6, dtype=torch.long))
+    assert torch.allclose(out, expected, atol=1e-12)
+    assert not torch.allclose(out, conv(x, None, batch=torch.tensor([0, 0, 0, 1, 1, 1])))
+    # untouched, the tensor is still served from the cache
+    first = op.flat_hierarchy(batch, 6, batch.device)
+    assert op.flat_hierarchy(batch, 6, batch.device) is first

@@ -3,8 +3,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hsa_geo import Hierarchy
+from hsa_geo import Hierarchy, hsa
+from hsa_geo.reference import hsa_dense
 from hsa_geo.testing import flat_tree, random_forest, random_ragged_tree, regular_tree
+from hsa_geo.weights import hsa_weights
 
 
 def test_repr_and_properties():
@@ -156,3 +158,62 @@ def test_to_moves_devices_only():
     assert h.to('cpu') == h and h.to(torch.device('cpu')).parent.dtype == torch.long
     with pytest.raises(TypeError, match="'device' must be a device, got the dtype"):
         h.to(torch.float64)
+
+
+def _two_trees():
+    return (Hierarchy.from_parent(torch.tensor([4, 4, 5, 5, 6, 6, -1]), 4),
+            torch.tensor([4, 5, 4, 5, 6, 6, -1]))
+
+
+@pytest.mark.parametrize('edit', ['copy_', 'index', 'view', 'roots', 'leaf_tree'])
+def test_a_compiled_hierarchy_refuses_to_run_after_an_in_place_edit(edit):
+    h, other = _two_trees()
+    q = torch.randn(4, 1, 3)
+    if edit == 'copy_':
+        h.parent.copy_(other)
+    elif edit == 'index':
+        h.parent[1] = 5
+    elif edit == 'view':
+        h.parent.view(1, -1)[0, 2] = 4
+    elif edit == 'roots':
+        h.roots.zero_()
+    else:
+        h.leaf_tree.add_(0)
+    for call in (lambda: hsa(q, q, q, h), lambda: h == Hierarchy.from_parent(other, 4),
+                 lambda: h.sibling_index, lambda: Hierarchy.of(h.parent),
+                 lambda: hsa_weights(q, q, h)):
+        with pytest.raises(ValueError, match='modified in place after the hierarchy was '
+                                             'compiled'):
+            call()
+
+
+@pytest.mark.parametrize('name', ['parent', 'num_leaves', 'layout', 'roots', 'leaf_tree',
+                                  'depth', 'node_slices', 'leaf_types'])
+def test_a_compiled_hierarchy_refuses_new_fields(name):
+    h, other = _two_trees()
+    with pytest.raises(AttributeError, match=f'Hierarchy.{name} cannot be set'):
+        setattr(h, name, other)
+    q = torch.randn(4, 1, 3, dtype=torch.float64)
+    assert torch.allclose(hsa(q, q, q, h), hsa_dense(q, q, q, h), atol=1e-12)
+
+
+def test_node_types_are_read_only_and_given_by_with_node_types():
+    h, _ = _two_trees()
+    typed = h.with_node_types({'a': (0, 1), 'b': (1, 4), 'cluster': (4, 7)})
+    assert typed.leaf_types == ('a', 'b') and typed.layout is h.layout
+    assert typed == h and typed.node_slices['b'] == (1, 4)
+    with pytest.raises(TypeError):
+        typed.node_slices['c'] = (0, 1)
+    with pytest.raises(ValueError, match="'node_slices' covers nodes 0..3"):
+        h.with_node_types({'a': (0, 4)})
+    with pytest.raises(ValueError, match='mixes leaves and internal nodes'):
+        h.with_node_types({'a': (0, 5), 'c': (5, 7)})
+    with pytest.raises(ValueError, match='consecutive'):
+        h.with_node_types({'a': (0, 2), 'b': (3, 7)})
+    # pickling (loader workers) keeps types and the check
+    import pickle
+    again = pickle.loads(pickle.dumps(typed))
+    assert again.leaf_types == ('a', 'b') and dict(again.node_slices) == dict(typed.node_slices)
+    again.parent.zero_()
+    with pytest.raises(ValueError, match='modified in place'):
+        again.check_intact()

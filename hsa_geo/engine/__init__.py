@@ -12,6 +12,7 @@ program of ``docs/math.md`` as a small package.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
@@ -24,20 +25,44 @@ from hsa_geo.engine.layout import Layout
 from hsa_geo.engine.recorder import Recorder
 from hsa_geo.engine.schedule import Budget
 
-__all__ = ['attention', 'Config', 'Layout', 'Recorder', 'forward_pass']
+__all__ = ['attention', 'Config', 'Layout', 'Recorder', 'forward_pass', 'backward_pass',
+           'no_autocast']
+
+
+def no_autocast(device: torch.device):
+    r"""A context in which :func:`torch.autocast` is off on :obj:`device`:
+    the engine computes in the dtype it was given (float32 for half-precision
+    inputs), whatever the caller's autocast state, in the forward and in the
+    backward pass."""
+    if device.type in ('cpu', 'cuda', 'xpu', 'mps') and torch.is_autocast_enabled(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def forward_pass(layout: Layout, cfg: Config, q: Tensor, k: Tensor, v: Tensor,
                  pos: Optional[Tensor], bias: Optional[Tensor], recorder: Recorder):
     r"""The output ``[L, H, d_v]`` and what the backward pass needs."""
-    inputs = Inputs(q, k, v, pos, cfg, Dims(q.size(1), q.size(2), v.size(2)))
-    bias_ext = extend_bias(bias)
-    nodes = node_buffer(layout, inputs)
-    pieces = bottom_up(layout, nodes, inputs, bias_ext, recorder, Budget(q.device))
-    out, leaf_mass, _, mass = top_down(layout, pieces, inputs.dims, v)
-    if cfg.include_self:
-        out.addcmul_(leaf_mass[:layout.num_leaves].unsqueeze(-1), v)
+    with no_autocast(q.device):
+        inputs = Inputs(q, k, v, pos, cfg, Dims(q.size(1), q.size(2), v.size(2)))
+        bias_ext = extend_bias(bias)
+        nodes = node_buffer(layout, inputs)
+        pieces = bottom_up(layout, nodes, inputs, bias_ext, recorder, Budget(q.device))
+        out, leaf_mass, _, mass = top_down(layout, pieces, inputs.dims, v)
+        if cfg.include_self:
+            out.addcmul_(leaf_mass[:layout.num_leaves].unsqueeze(-1), v)
     return out, (pieces, nodes, mass, leaf_mass, bias_ext)
+
+
+def backward_pass(layout: Layout, cfg: Config, state, q: Tensor, k: Tensor, v: Tensor,
+                  pos: Optional[Tensor], bias: Optional[Tensor], recorder: Recorder,
+                  grad_out: Tensor):
+    r"""Gradients of ``q``, ``k``, ``v``, ``pos`` and ``bias`` from the state
+    :func:`forward_pass` returned, in the forward pass's dtype."""
+    pieces, nodes, mass, leaf_mass, bias_ext = state
+    with no_autocast(q.device):
+        inputs = Inputs(q, k, v, pos, cfg, Dims(q.size(1), q.size(2), v.size(2)))
+        return backward(layout, pieces, nodes, mass, leaf_mass, inputs, bias, bias_ext,
+                        recorder, grad_out.to(q.dtype).contiguous())
 
 
 class _Attention(torch.autograd.Function):
@@ -52,10 +77,8 @@ class _Attention(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         q, k, v, pos, bias = ctx.saved_tensors
-        pieces, nodes, mass, leaf_mass, bias_ext = ctx.state
-        inputs = Inputs(q, k, v, pos, ctx.cfg, Dims(q.size(1), q.size(2), v.size(2)))
-        grads = backward(ctx.layout, pieces, nodes, mass, leaf_mass, inputs, bias, bias_ext,
-                         ctx.recorder, grad_out.contiguous())
+        grads = backward_pass(ctx.layout, ctx.cfg, ctx.state, q, k, v, pos, bias,
+                              ctx.recorder, grad_out)
         return (None, None, None) + grads
 
 

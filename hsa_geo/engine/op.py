@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from hsa_geo.engine import Config, Dims, Inputs, Recorder, backward, forward_pass
+from hsa_geo.engine import Config, Recorder, backward_pass, forward_pass
 from hsa_geo.hierarchy import Hierarchy
 
 __all__ = ['attention', 'flat_hierarchy', 'resolve', 'check_sizes', 'STATS']
@@ -37,7 +37,7 @@ STATS: Dict[str, int] = {'hierarchy_rebuilt': 0, 'tape_recomputed': 0}
 
 _TAPE: Dict[int, tuple] = {}
 _KEYS = itertools.count()
-_FROM_BATCH: Dict[int, Tuple['weakref.ref[Tensor]', Hierarchy]] = {}
+_FROM_BATCH: Dict[int, Tuple['weakref.ref[Tensor]', Hierarchy, Optional[int]]] = {}
 _SINGLE: 'OrderedDict[Tuple[int, str], Hierarchy]' = OrderedDict()
 
 KINDS = ('parent', 'batch', 'single')
@@ -46,7 +46,8 @@ KINDS = ('parent', 'batch', 'single')
 def flat_hierarchy(batch: Optional[Tensor], num_nodes: int, device) -> Hierarchy:
     r"""One flat family per graph of :obj:`batch` (one for all nodes when it is
     :obj:`None`), built once per batch tensor and reused by every layer that
-    is handed the same tensor."""
+    is handed the same tensor, as long as the tensor is not written in place
+    (its version counter is part of the key)."""
     if batch is None:
         key = (num_nodes, str(device))
         if key not in _SINGLE:
@@ -54,14 +55,29 @@ def flat_hierarchy(batch: Optional[Tensor], num_nodes: int, device) -> Hierarchy
             while len(_SINGLE) > 8:
                 _SINGLE.popitem(last=False)
         return _SINGLE[key]
+    version = _version(batch)
     entry = _FROM_BATCH.get(id(batch))
-    if entry is not None and entry[0]() is batch and entry[1].num_leaves == num_nodes:
+    if entry is not None and entry[0]() is batch and entry[1].num_leaves == num_nodes \
+            and version is not None and entry[2] == version:
         return entry[1]
+    # built anew for a new tensor, and for the same tensor written in place
+    # since (a reused batch buffer): its version counter moved on
     hierarchy = Hierarchy.from_batch(batch, num_nodes)
     key = id(batch)
-    _FROM_BATCH[key] = (weakref.ref(batch), hierarchy)
-    weakref.finalize(batch, _FROM_BATCH.pop, key, None)
+    if entry is None or entry[0]() is not batch:
+        weakref.finalize(batch, _FROM_BATCH.pop, key, None)
+    _FROM_BATCH[key] = (weakref.ref(batch), hierarchy, version)
     return hierarchy
+
+
+def _version(t: Tensor) -> Optional[int]:
+    r"""The version counter of :obj:`t` (bumped by every in-place write),
+    :obj:`None` for an inference tensor, which has none (then nothing is
+    cached for it)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
 
 
 def resolve(structure: Tensor, kind: str, num_leaves: int) -> Hierarchy:
@@ -155,11 +171,8 @@ def attention_backward(grad: Tensor, token: Tensor, q: Tensor, k: Tensor, v: Ten
         _, state = forward_pass(hierarchy.layout, cfg, q, k, v, pos, bias, recorder)
     else:
         hierarchy, recorder, state = entry
-    pieces, nodes, mass, leaf_mass, bias_ext = state
-    inputs = Inputs(q, k, v, pos, cfg, Dims(q.size(1), q.size(2), v.size(2)))
-    g_q, g_k, g_v, g_pos, g_bias = backward(hierarchy.layout, pieces, nodes, mass,
-                                            leaf_mass, inputs, bias, bias_ext, recorder,
-                                            grad.contiguous())
+    g_q, g_k, g_v, g_pos, g_bias = backward_pass(hierarchy.layout, cfg, state, q, k, v, pos,
+                                                 bias, recorder, grad)
     return [g_q, g_k, g_v, _empty_like_none(g_pos, q), _empty_like_none(g_bias, q)]
 
 

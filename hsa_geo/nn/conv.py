@@ -9,6 +9,7 @@ from torch.nn import LayerNorm, ModuleDict
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
 
+from hsa_geo._checks import as_finite_float, as_int
 from hsa_geo.engine.op import flat_hierarchy
 from hsa_geo.distributed import ShardedHierarchy
 from hsa_geo.functional import FlatFamilies, LoneLeaves, hsa
@@ -107,9 +108,12 @@ class HSAConv(torch.nn.Module):
         proj_channels: Optional[int] = None,
     ):
         super().__init__()
-        if heads < 1 or out_channels < 1:
-            raise ValueError(f"'heads' and 'out_channels' must be positive, got "
-                             f"{heads} and {out_channels}")
+        in_channels = _check_in_channels(in_channels)
+        out_channels = as_int(out_channels, 'out_channels', minimum=1)
+        heads = as_int(heads, 'heads', minimum=1)
+        dropout = as_finite_float(dropout, 'dropout')
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"'dropout' must be in [0, 1), got {dropout}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.heads = heads
@@ -309,6 +313,12 @@ class HSAConv(torch.nn.Module):
 
     def _positions(self, pos, hierarchy: Hierarchy, like: Tensor) -> Optional[Tensor]:
         if pos is None:
+            # LoneLeaves (attention off, the DeepSet baseline) has no pairs to place
+            if self.lin_pos is not None and not isinstance(hierarchy, LoneLeaves):
+                raise ValueError(f"this HSAConv was built with pos_channels="
+                                 f"{self.pos_channels!r} but 'pos' was not given: pass the "
+                                 f"hierarchy's position vectors (e.g. the builder's 'pos' "
+                                 f"attributes), or build the layer without pos_channels")
             return None
         if self.lin_pos is None:
             raise ValueError("'pos' was given but this HSAConv has no position "
@@ -352,6 +362,30 @@ class HSAConv(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.out_channels}, heads={self.heads})')
+
+
+def _check_in_channels(in_channels):
+    r"""An input size: a positive int, ``-1`` (lazy), or a dict of them over
+    leaf types."""
+    if isinstance(in_channels, dict):
+        if not in_channels:
+            raise ValueError("'in_channels' is an empty dict; expected one input size per "
+                             "leaf node type")
+        return {t: _check_in_channels_one(c, f'in_channels[{t!r}]')
+                for t, c in in_channels.items()}
+    if isinstance(in_channels, (tuple, list)):
+        raise TypeError(f"'in_channels' must be an int (or -1 for lazy) or a dict over leaf "
+                        f"node types, got {in_channels!r}: HSA is attention among the "
+                        f"leaves of one hierarchy and takes no (source, target) pair of "
+                        f"sizes as bipartite layers do")
+    return _check_in_channels_one(in_channels, 'in_channels')
+
+
+def _check_in_channels_one(value, name: str) -> int:
+    value = as_int(value, name)
+    if value < 1 and value != -1:
+        raise ValueError(f"'{name}' must be a positive int or -1 (lazy), got {value}")
+    return value
 
 
 def _check_pos_width(pos: Tensor, lin: Linear, name: str) -> None:

@@ -93,10 +93,9 @@ def test_no_attention_is_a_deepset():
 def test_multimodal_transformer_against_reference(seed):
     parent, n = random_forest(seed, 2, 3, 4)
     base = Hierarchy.from_parent(parent, n)
-    h = Hierarchy.from_parent(parent, n)
     split = n // 2
-    h.leaf_types = ['a', 'b']
-    h.node_slices = {'a': (0, split), 'b': (split, n)}
+    h = Hierarchy.from_parent(parent, n).with_node_types(
+        {'a': (0, split), 'b': (split, n), 'cluster': (n, parent.numel())})
     torch.manual_seed(seed)
     x = {'a': torch.randn(split, 5, dtype=torch.float64),
          'b': torch.randn(n - split, 7, dtype=torch.float64)}
@@ -122,8 +121,8 @@ def test_multimodal_transformer_against_reference(seed):
 
 def test_multimodal_predictor_trains():
     parent, n = random_forest(5, 3, 3, 4)
-    h = Hierarchy.from_parent(parent, n)
-    h.leaf_types, h.node_slices = ['a', 'b'], {'a': (0, 3), 'b': (3, n)}
+    h = Hierarchy.from_parent(parent, n).with_node_types(
+        {'a': (0, 3), 'b': (3, n), 'cluster': (n, parent.numel())})
     x = {'a': torch.randn(3, 5), 'b': torch.randn(n - 3, 7)}
     for attention in (True, False):
         model = HTEPredictor({'a': 5, 'b': 7}, 8, 2, heads=2, attention=attention)
