@@ -127,8 +127,8 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
         if isinstance(hierarchy, FlatFamilies):
             structure = hierarchy.batch if hierarchy.batch is not None else q.new_empty(0)
             kind = 'batch' if hierarchy.batch is not None else 'single'
-        else:
-            structure, kind = hierarchy.parent, 'parent'
+        else:  # the hierarchy's token: a fixed-size stand-in, no size of the forest
+            structure, kind = hierarchy.token, 'token'
         out, _ = op.attention(q, k, v, pos, bias, structure, kind, include_self, causal,
                               scale, dropout)
         return out.to(out_dtype)

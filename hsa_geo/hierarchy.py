@@ -10,6 +10,7 @@ padded size classes; see :mod:`hsa_geo.engine.layout`).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import weakref
 from types import MappingProxyType
@@ -142,15 +143,18 @@ def _versions(*tensors: Tensor) -> Optional[Tuple[int, ...]]:
         return None
 
 
-# Hierarchies by the identity of their parent tensor: under torch.compile the
-# engine runs as a custom op (hsa_geo.engine.op) that is handed tensors only,
-# and this finds the compiled layout behind the parent vector it was given.
+# Hierarchies by the identity of their parent tensor and by their token:
+# under torch.compile the engine runs as a custom op (hsa_geo.engine.op) that
+# is handed tensors only, and these find the compiled layout behind the tensor
+# it was given.
 _BY_PARENT: Dict[int, 'weakref.ref[Hierarchy]'] = {}
+_BY_TOKEN: Dict[int, 'weakref.ref[Hierarchy]'] = {}
+_SERIALS = itertools.count(1)
 
 
-def _forget(key: int, ref) -> None:
-    if _BY_PARENT.get(key) is ref:
-        del _BY_PARENT[key]
+def _forget(registry: dict, key: int, ref) -> None:
+    if registry.get(key) is ref:
+        del registry[key]
 
 
 class Hierarchy:
@@ -220,9 +224,33 @@ class Hierarchy:
                              "Hierarchy.from_parent(new_parent, num_leaves)")
 
     def _register(self) -> None:
-        key, ref = id(self.parent), weakref.ref(self)
+        ref = weakref.ref(self)
+        key, serial = id(self.parent), next(_SERIALS)
         _BY_PARENT[key] = ref
-        weakref.finalize(self, _forget, key, ref)
+        _BY_TOKEN[serial] = ref
+        # the hierarchy's stand-in in a compiled graph: one CPU int64 of fixed
+        # shape [1], so that no size of the forest becomes a size of the graph
+        # (sizes 0 and 1 or a node count equal to another size would make
+        # torch.compile specialise and recompile)
+        object.__setattr__(self, '_token', torch.tensor([serial]))
+        weakref.finalize(self, _forget, _BY_PARENT, key, ref)
+        weakref.finalize(self, _forget, _BY_TOKEN, serial, ref)
+
+    @property
+    def token(self) -> Tensor:
+        r"""``[1]`` a CPU tensor naming this hierarchy to the engine's
+        compiled operator (:meth:`of_token` finds it again)."""
+        return self._token
+
+    @classmethod
+    def of_token(cls, token: Tensor) -> Optional['Hierarchy']:
+        r"""The live hierarchy whose :attr:`token` holds this value, or
+        :obj:`None`."""
+        ref = _BY_TOKEN.get(int(token.reshape(-1)[0]))
+        found = ref() if ref is not None else None
+        if found is not None:
+            found.check_intact()
+        return found
 
     @classmethod
     def of(cls, parent: Tensor) -> Optional['Hierarchy']:
@@ -239,6 +267,7 @@ class Hierarchy:
         self.check_intact()
         state = dict(self.__dict__)
         state['node_slices'] = dict(self.node_slices)  # a mapping proxy does not pickle
+        state.pop('_token', None)  # a serial of this process: a new one on loading
         return state
 
     def __setstate__(self, state):

@@ -105,3 +105,52 @@ def test_a_batch_vector_written_in_place_is_not_served_from_the_cache(compiled):
     # untouched, the tensor is still served from the cache
     first = op.flat_hierarchy(batch, 6, batch.device)
     assert op.flat_hierarchy(batch, 6, batch.device) is first
+
+
+def _recompile_forests():
+    r"""Forests whose sizes coincide with each other and with the layer's
+    widths (4 leaves, 6 leaves, 2 nodes...) and forests without pairs."""
+    return [Hierarchy.from_parent(*random_forest(s, num_roots=2)) for s in range(2)] + [
+        Hierarchy.from_parent(torch.tensor(p), n) for p, n in [
+            ([2, 2, -1], 2), ([-1, -1], 2), ([4, 4, 4, 4, -1], 4), ([3, 3, 3, -1], 3),
+            ([6] * 6 + [-1], 6), ([4, 4, 5, 5, 6, 6, -1], 4), ([-1, -1, -1], 3)]]
+
+
+def test_one_compiled_graph_serves_forests_of_any_size():
+    from hsa_geo import HSAConv
+    from hsa_geo.testing import CompileCounter
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    conv = HSAConv(4, 6, heads=2).eval()
+    compiled = torch.compile(conv, backend=counter, dynamic=True, fullgraph=True)
+    for h in _recompile_forests():
+        x = torch.randn(h.num_leaves, 4)
+        assert torch.allclose(compiled(x, h), conv(x, h), atol=1e-5)
+    assert counter.count == 1
+    # PyTorch specialises an input dimension of size 1 (a one-leaf batch)...
+    single = Hierarchy.from_parent(torch.tensor([-1]), 1)
+    compiled(torch.randn(1, 4), single)
+    assert counter.count == 2
+    # ... unless it is marked unbacked, as the README says
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    compiled = torch.compile(conv, backend=counter, dynamic=True, fullgraph=True)
+    for h in _recompile_forests() + [single]:
+        x = torch.randn(h.num_leaves, 4)
+        torch._dynamo.decorators.mark_unbacked(x, 0)
+        compiled(x, h)
+    assert counter.count == 1
+
+
+def test_the_operator_names_a_hierarchy_by_its_token():
+    h = Hierarchy.from_parent(*random_forest(5))
+    q, k, v, pos, bias = _inputs(h, 5)
+    out, tape = op.attention(q, k, v, pos, bias, h.token, 'token', False, False, 0.5, 0.0)
+    assert torch.allclose(out, hsa(q, k, v, h, pos=pos, bias=bias, scale=0.5), atol=1e-12)
+    assert h.token.shape == (1, ) and Hierarchy.of_token(h.token.clone()) is h
+    token = h.token.clone()
+    del h, out, tape  # the tape entry holds the hierarchy until its backward
+    import gc
+    gc.collect()
+    with pytest.raises(RuntimeError, match='no longer exists'):
+        op.attention(q, k, v, pos, bias, token, 'token', False, False, 0.5, 0.0)

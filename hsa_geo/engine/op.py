@@ -6,10 +6,11 @@ into the graph, and every batch of a new shape would compile again.  Under
 compilation :func:`hsa_geo.hsa` therefore calls the custom operator
 ``hsa_geo::attention``: the graph sees one call whose output shape
 ``[num_leaves, heads, d_v]`` follows from the input shapes alone, with the
-forest given by a tensor (the hierarchy's ``parent`` vector, or a batch
-vector for one flat family per graph), so sizes stay symbolic and one
-compiled graph serves every batch.  At run time the operator finds the
-compiled layout behind that tensor (:meth:`Hierarchy.of`), runs the same
+forest given by a tensor (the hierarchy's :attr:`~Hierarchy.token`, one
+int64 of fixed shape ``[1]`` so that no size of the forest enters the graph,
+or PyG's batch vector for one flat family per graph), so sizes stay symbolic
+and one compiled graph serves every batch.  At run time the operator finds
+the compiled layout behind that tensor (:meth:`Hierarchy.of_token`), runs the same
 forward and backward passes as eager mode, and keeps the forward pass's
 state for the backward pass on a tape, keyed by a small token tensor the
 autograd graph holds (freed with it).
@@ -40,7 +41,7 @@ _KEYS = itertools.count()
 _FROM_BATCH: Dict[int, Tuple['weakref.ref[Tensor]', Hierarchy, Optional[int]]] = {}
 _SINGLE: 'OrderedDict[Tuple[int, str], Hierarchy]' = OrderedDict()
 
-KINDS = ('parent', 'batch', 'single')
+KINDS = ('token', 'parent', 'batch', 'single')
 
 
 def flat_hierarchy(batch: Optional[Tensor], num_nodes: int, device) -> Hierarchy:
@@ -86,6 +87,13 @@ def resolve(structure: Tensor, kind: str, num_leaves: int) -> Hierarchy:
         return flat_hierarchy(structure, num_leaves, structure.device)
     if kind == 'single':
         return flat_hierarchy(None, num_leaves, structure.device)
+    if kind == 'token':
+        found = Hierarchy.of_token(structure)
+        if found is None:
+            raise RuntimeError("hsa_geo: the compiled HSA operator was handed the token of "
+                               "a hierarchy that no longer exists; keep the Hierarchy alive "
+                               "while its attention (and its backward pass) runs")
+        return found
     found = Hierarchy.of(structure)
     if found is not None:
         return found

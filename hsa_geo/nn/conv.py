@@ -223,7 +223,9 @@ class HSAConv(torch.nn.Module):
             out = out + torch.cat([self.lin_skip[t](v) for t, v in xs.items()])
         if self.multimodal:
             out = dict(zip(xs, out.split([v.size(0) for v in xs.values()])))
-        if return_attention_weights or self.explain_tap.listening:
+        tap = self.explain_tap.listening and \
+            self.explain_tap.speaks(_sibling_index_of(hierarchy, query))
+        if return_attention_weights or tap:
             if isinstance(hierarchy, FlatFamilies):  # the forest hsa() built for it
                 hierarchy = flat_hierarchy(hierarchy.batch, query.size(0), query.device)
             if isinstance(hierarchy, LoneLeaves):
@@ -235,7 +237,7 @@ class HSAConv(torch.nn.Module):
             weights = hsa_weights(query, key, hierarchy, pos=pos_vectors,
                                   include_self=self.include_self, causal=self.causal)
             sibling_index, alpha = weights.edge_form()
-            if self.explain_tap.listening:
+            if tap:
                 self.explain_tap(sibling_index, alpha, hierarchy.num_nodes)
             if return_attention_weights:
                 return out, (sibling_index, alpha)
@@ -393,6 +395,15 @@ def _check_pos_width(pos: Tensor, lin: Linear, name: str) -> None:
         raise ValueError(f"'{name}' has position vectors of size {pos.size(-1)} but this "
                          f"layer was built with pos_channels={lin.in_channels}; set "
                          f"pos_channels to the builder's pos_dim ({pos.size(-1)})")
+
+
+def _sibling_index_of(hierarchy, like: Tensor) -> Tensor:
+    r"""The sibling pairs an explainer of this layer would see."""
+    if isinstance(hierarchy, FlatFamilies):
+        hierarchy = flat_hierarchy(hierarchy.batch, like.size(0), like.device)
+    if isinstance(hierarchy, (LoneLeaves, ShardedHierarchy)):
+        return like.new_empty(2, 0, dtype=torch.long)  # no pairs to explain
+    return hierarchy.sibling_index
 
 
 def _eager(hierarchy) -> bool:

@@ -214,6 +214,64 @@ def test_attention_explainer_collects_hsa_attention():
     assert not model.conv1.explain_tap.listening
 
 
+class _Hybrid(torch.nn.Module):
+    r"""Two GPS layers with HSA over flat families: ``local`` is the local
+    layer's class (GIN has no attention, GAT has)."""
+    def __init__(self, local):
+        super().__init__()
+        from torch_geometric.nn import GATConv
+        make = (lambda: GINConv(torch.nn.Linear(8, 8))) if local == 'gin' else \
+            (lambda: GATConv(8, 4, heads=2))
+        self.layers = torch.nn.ModuleList([HSAGPSConv(8, make(), heads=2, norm=None)
+                                           for _ in range(2)])
+
+    def forward(self, x, edge_index, batch):
+        for layer in self.layers:
+            x = layer(x, edge_index, batch=batch)
+        return x.sum(-1, keepdim=True)
+
+
+def _explain_graph_edges(model, x, edge_index, batch):
+    from torch_geometric.explain import Explainer
+    from torch_geometric.explain.algorithm import AttentionExplainer
+    explainer = Explainer(model, AttentionExplainer(reduce='max'), explanation_type='model',
+                          edge_mask_type='object',
+                          model_config=dict(mode='regression', task_level='graph',
+                                            return_type='raw'))
+    return explainer(x, edge_index, batch=batch).edge_mask
+
+
+def test_attention_explainer_over_graph_edges_hears_only_the_local_layers():
+    torch.manual_seed(0)
+    x = torch.randn(7, 8)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 0, 4, 5, 6]])
+    batch = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    # a local layer without attention: HSA's sibling pairs are not graph edges
+    with pytest.raises(ValueError, match='Could not collect any attention'):
+        _explain_graph_edges(_Hybrid('gin').eval(), x, edge_index, batch)
+    # a local GAT: the mask is GAT's alone, as with the taps switched off
+    model = _Hybrid('gat').eval()
+    mask = _explain_graph_edges(model, x, edge_index, batch)
+    for layer in model.layers:
+        layer.attn.explain_tap.explain = False
+    assert torch.equal(mask, _explain_graph_edges(model, x, edge_index, batch))
+    for layer in model.layers:
+        assert not layer.attn.explain_tap.listening and layer.attn.explain_tap._explained is None
+
+
+def test_attention_explainer_refuses_node_level_over_sibling_pairs():
+    from torch_geometric.explain import Explainer
+    from torch_geometric.explain.algorithm import AttentionExplainer
+    batch = next(iter(HierarchyLoader(TREES, batch_size=3)))
+    h, x = batch.hierarchy, batch['leaf'].x
+    explainer = Explainer(_Readout().eval(), AttentionExplainer(), explanation_type='model',
+                          edge_mask_type='object',
+                          model_config=dict(mode='regression', task_level='node',
+                                            return_type='raw'))
+    with pytest.raises(ValueError, match="node-level explanation of HSA over 'edge_index'"):
+        explainer(x, h.sibling_index, hierarchy=h, index=0)
+
+
 def test_gnn_explainer_node_mask():
     from torch_geometric.explain import Explainer
     from torch_geometric.explain.algorithm import GNNExplainer
