@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 
 __all__ = ['as_int', 'as_bool', 'as_finite_float', 'as_branching', 'as_even_dim',
-           'check_finite']
+           'as_probability', 'as_kwargs', 'as_module_or_none', 'check_finite',
+           'check_node_features']
 
 
 def as_int(value, name: str, minimum: Optional[int] = None,
@@ -101,3 +102,65 @@ def as_even_dim(value, name: str = 'pos_dim') -> int:
     if value < 2 or value % 2:
         raise ValueError(f"'{name}' must be a positive even number, got {value}")
     return value
+
+
+def as_probability(value, name: str = 'dropout') -> float:
+    r"""A dropout probability: a finite float in ``[0, 1)``."""
+    value = as_finite_float(value, name)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"'{name}' must be a probability in [0, 1), got {value}")
+    return value
+
+
+def as_kwargs(value, name: str) -> dict:
+    r"""Keyword arguments for another callable: a dict (copied) or
+    :obj:`None` (an empty dict)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"'{name}' must be a dict of keyword arguments or None, got "
+                        f"{value!r} of type {type(value).__name__}")
+    bad = [key for key in value if not isinstance(key, str)]
+    if bad:
+        raise TypeError(f"'{name}' must have string keys (argument names), got {bad[0]!r}")
+    return dict(value)
+
+
+def as_module_or_none(value, name: str):
+    r""":obj:`value` when it is a :class:`torch.nn.Module` instance or
+    :obj:`None`; options are modules, not strings (PyG's convention)."""
+    if value is None or isinstance(value, torch.nn.Module):
+        return value
+    if isinstance(value, type) and issubclass(value, torch.nn.Module):
+        raise TypeError(f"'{name}' must be a torch.nn.Module instance or None, got the "
+                        f"class {value.__name__}: pass an instance, e.g. "
+                        f"{value.__name__}(channels, channels)")
+    raise TypeError(f"'{name}' must be a torch.nn.Module (e.g. a MessagePassing layer "
+                    f"such as GINConv(...)) or None, got {value!r} of type "
+                    f"{type(value).__name__}")
+
+
+def check_node_features(x, name: str, channels: Optional[int] = None,
+                        channels_name: str = 'channels', num_rows: Optional[int] = None,
+                        rows_of: str = 'the hierarchy') -> None:
+    r"""Checks that :obj:`x` is a floating-point ``[num_nodes, channels]``
+    tensor.  Its width is compared with :obj:`channels` (when positive) and
+    its rows with :obj:`num_rows` (when given) in eager mode only: under
+    :func:`torch.compile` a comparison with a Python int would bake that size
+    into the graph."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"'{name}' must be a Tensor [num_nodes, {channels_name}], got "
+                        f"{type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"'{name}' must have shape [num_nodes, {channels_name}], got "
+                         f"{list(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"'{name}' must be a floating-point tensor, got dtype {x.dtype}")
+    if torch.compiler.is_compiling():
+        return
+    if channels is not None and channels > 0 and x.size(1) != channels:
+        raise ValueError(f"'{name}' has {x.size(1)} channels but the layer was built "
+                         f"with {channels_name}={channels}")
+    if num_rows is not None and x.size(0) != num_rows:
+        raise ValueError(f"'{name}' has {x.size(0)} rows but {rows_of} has {num_rows} "
+                         f"leaves")

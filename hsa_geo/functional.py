@@ -103,20 +103,17 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
         to attend to gets a zero row.  Differentiable in :obj:`q`, :obj:`k`,
         :obj:`v`, :obj:`pos` and :obj:`bias` (first order).
     """
+    if isinstance(hierarchy, ShardedHierarchy):
+        # this rank's share of one tree: its inputs are checked once the ranks
+        # have compared their calls, so that a fault on one rank raises on all
+        # of them instead of leaving the others waiting in a collective
+        return hierarchy.attention(q, k, v, pos, include_self, causal, scale, bias=bias,
+                                   dropout=dropout)
     _check_inputs(q, k, v, hierarchy, pos, bias)
     include_self, causal, scale = check_options(q, include_self, causal, scale)
     dropout = as_finite_float(dropout, 'dropout')
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"'dropout' must be in [0, 1), got {dropout}")
-    if isinstance(hierarchy, ShardedHierarchy):  # this rank's share of one tree
-        if bias is not None or dropout > 0:
-            raise ValueError("a ShardedHierarchy's attention takes no 'bias' and no "
-                             f"'dropout' (got bias={'a tensor' if bias is not None else None}"
-                             f", dropout={dropout})")
-        if pos is not None and pos.size(0) != hierarchy.num_nodes:
-            raise ValueError(f"'pos' has {pos.size(0)} rows but this rank's tree has "
-                             f"{hierarchy.num_nodes} nodes")
-        return hierarchy.attention(q, k, v, pos, include_self, causal, scale)
     out_dtype = result_dtype(v)
     dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
@@ -142,7 +139,8 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
         hierarchy = op.flat_hierarchy(hierarchy.batch, q.size(0), q.device)
     hierarchy.check_intact()
     op.check_sizes(q, pos, bias, hierarchy)
-    out = engine.attention(hierarchy.layout, Config(include_self, causal, scale, dropout),
+    guard = engine.needs_guard(q, k, v, pos, bias)
+    out = engine.attention(hierarchy.layout, Config(include_self, causal, scale, dropout, guard),
                            q, k, v, pos, bias)
     return out.to(out_dtype)
 

@@ -550,6 +550,9 @@ class Hierarchy:
                         self.node_slices, self.leaf_types)
         if self._sibling_index is not None:
             out._sibling_index = self._sibling_index.to(device)
+        share = self.__dict__.get('_hsa_share')  # a share of hsa_geo.distributed
+        if share is not None:
+            out._hsa_share = share
         return out
 
     def cpu(self) -> 'Hierarchy':

@@ -18,7 +18,7 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from hsa_geo.engine import Config, Recorder, forward_pass
+from hsa_geo.engine import Config, Recorder, forward_pass, needs_guard
 from hsa_geo.engine.op import check_sizes
 from hsa_geo.functional import _check_inputs, check_options
 from hsa_geo.hierarchy import Hierarchy
@@ -170,7 +170,7 @@ def hsa_weights(q: Tensor, k: Tensor, hierarchy: Hierarchy,
     recorder = Recorder(pair_weights=q.new_zeros(hierarchy.num_pairs, heads))
     with torch.no_grad():
         _, (pieces, *_) = forward_pass(
-            layout, Config(include_self, causal, scale, 0.0), q, k,
+            layout, Config(include_self, causal, scale, 0.0, needs_guard(q, k, pos, bias)), q, k,
             q.new_zeros(q.size(0), heads, 1), pos, bias, recorder)
     # nodes without siblings (roots, the nodes inside unary chains) keep
     # everything; a compiled node's share belongs to the node heading its chain

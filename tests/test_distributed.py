@@ -194,7 +194,7 @@ def test_shard_hierarchy_splits_the_top_level_subtrees():
     q = torch.randn(n, 1, 2)
     with pytest.raises(ValueError, match="no 'bias' and no 'dropout'"):
         hsa(q, q, q, sharded, dropout=0.1)
-    with pytest.raises(ValueError, match="'pos' has 3 rows"):
+    with pytest.raises(ValueError, match=r"'pos' must be \[\d+, c\].*got \[3, 2\]"):
         hsa(q, q, q, sharded, pos=torch.randn(3, 2))
 
 
@@ -222,3 +222,134 @@ def test_large_scores_and_half_precision(include_self, causal):
     assert half.dtype == torch.float16
     ref = hsa(q.half(), k.half(), v.half(), whole, **options)
     assert torch.allclose(half.float(), ref.float(), atol=2e-3)
+
+
+# ------------------------------------------- shares, forests and clear errors
+def test_shard_forest_takes_integral_scalars():
+    import numpy as np
+    forest = Hierarchy.from_parent(*FORESTS[0])
+    ref = shard_forest(forest, 2)
+    for count in (np.int64(2), torch.tensor(2)):
+        for (a, *ids_a), (b, *ids_b) in zip(shard_forest(forest, count), ref):
+            assert a == b and all(torch.equal(x, y) for x, y in zip(ids_a, ids_b))
+
+
+def _two_trees():
+    from torch_geometric.data import HeteroData
+    data = HeteroData()
+    gen = torch.Generator().manual_seed(0)
+    data['tok'].x = torch.randn(12, 4, generator=gen, dtype=torch.float64)
+    data['grp'].num_nodes, data['root'].num_nodes = 4, 2
+    data['tok', 'in', 'grp'].edge_index = torch.tensor([list(range(12)),
+                                                        [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]])
+    data['grp', 'in', 'root'].edge_index = torch.tensor([[0, 1, 2, 3], [0, 0, 1, 1]])
+    return data
+
+
+def test_shard_hierarchy_refuses_a_forest():
+    # two independent trees: rank 0 would get one, rank 1 the other, and the
+    # attention would couple them as one family (a wrong result, no error)
+    from hsa_geo.distributed import shard_hierarchy
+    data = _two_trees()
+    for rank in range(2):
+        with pytest.raises(ValueError, match="'data' has 2 roots.*shards one tree"):
+            shard_hierarchy(data, rank, 2)
+
+
+def test_shares_record_what_they_are():
+    from hsa_geo.distributed import shard_hierarchy
+    from hsa_geo.distributed.shard import share_of
+    forest = Hierarchy.from_parent(*FORESTS[0])
+    other = Hierarchy.from_parent(*FORESTS[1])
+    shares = [share_of(local) for local, _, _ in shard_forest(forest, 3)]
+    assert [(s.index, s.num_shards) for s in shares] == [(0, 3), (1, 3), (2, 3)]
+    assert len({s.digest for s in shares}) == 1
+    assert share_of(shard_forest(other, 3)[0][0]).digest != shares[0].digest
+    assert share_of(forest) is None
+    data = _graph_hierarchy()
+    infos = [share_of(shard_hierarchy(data, rank, 2)[1]) for rank in range(2)]
+    assert [(s.index, s.num_shards) for s in infos] == [(0, 2), (1, 2)]
+    assert infos[0].digest == infos[1].digest
+    moved = shard_hierarchy(data, 1, 2)[1].to('cpu')
+    assert share_of(moved) == infos[1] and share_of(moved.subtrees) == infos[1]
+    # a share of several used in a single process: refused, not half the answer
+    local, leaf_ids, _ = shard_forest(forest, 2)[1]
+    q, k, v, _ = _inputs(local.num_leaves, local.num_nodes, 0)
+    with pytest.raises(ValueError, match="'hierarchy' is share 1 of a split over 2 ranks"):
+        distributed_hsa(q, k, v, local)
+    alone, _, _ = shard_forest(forest, 1)[0]
+    q, k, v, _ = _inputs(alone.num_leaves, alone.num_nodes, 0)
+    assert torch.allclose(distributed_hsa(q, k, v, alone), distributed_hsa(q, k, v, forest))
+
+
+def test_root_sharing_its_type_with_clusters_is_sharded():
+    # the root and the clusters below it are all of type 'node': the root is
+    # found at the node level (it used to find no subtree below any root)
+    from hsa_geo.distributed import shard_hierarchy
+    from hsa_geo.nn import HSAConv
+    from hsa_geo.testing import hetero_forest
+    data = hetero_forest(1, channels=4)
+    whole = Hierarchy.from_hetero(data)
+    torch.manual_seed(0)
+    conv = HSAConv(4, 3, heads=2, causal=True).double()
+    ref = conv(data['leaf'].x.double(), whole)
+    part, sharded = shard_hierarchy(data, 0, 1)
+    assert sharded.subtrees.num_roots == 4
+    assert torch.allclose(conv(part['leaf'].x.double(), sharded), ref, atol=1e-12, rtol=0)
+    parts = [shard_hierarchy(data, rank, 3)[0] for rank in range(3)]
+    ids = torch.cat([p['leaf'].n_id for p in parts])
+    assert torch.equal(ids.sort().values, torch.arange(whole.num_leaves))   # each once
+    assert all(p['leaf'].num_nodes for p in parts)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason='needs torch.distributed')
+def test_ranks_that_disagree_all_get_the_same_error(tmp_path):
+    out = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         '--master_port=29523', str(ROOT / 'tests' / 'distributed' / 'disagree_worker.py'),
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = {   # scenario: words every rank's ValueError names
+        'rank0_share': ["'hierarchy'", 'rank 1', 'share 0'],
+        'other_world': ["'hierarchy'", '3 ranks', 'group has 2'],
+        'other_hierarchy': ["'hierarchy'", 'different hierarchies', 'rank 0', 'rank 1'],
+        'causal_one_rank': ["'causal'", 'True on rank 0', 'False on rank 1'],
+        'include_self_one_rank': ["'include_self'", 'False on rank 0', 'True on rank 1'],
+        'scale_one_rank': ["'scale'", '0.5 on rank 0', '0.25 on rank 1'],
+        'heads_differ': ['heads', '2 on rank 0', '3 on rank 1'],
+        'dtype_differs': ['dtype', 'torch.float32 on rank 0', 'torch.float64 on rank 1'],
+        'pos_one_rank': ["'pos'", 'rank 0', 'rank 1'],
+        'sharded_rank0_share': ["'hierarchy'", 'rank 1', 'share 0'],
+        'sharded_causal_one_rank': ["'causal'", 'True on rank 0', 'False on rank 1'],
+        'sharded_pos_one_rank': ["'pos'", 'rank 0', 'rank 1'],
+    }
+    reports = [json.loads((tmp_path / f'rank{rank}.json').read_text()) for rank in range(2)]
+    for name, words in expected.items():
+        messages = [report[name].get('message') for report in reports]
+        for rank, report in enumerate(reports):
+            assert report[name]['type'] == 'ValueError', (name, rank, report[name])
+            missing = [w for w in words if w not in report[name]['message']]
+            assert not missing, (name, rank, missing, report[name]['message'])
+        assert messages[0] == messages[1], (name, messages)     # the same error everywhere
+    # bad input on rank 1 only: rank 1 raises its own error, rank 0 does not wait
+    bad = [report['bad_input_one_rank'] for report in reports]
+    assert bad[1]['type'] == 'ValueError' and "'q' has" in bad[1]['message'], bad
+    assert bad[0]['type'] == 'ValueError' and 'rank 1' in bad[0]['message'], bad
+    for rank, report in enumerate(reports):
+        assert report['after'] < 1e-12, rank                # the group still works
+        assert report['cluster_root'] < 1e-12, rank
+
+
+def test_sharded_attention_refuses_bias_dropout_and_bad_positions():
+    from hsa_geo.distributed import shard_hierarchy
+    part, sharded = shard_hierarchy(_graph_hierarchy(), 0, 1)
+    q = torch.randn(sharded.num_leaves, 1, 2)
+    with pytest.raises(ValueError, match="no 'bias' and no 'dropout'"):
+        sharded.attention(q, q, q, dropout=0.1)
+    with pytest.raises(ValueError, match="no 'bias' and no 'dropout'"):
+        sharded.attention(q, q, q, bias=torch.zeros(1))
+    with pytest.raises(ValueError, match="'pos' must be \\[%d, c\\]" % sharded.num_nodes):
+        sharded.attention(q, q, q, pos=torch.randn(3, 2))
+    assert sharded.attention(q, q, q).shape == q.shape

@@ -135,3 +135,74 @@ def test_subtree_loader_covers_every_leaf_once():
         HierarchyLoader([data], collate_fn=list)
     with pytest.raises(ValueError, match="'batch_size'"):
         SubtreeLoader(data, batch_size=0)
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_root_sharing_its_type_with_clusters(seed):
+    # hetero_forest stores the root and every cluster as type 'node' (edges
+    # ('node', 'in', 'node')): the root must be found at the node level
+    data = hetero_forest(seed)
+    whole = Hierarchy.from_hetero(data)
+    root = int(whole.roots[0]) - whole.num_leaves
+    children = data['node', 'in', 'node'].edge_index
+    top_nodes = children[0][children[1] == root].sort().values
+    leaf_children = data['leaf', 'in', 'node'].edge_index
+    top_leaves = leaf_children[0][leaf_children[1] == root].sort().values
+    top = top_subtrees(data)
+    assert int(top['node'][root]) == -1
+    # the subtrees are numbered in the compiled tree's node order (leaves first)
+    assert top['leaf'][top_leaves].tolist() == list(range(top_leaves.numel()))
+    assert top['node'][top_nodes].tolist() == list(range(top_leaves.numel(),
+                                                         top_leaves.numel() +
+                                                         top_nodes.numel()))
+    loader = SubtreeLoader(data, batch_size=1)
+    assert len(loader) == top_leaves.numel() + top_nodes.numel()
+    for index, batch in enumerate(loader):
+        # the batch is exactly the leaves below its top-level node
+        expected = (top['leaf'] == index).nonzero().view(-1)
+        assert torch.equal(batch['leaf'].n_id, expected)
+        h = batch.hierarchy
+        assert h.num_roots == 1 and h.num_leaves == expected.numel()
+        assert torch.equal(batch['leaf'].x, data['leaf'].x[expected])
+
+
+def test_top_subtrees_in_the_compiled_order_across_types():
+    # the root's children are of two types, leaf type listed last among the
+    # edge types: numbered leaves first, then clusters (the compiled order)
+    data = HeteroData()
+    data['tok'].x = torch.randn(10, 2)
+    data['grp'].num_nodes, data['root'].num_nodes = 3, 1
+    data['grp', 'in', 'root'].edge_index = torch.tensor([[0, 1, 2], [0, 0, 0]])
+    data['tok', 'in', 'grp'].edge_index = torch.tensor([[0, 1, 2, 3, 4, 5],
+                                                        [0, 0, 1, 1, 2, 2]])
+    data['tok', 'in', 'root'].edge_index = torch.tensor([[6, 7, 8, 9], [0, 0, 0, 0]])
+    top = top_subtrees(data)
+    assert top['tok'].tolist() == [4, 4, 5, 5, 6, 6, 0, 1, 2, 3]
+    assert top['grp'].tolist() == [4, 5, 6] and top['root'].tolist() == [-1]
+
+
+def _deep_one_type():
+    r"""Two subtrees, each a chain of three clusters, under one root: all four
+    levels of clusters of the one type ``'node'``."""
+    data = HeteroData()
+    data['leaf'].x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0),
+                                 dtype=torch.float64)
+    data['node'].num_nodes = 7
+    data['leaf', 'in', 'node'].edge_index = torch.tensor([[0, 1, 2, 3], [0, 0, 3, 3]])
+    data['node', 'in', 'node'].edge_index = torch.tensor([[0, 1, 2, 3, 4, 5],
+                                                          [1, 2, 6, 4, 5, 6]])
+    return data
+
+
+def test_subtrees_of_a_type_nested_in_itself():
+    # hierarchy_subgraph walked up as many levels as there are node types and
+    # dropped the root of a type nested in itself more deeply
+    from hsa_geo.distributed import shard_hierarchy
+    data = _deep_one_type()
+    top = top_subtrees(data)
+    assert top['leaf'].tolist() == [0, 0, 1, 1]
+    assert top['node'].tolist() == [0, 0, 0, 1, 1, 1, -1]
+    part, sharded = shard_hierarchy(data, 0, 1)        # both subtrees under the root
+    assert sharded.subtrees.num_roots == 2
+    batch = next(iter(SubtreeLoader(data, batch_size=2)))
+    assert batch['node'].n_id.tolist() == list(range(7))

@@ -8,7 +8,7 @@ from typing import List, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from hsa_geo._checks import as_branching, as_int
+from hsa_geo._checks import as_branching, as_finite_float, as_int
 
 __all__ = ['planted_hierarchy_graph', 'planted_node_dataset']
 
@@ -40,7 +40,8 @@ def planted_hierarchy_graph(num_nodes: int, avg_degree: int, num_parts: Sequence
     num_nodes = as_int(num_nodes, 'num_nodes', minimum=2)
     avg_degree = as_int(avg_degree, 'avg_degree', minimum=1)
     num_parts = as_branching(num_parts, 'num_parts')
-    within = [float(w) for w in within]
+    within = _as_floats(within, 'within')
+    seed = as_int(seed, 'seed', minimum=0)
     if len(within) != len(num_parts) or min(within) < 0 or sum(within) > 1 + 1e-9:
         raise ValueError(f"'within' must hold one probability per level "
                          f"({len(num_parts)}), summing to at most 1, got {within}")
@@ -72,6 +73,13 @@ def planted_hierarchy_graph(num_nodes: int, avg_degree: int, num_parts: Sequence
     slot_of = torch.empty(num_nodes, dtype=torch.long)
     slot_of[node] = slot
     return edge_index, [b[slot_of] for b, _, _ in levels]
+
+
+def _as_floats(values, name: str) -> List[float]:
+    r"""A sequence of finite floats, each named in its error."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, '__len__'):
+        raise TypeError(f"'{name}' must be a sequence of numbers, got {values!r}")
+    return [as_finite_float(v, f'{name}[{i}]') for i, v in enumerate(values)]
 
 
 def _ceil_div(a: Tensor, b: int) -> Tensor:
@@ -126,7 +134,8 @@ def planted_node_dataset(num_nodes: int = 100_000, avg_degree: int = 20,
     label_level = as_int(label_level, 'label_level', minimum=0, maximum=len(num_parts) - 1)
     num_classes = as_int(num_classes, 'num_classes', minimum=2)
     num_features = as_int(num_features, 'num_features', minimum=1)
-    split = [float(s) for s in split]
+    signal = as_finite_float(signal, 'signal')
+    split = _as_floats(split, 'split')
     if len(split) != 2 or min(split) <= 0 or sum(split) >= 1:
         raise ValueError(f"'split' must be (train share, validation share), both positive "
                          f"and summing to less than 1, got {split}")

@@ -36,7 +36,8 @@ are not supported (their pairs and masks would have to be split by rank).
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+import struct
+from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -78,8 +79,27 @@ def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
         group (ProcessGroup, optional): The process group; :obj:`None`: the
             default group if :mod:`torch.distributed` is initialised, else this
             process alone (then the ranks' subtrees are all here).
+
+    Before anything else the ranks all-gather a small fingerprint of their
+    call (whether its input was refused, the :class:`~hsa_geo.distributed.
+    shard.Share` that a share from :func:`~hsa_geo.distributed.shard_forest`
+    or :func:`~hsa_geo.distributed.shard_hierarchy` records: its index, the
+    world size it was made for, a digest of the whole hierarchy; the options,
+    ``scale``, shapes, dtypes and whether positions are given), and every rank
+    raises the same :class:`ValueError` when they would not compute one
+    attention together (a rank passing another's share, shares made for
+    another world size or from another hierarchy, options on one rank only,
+    ...), or when one rank's input is refused, instead of a wrong result, a
+    hang or an abort.  A hierarchy built by hand records no share: then only
+    the rest is compared.
     """
-    from hsa_geo.functional import check_options, hsa
+    return _distributed_hsa(q, k, v, hierarchy, pos, top_pos, include_self, causal, scale,
+                            group)
+
+
+def _check_inputs(q, k, v, hierarchy, pos, top_pos, include_self, causal, scale):
+    r"""This rank's inputs checked: ``(include_self, causal, scale)``."""
+    from hsa_geo.functional import check_options
     if not isinstance(hierarchy, Hierarchy):
         raise TypeError(f"'hierarchy' must be a compiled Hierarchy (this rank's subtrees), "
                         f"got {type(hierarchy).__name__}")
@@ -91,17 +111,37 @@ def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
                          f"heads, d_v] with the same leaves and heads, got {tuple(q.shape)}, "
                          f"{tuple(k.shape)}, {tuple(v.shape)}")
     num_roots, num_leaves = hierarchy.roots.numel(), hierarchy.num_leaves
-    heads, dim, dim_v = q.size(1), q.size(2), v.size(2)
     if q.size(0) != num_leaves:
         raise ValueError(f"'q' has {q.size(0)} rows but 'hierarchy' has {num_leaves} leaves")
     if (pos is None) != (top_pos is None):
         raise ValueError("pass 'pos' and 'top_pos' together (positions inside the subtrees "
                          "and in the root's family) or neither")
     if pos is not None:
-        _check_positions(pos, 'pos', hierarchy.num_nodes, heads, 'nodes in its subtrees')
-        _check_positions(top_pos, 'top_pos', num_roots, heads,
+        _check_positions(pos, 'pos', hierarchy.num_nodes, q.size(1), 'nodes in its subtrees')
+        _check_positions(top_pos, 'top_pos', num_roots, q.size(1),
                          "roots (this rank's top-level nodes)")
-    include_self, causal, scale = check_options(q, include_self, causal, scale)
+    return check_options(q, include_self, causal, scale)
+
+
+def _distributed_hsa(q, k, v, hierarchy, pos, top_pos, include_self, causal, scale, group,
+                     error: Optional[Exception] = None) -> Tensor:
+    r""":func:`distributed_hsa`; :obj:`error`: a fault already found in this
+    rank's input (raised once the ranks have compared their inputs)."""
+    from hsa_geo.functional import hsa
+    if error is None:
+        try:
+            include_self, causal, scale = _check_inputs(q, k, v, hierarchy, pos, top_pos,
+                                                        include_self, causal, scale)
+        except (TypeError, ValueError) as found:
+            error = found
+    # before anything else, the ranks compare what they are about to run:
+    # one small all-gather, after which every rank raises the same error or
+    # none does (no rank is left waiting in a collective the others skip)
+    fingerprint = _fingerprint(error, q, v, hierarchy, top_pos, include_self, causal, scale)
+    table, rank, world = _gather_fingerprints(fingerprint, q, group)
+    _agree(table, rank, world, error)
+    num_roots, num_leaves = hierarchy.roots.numel(), hierarchy.num_leaves
+    heads, dim, dim_v = q.size(1), q.size(2), v.size(2)
     out_dtype = v.dtype     # half precision runs in float32, as in hsa()
     dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
@@ -141,7 +181,8 @@ def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
     shared = [rho_k, rho_v, count.view(-1, 1, 1).expand(-1, heads, 1)]
     if eps is not None:
         shared.append(eps.to(q.dtype))
-    gathered, offset = _all_gather(torch.cat(shared, -1), group)
+    gathered, offset = _all_gather(torch.cat(shared, -1), group,
+                                   [row[_FIELDS.index('num_roots')] for row in table], rank)
     all_k, all_v = gathered[..., :dim], gathered[..., dim:dim + dim_v]
     all_n = gathered[:, 0, dim + dim_v]
     all_eps = gathered[..., dim + dim_v + 1:] if eps is not None else None
@@ -192,17 +233,14 @@ def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
     return out.to(out_dtype)
 
 
-def _all_gather(x: Tensor, group) -> tuple:
-    r"""Every rank's rows of :obj:`x`, concatenated in rank order, with this
-    rank's offset; autograd-aware (gradients return to their owners)."""
+def _all_gather(x: Tensor, group, sizes: List[int], rank: int) -> tuple:
+    r"""Every rank's rows of :obj:`x` (:obj:`sizes` of them, from the
+    fingerprints), concatenated in rank order, with this rank's offset;
+    autograd-aware (gradients return to their owners)."""
     import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()):
         return x, 0
-    world, rank = dist.get_world_size(group), dist.get_rank(group)
-    size = torch.tensor([x.size(0)], device=x.device)
-    sizes = [torch.zeros_like(size) for _ in range(world)]
-    dist.all_gather(sizes, size, group=group)
-    sizes = [int(s) for s in sizes]
+    world = len(sizes)
     padded = torch.cat([x, x.new_zeros(max(sizes) - x.size(0), *x.shape[1:])])
     group = group or dist.group.WORLD
     # the functional collective with autograd under the name this torch has
@@ -258,3 +296,131 @@ def _ghosted_pos(pos: Optional[Tensor], hierarchy: Hierarchy, num_roots: int):
     pad = pos.new_zeros(num_roots, *pos.shape[1:])
     # a root's own row meets only its ghost (position zero): any value is exact
     return torch.cat([pad, pos, pad])
+
+
+# ------------------------------------------------------------ the ranks agree
+# The fingerprint every rank sends before the attention: int64 fields, in
+# this order.  'error': this rank's input was refused; 'num_roots': its
+# top-level nodes (the sizes of the statistics' gather); 'share', 'shards',
+# 'index', 'digest': the Share its hierarchy records (shard_forest,
+# shard_hierarchy), zeros without one; then the options and shapes.
+_FIELDS = ('error', 'num_roots', 'share', 'shards', 'index', 'digest', 'include_self',
+           'causal', 'scale', 'heads', 'dim', 'dim_v', 'pos', 'pos_dim', 'dtype_q', 'dtype_v')
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# the fields every rank must have equal, with their names in the messages
+_SAME = (('include_self', "'include_self'"), ('causal', "'causal'"), ('scale', "'scale'"),
+         ('heads', "the number of heads (q.size(1))"),
+         ('dim', "the channels of 'q' and 'k' (q.size(2))"),
+         ('dim_v', "the channels of 'v' (v.size(2))"),
+         ('pos', "whether 'pos' and 'top_pos' are given"),
+         ('pos_dim', "the channels of 'top_pos' (its last size)"),
+         ('dtype_q', "the dtype of 'q'"), ('dtype_v', "the dtype of 'v'"))
+
+
+def _fingerprint(error, q, v, hierarchy, top_pos, include_self, causal, scale) -> List[int]:
+    if error is not None:
+        return [1] + [0] * (len(_FIELDS) - 1)
+    from hsa_geo.distributed.shard import share_of
+    share = share_of(hierarchy)
+    code = lambda dtype: _DTYPES.index(dtype) + 1 if dtype in _DTYPES else \
+        len(_DTYPES) + 1 + sum(str(dtype).encode())
+    index, shards, digest = share if share is not None else (0, 0, 0)
+    values = dict(error=0, num_roots=hierarchy.roots.numel(), share=int(share is not None),
+                  shards=shards, index=index, digest=digest, include_self=int(include_self),
+                  causal=int(causal), scale=struct.unpack('<q', struct.pack('<d', scale))[0],
+                  heads=q.size(1), dim=q.size(2), dim_v=v.size(2), pos=int(top_pos is not None),
+                  pos_dim=top_pos.size(-1) if top_pos is not None else 0,
+                  dtype_q=code(q.dtype), dtype_v=code(v.dtype))
+    return [int(values[name]) for name in _FIELDS]
+
+
+def _gather_fingerprints(fingerprint: List[int], q, group):
+    r"""Every rank's fingerprint (rank order), this rank and the world size;
+    this process alone when :mod:`torch.distributed` is not initialised."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return [fingerprint], 0, 1
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    if isinstance(q, Tensor):
+        device = q.device
+    elif 'nccl' in str(dist.get_backend(group)) and torch.cuda.is_available():
+        device = torch.device('cuda', torch.cuda.current_device())
+    else:
+        device = torch.device('cpu')
+    mine = torch.tensor(fingerprint, dtype=torch.long, device=device)
+    every = [torch.empty_like(mine) for _ in range(world)]
+    dist.all_gather(every, mine, group=group)
+    return [row.tolist() for row in every], rank, world
+
+
+def _ranks(ranks: Sequence[int]) -> str:
+    return (f'rank {ranks[0]}' if len(ranks) == 1 else
+            'ranks ' + ', '.join(str(r) for r in ranks))
+
+
+def _by_value(table, field: str, show) -> str:
+    r"""``'<value> on rank 0, <value> on ranks 1, 2'``: the ranks grouped by
+    their value of :obj:`field`."""
+    index = _FIELDS.index(field)
+    groups = {}
+    for rank, row in enumerate(table):
+        groups.setdefault(row[index], []).append(rank)
+    return ', '.join(f'{show(value)} on {_ranks(ranks)}' for value, ranks in groups.items())
+
+
+def _show(field: str):
+    if field in ('include_self', 'causal'):
+        return lambda value: str(bool(value))
+    if field == 'scale':
+        return lambda value: repr(struct.unpack('<d', struct.pack('<q', value))[0])
+    if field == 'pos':
+        return lambda value: 'given' if value else 'not given'
+    if field.startswith('dtype'):
+        return lambda value: str(_DTYPES[value - 1]) if 1 <= value <= len(_DTYPES) else \
+            'another dtype'
+    return str
+
+
+def _agree(table: List[List[int]], rank: int, world: int, error) -> None:
+    r"""Raises, on every rank alike, when the ranks' fingerprints show that
+    they would not run one attention together (this rank's own input error
+    first)."""
+    at = {name: i for i, name in enumerate(_FIELDS)}
+    failed = [r for r, row in enumerate(table) if row[at['error']]]
+    if error is not None:
+        raise error
+    if failed:
+        raise ValueError(f"distributed_hsa: {_ranks(failed)} refused "
+                         f"{'its' if len(failed) == 1 else 'their'} input (see the error "
+                         f"raised there), so no rank runs the attention")
+    column = lambda name: [row[at[name]] for row in table]
+    with_share = [r for r, value in enumerate(column('share')) if value]
+    if with_share and len(with_share) != world:
+        without = [r for r in range(world) if r not in with_share]
+        raise ValueError(f"distributed_hsa: 'hierarchy' is a share from shard_forest or "
+                         f"shard_hierarchy on {_ranks(with_share)} but not on "
+                         f"{_ranks(without)}: every rank must pass its share of the same split")
+    if with_share:
+        shares = [f'share {row[at["index"]]} of a split over {row[at["shards"]]} ranks on '
+                  f'rank {r}' for r, row in enumerate(table)]
+        if any(value != world for value in column('shards')):
+            import torch.distributed as dist
+            alone = '' if dist.is_available() and dist.is_initialized() else \
+                ' (torch.distributed is not initialised: this process is alone)'
+            raise ValueError(f"distributed_hsa: 'hierarchy' is {', '.join(shares)}, but the "
+                             f"process group has {world} rank{'s' if world > 1 else ''}"
+                             f"{alone}: split for the group's size (shard_forest's "
+                             f"'num_shards', shard_hierarchy's 'world_size')")
+        if column('index') != list(range(world)):
+            raise ValueError(f"distributed_hsa: every rank must pass its own share ('hierarchy'"
+                             f" of rank r is share r of the split), got {', '.join(shares)}")
+        if len(set(column('digest'))) > 1:
+            raise ValueError(f"distributed_hsa: the ranks' 'hierarchy' shares come from "
+                             f"different hierarchies (digest "
+                             f"{_by_value(table, 'digest', lambda d: f'{d:016x}')}): every rank "
+                             f"must split the same hierarchy")
+    for field, name in _SAME:
+        if len(set(column(field))) > 1:
+            raise ValueError(f"distributed_hsa: the ranks disagree on {name}: "
+                             f"{_by_value(table, field, _show(field))}; every rank must pass "
+                             f"the same")

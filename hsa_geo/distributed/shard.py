@@ -3,7 +3,8 @@ subtrees (the children of the root) split into contiguous runs of about equal
 leaf counts, one run per rank."""
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+import hashlib
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -11,7 +12,44 @@ from torch import Tensor
 from hsa_geo._checks import as_int
 from hsa_geo.hierarchy import Hierarchy
 
-__all__ = ['ShardedHierarchy', 'shard_forest', 'shard_hierarchy', 'communicated_bytes']
+__all__ = ['ShardedHierarchy', 'Share', 'share_of', 'shard_forest', 'shard_hierarchy',
+           'communicated_bytes']
+
+
+class Share(NamedTuple):
+    r"""What a share of a hierarchy is, recorded by :func:`shard_forest` and
+    :func:`shard_hierarchy` and checked across the ranks by
+    :func:`~hsa_geo.distributed.distributed_hsa` before anything else: the
+    share's index (the rank it is for), the number of shares (the world size
+    it was made for) and a digest of the whole hierarchy."""
+    index: int
+    num_shards: int
+    digest: int
+
+
+def share_of(hierarchy) -> Optional[Share]:
+    r"""The :class:`Share` a hierarchy from :func:`shard_forest` or
+    :func:`shard_hierarchy` records, :obj:`None` for any other (e.g. one
+    built by hand, or moved with :meth:`Hierarchy.to`, which keeps no
+    metadata)."""
+    if isinstance(hierarchy, ShardedHierarchy):
+        return hierarchy._share
+    return getattr(hierarchy, '_hsa_share', None) if isinstance(hierarchy, Hierarchy) else None
+
+
+def _digest(*parts) -> int:
+    r"""A 63-bit digest of integer tensors (their values, on the CPU) and of
+    plain values (their ``repr``): equal on every process for equal input."""
+    h = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        if isinstance(part, Tensor):
+            part = part.detach().to(device='cpu', dtype=torch.long).contiguous()
+            h.update(repr(tuple(part.shape)).encode())
+            h.update(part.numpy().tobytes())
+        else:
+            h.update(repr(part).encode())
+        h.update(b'|')
+    return int.from_bytes(h.digest(), 'little') & (2 ** 63 - 1)
 
 
 class ShardedHierarchy:
@@ -34,6 +72,8 @@ class ShardedHierarchy:
     the device are this rank's tree's.  Pooling over the root and attention
     weights refuse it (they would cover this rank's subtrees only).  Eager
     mode only; the attention takes no per-pair ``bias`` and no dropout.
+    One from :func:`shard_hierarchy` records its :class:`Share`, which the
+    attention checks across the ranks (see :func:`distributed_hsa`).
 
     Args:
         hierarchy (Hierarchy): This rank's tree: one root, whose children are
@@ -42,7 +82,7 @@ class ShardedHierarchy:
         group (ProcessGroup, optional): The process group; :obj:`None`: the
             default one (or this process alone when none is initialised).
     """
-    __slots__ = ('hierarchy', 'subtrees', 'keep', 'group')
+    __slots__ = ('hierarchy', 'subtrees', 'keep', 'group', '_share')
 
     def __init__(self, hierarchy: Hierarchy, group=None):
         if not isinstance(hierarchy, Hierarchy):
@@ -67,21 +107,42 @@ class ShardedHierarchy:
         #: The nodes of :attr:`hierarchy` other than the root, ``[num_nodes - 1]``.
         self.keep = keep.nonzero().view(-1).to(hierarchy.parent.device)
         self.group = group
+        self._share: Optional[Share] = None
+
+    def _record(self, share: Optional[Share]) -> 'ShardedHierarchy':
+        self._share = share
+        if share is not None:       # read by distributed_hsa from the subtrees
+            self.subtrees._hsa_share = share
+        return self
 
     def attention(self, q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor] = None,
                   include_self: bool = False, causal: bool = False,
-                  scale: Optional[float] = None) -> Tensor:
+                  scale: Optional[float] = None, bias: Optional[Tensor] = None,
+                  dropout: float = 0.0) -> Tensor:
         r""":func:`distributed_hsa` over this rank's subtrees, :obj:`pos` given
         for every node of :attr:`hierarchy` (the top-level nodes' rows are
-        their positions in the root's family)."""
-        from hsa_geo.distributed.attention import distributed_hsa
-        sub_pos = top_pos = None
-        if pos is not None:
-            sub_pos = pos.index_select(0, self.keep)
-            top_pos = sub_pos.index_select(0, self.subtrees.roots)
-        return distributed_hsa(q, k, v, self.subtrees, pos=sub_pos, top_pos=top_pos,
-                               include_self=include_self, causal=causal, scale=scale,
-                               group=self.group)
+        their positions in the root's family).  A :obj:`bias` or a
+        :obj:`dropout` is refused.  Every fault of this rank's input is
+        raised after the ranks have compared their calls, so that the other
+        ranks raise too instead of waiting for this one."""
+        from hsa_geo.distributed.attention import _distributed_hsa
+        sub_pos = top_pos = error = None
+        if bias is not None or not (isinstance(dropout, (int, float)) and dropout == 0):
+            error = ValueError(f"a ShardedHierarchy's attention takes no 'bias' and no "
+                               f"'dropout' (got bias={'a tensor' if bias is not None else None}"
+                               f", dropout={dropout!r})")
+        elif pos is not None:
+            if not isinstance(pos, Tensor) or pos.dim() not in (2, 3) or \
+                    pos.size(0) != self.hierarchy.num_nodes:
+                error = ValueError(f"'pos' must be [{self.hierarchy.num_nodes}, c] or "
+                                   f"[{self.hierarchy.num_nodes}, heads, c] (one row per "
+                                   f"node of this rank's tree), got "
+                                   f"{list(pos.shape) if isinstance(pos, Tensor) else pos}")
+            else:
+                sub_pos = pos.index_select(0, self.keep)
+                top_pos = sub_pos.index_select(0, self.subtrees.roots)
+        return _distributed_hsa(q, k, v, self.subtrees, sub_pos, top_pos, include_self,
+                                causal, scale, self.group, error)
 
     def to(self, device, non_blocking: bool = False) -> 'ShardedHierarchy':
         r"""A copy on :obj:`device` that is still sharded (the signature PyG's
@@ -91,7 +152,7 @@ class ShardedHierarchy:
         out.subtrees = self.subtrees.to(device, non_blocking)
         out.keep = self.keep.to(device, non_blocking=non_blocking)
         out.group = self.group
-        return out
+        return out._record(self._share)
 
     def cpu(self) -> 'ShardedHierarchy':
         return self.to('cpu')
@@ -133,53 +194,62 @@ def shard_hierarchy(data, rank: int, world_size: int, group=None, relation: str 
     edges to other ranks' nodes are cut, as between Cluster-GCN's clusters).
 
     Returns ``(part, hierarchy)``: the rank's ``HeteroData`` and its
-    :class:`ShardedHierarchy` for the layers.
+    :class:`ShardedHierarchy` for the layers, which records its
+    :class:`Share` (rank, world size, a digest of :obj:`data`'s hierarchy):
+    the attention checks across the ranks that every rank runs its own share
+    of the same hierarchy.
 
     Args:
-        data (HeteroData): The hierarchy, one tree.
+        data (HeteroData): The hierarchy, one tree (a forest is refused: its
+            trees would be attended to as one).
         rank (int): This process's rank in :obj:`group`.
         world_size (int): The number of ranks.
         group (ProcessGroup, optional): Handed to :class:`ShardedHierarchy`.
         relation (str, optional): The relation of child-to-parent edges.
             (default: :obj:`'in'`)
     """
-    from hsa_geo.loader.subtree_loader import top_subtrees
-    from hsa_geo.hierarchy import hierarchy_node_types
+    from torch_geometric.data import HeteroData
+
+    from hsa_geo.loader.subtree_loader import _compile, _top_level
     from hsa_geo.utils.subgraph import hierarchy_subgraph
+    if not isinstance(data, HeteroData):
+        raise TypeError(f"'data' must be a hierarchy HeteroData (e.g. the output of "
+                        f"GraphHierarchy), got {type(data).__name__}")
     world_size = as_int(world_size, 'world_size', minimum=1)
     rank = as_int(rank, 'rank', minimum=0, maximum=world_size - 1)
-    leaf_types, cluster_types = hierarchy_node_types(data.edge_types, data.node_types,
-                                                     relation)
-    top = top_subtrees(data, relation)
-    num_subtrees = max((int(t.max()) + 1 for t in top.values() if t.numel()), default=0)
+    whole = _compile(data, relation)
+    if whole.num_roots != 1:
+        raise ValueError(f"'data' has {whole.num_roots} roots (a forest of "
+                         f"{whole.num_roots} trees), but shard_hierarchy shards one tree: "
+                         f"its top-level subtrees, spread over the ranks, all attend to "
+                         f"each other as one family; shard each tree on its own, or put "
+                         f"the roots under one new root")
+    # the subtrees are numbered in the order of their top-level nodes in the
+    # compiled tree, so the runs of the ranks follow the order causal
+    # attention uses
+    top, num_subtrees = _top_level(whole)
     if num_subtrees < world_size:
         raise ValueError(f"'data' has {num_subtrees} top-level subtrees, fewer than "
                          f"'world_size' ({world_size}): every rank needs at least one")
-    # the subtrees in the order of their top-level nodes in the compiled tree
-    # (leaf types first, then cluster types: Hierarchy.from_hetero's order), so
-    # that the runs of the ranks follow the order causal attention uses
-    offset, start = {}, 0
-    for t in leaf_types + cluster_types:
-        offset[t], start = start, start + int(data[t].num_nodes)
-    has_parent = {child for child, rel, _ in data.edge_types if rel == relation}
-    node_of_subtree = torch.empty(num_subtrees, dtype=torch.long)
-    for child, rel, parent in data.edge_types:
-        if rel == relation and parent not in has_parent:          # the root's children
-            child_index = data[child, rel, parent].edge_index[0]
-            node_of_subtree[top[child][child_index]] = offset[child] + child_index
-    position = torch.empty(num_subtrees, dtype=torch.long)
-    position[torch.argsort(node_of_subtree)] = torch.arange(num_subtrees)
-    sizes = torch.zeros(num_subtrees, dtype=torch.long)
-    for t in leaf_types:
-        mine = position[top[t][top[t] >= 0]]
-        sizes += torch.bincount(mine, minlength=num_subtrees)
+    top_of_leaf = top[:whole.num_leaves]
+    sizes = torch.bincount(top_of_leaf[top_of_leaf >= 0], minlength=num_subtrees)
     first, last = _balanced_runs(sizes, world_size)[rank]
     leaves = {}
-    for t in leaf_types:
-        at = position[top[t].clamp(min=0)]
-        leaves[t] = (top[t] >= 0) & (at >= first) & (at < last)
+    for t in whole.leaf_types:
+        start, end = whole.node_slices[t]
+        leaves[t] = (top[start:end] >= first) & (top[start:end] < last)
     part = hierarchy_subgraph(data, leaves, relation)
-    return part, ShardedHierarchy(Hierarchy.from_hetero(part, relation=relation), group)
+    share = Share(rank, world_size, _digest(whole.parent, whole.num_leaves,
+                                            sorted(whole.node_slices.items())))
+    sharded = ShardedHierarchy(Hierarchy.from_hetero(part, relation=relation), group)
+    if sharded.subtrees.num_roots != last - first:
+        # the part lost the root above its subtrees: its top-level nodes
+        # would be taken for others (never silently)
+        raise RuntimeError(f"shard_hierarchy: rank {rank}'s part of 'data' has "
+                           f"{sharded.subtrees.num_roots} top-level subtrees below its root "
+                           f"instead of {last - first}: hierarchy_subgraph did not keep every "
+                           f"ancestor of the kept leaves")
+    return part, sharded._record(share)
 
 
 def shard_forest(hierarchy: Hierarchy, num_shards: int) -> List[tuple]:
@@ -190,9 +260,14 @@ def shard_forest(hierarchy: Hierarchy, num_shards: int) -> List[tuple]:
     Returns one ``(local, leaf_ids, node_ids)`` per shard: the shard's forest
     (leaves first, every order kept), and the indices of its leaves and of
     all its nodes in :obj:`hierarchy` (``pos[node_ids]`` are its positions,
-    ``q[leaf_ids]`` its queries)."""
-    if not isinstance(num_shards, int) or num_shards < 1:
-        raise ValueError(f"'num_shards' must be a positive int, got {num_shards!r}")
+    ``q[leaf_ids]`` its queries).  Each ``local`` records its :class:`Share`
+    (its index, :obj:`num_shards`, a digest of :obj:`hierarchy`), which
+    :func:`distributed_hsa` checks across the ranks: rank ``r`` of a group of
+    :obj:`num_shards` ranks passes share ``r``."""
+    if not isinstance(hierarchy, Hierarchy):
+        raise TypeError(f"'hierarchy' must be a compiled Hierarchy (the forest of top-level "
+                        f"subtrees), got {type(hierarchy).__name__}")
+    num_shards = as_int(num_shards, 'num_shards', minimum=1)
     if num_shards > hierarchy.roots.numel():
         raise ValueError(f"'num_shards' ({num_shards}) exceeds the number of top-level "
                          f"subtrees ({hierarchy.roots.numel()})")
@@ -208,17 +283,20 @@ def shard_forest(hierarchy: Hierarchy, num_shards: int) -> List[tuple]:
     root_rank = torch.full((num_nodes, ), -1, dtype=torch.long)
     root_rank[hierarchy.roots.cpu()] = torch.arange(hierarchy.roots.numel())
     node_tree = root_rank[node_root]
+    digest = _digest(parent, num_leaves)
     shards = []
-    for first, last in _balanced_runs(sizes, num_shards):
+    for index, (first, last) in enumerate(_balanced_runs(sizes, num_shards)):
         mine = (node_tree >= first) & (node_tree < last)
         leaf_ids = mine[:num_leaves].nonzero().view(-1)
         node_ids = torch.cat([leaf_ids, num_leaves + mine[num_leaves:].nonzero().view(-1)])
-        local = torch.full((num_nodes, ), -1, dtype=torch.long)
-        local[node_ids] = torch.arange(node_ids.numel())
-        local_parent = torch.where(parent[node_ids] >= 0, local[parent[node_ids].clamp(min=0)],
-                                   -1)
-        shards.append((Hierarchy.from_parent(local_parent.to(hierarchy.parent.device),
-                                             leaf_ids.numel()), leaf_ids, node_ids))
+        new_index = torch.full((num_nodes, ), -1, dtype=torch.long)
+        new_index[node_ids] = torch.arange(node_ids.numel())
+        local_parent = torch.where(parent[node_ids] >= 0,
+                                   new_index[parent[node_ids].clamp(min=0)], -1)
+        local = Hierarchy.from_parent(local_parent.to(hierarchy.parent.device),
+                                      leaf_ids.numel())
+        local._hsa_share = Share(index, num_shards, digest)
+        shards.append((local, leaf_ids, node_ids))
     return shards
 
 

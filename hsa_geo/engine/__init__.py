@@ -26,7 +26,18 @@ from hsa_geo.engine.recorder import Recorder
 from hsa_geo.engine.schedule import Budget
 
 __all__ = ['attention', 'Config', 'Layout', 'Recorder', 'forward_pass', 'backward_pass',
-           'no_autocast']
+           'no_autocast', 'needs_guard']
+
+
+def needs_guard(*tensors: Optional[Tensor]) -> bool:
+    r"""Whether a call must run with :attr:`Config.guard` (non-finite inputs
+    kept to the rows that depend on them): always on a GPU, where deciding
+    would cost a host sync; on the CPU only when an input holds a NaN or an
+    infinity (one cheap pass over the inputs)."""
+    present = [t for t in tensors if t is not None]
+    if any(t.device.type != 'cpu' for t in present):
+        return True
+    return not all(bool(torch.isfinite(t).all()) for t in present)
 
 
 def no_autocast(device: torch.device):
@@ -47,7 +58,7 @@ def forward_pass(layout: Layout, cfg: Config, q: Tensor, k: Tensor, v: Tensor,
         bias_ext = extend_bias(bias)
         nodes = node_buffer(layout, inputs)
         pieces = bottom_up(layout, nodes, inputs, bias_ext, recorder, Budget(q.device))
-        out, leaf_mass, _, mass = top_down(layout, pieces, inputs.dims, v)
+        out, leaf_mass, _, mass = top_down(layout, pieces, inputs.dims, v, cfg.guard)
         if cfg.include_self:
             out.addcmul_(leaf_mass[:layout.num_leaves].unsqueeze(-1), v)
     return out, (pieces, nodes, mass, leaf_mass, bias_ext)

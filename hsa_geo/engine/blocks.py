@@ -29,16 +29,25 @@ from torch import Tensor
 from hsa_geo.engine.layout import SizeClass
 
 __all__ = ['Config', 'Dims', 'Inputs', 'gather', 'leaf_block', 'scores', 'positions',
-           'pair_bias']
+           'pair_bias', 'guarded_values_product']
 
 
 @dataclass(frozen=True)
 class Config:
-    r"""One call's options, fixed for its forward and backward pass."""
+    r"""One call's options, fixed for its forward and backward pass.
+
+    ``guard``: keep a non-finite input (NaN, infinity) in exactly the rows
+    that depend on it.  Without it a NaN also reaches rows that give it zero
+    weight (a masked score, a padding slot, the diagonal of a family:
+    :math:`0 \cdot \mathrm{NaN}`); with it masked scores are set, not added,
+    padding is zeroed and every block's value product counts the non-finite
+    values each row attends (structurally) apart.  On for GPU inputs (no
+    host sync to decide) and for CPU inputs holding a non-finite entry."""
     include_self: bool
     causal: bool
     scale: float
     dropout: float
+    guard: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,8 @@ def gather(nodes: Tensor, inputs: Inputs, c: SizeClass, f0: int, f1: int) -> Ten
             block = leaf_block(inputs, None, lo, c.child_start + f1 * c.width)
         else:
             block = leaf_block(inputs, c.load_index()[f0:f1].reshape(-1))
+            if inputs.cfg.guard and c.padded:  # padding read leaf 0: zero it
+                block.masked_fill_(~c.valid()[f0:f1].reshape(1, -1, 1), 0.0)
     elif c.child_start is not None:  # stored in block order: one strided copy
         lo = c.child_start + f0 * c.width
         # clone, not contiguous(): with one head the slice is already
@@ -164,4 +175,27 @@ def scores(block: Tensor, c: SizeClass, cfg: Config, dims: Dims, pos_block: Opti
         out += torch.matmul(rows, pos_block.transpose(-1, -2))
     if bias_block is not None:
         out += bias_block
+    if cfg.guard:
+        # set, not added: -inf + NaN would be NaN; a row without siblings
+        # (its dummy entry) gets a constant whatever its own inputs
+        out.masked_fill_(c.blocked(cfg.causal, f0, f1, i0, i1), -math.inf)
+        if cfg.causal and i0 == 0:
+            out[:, :, 0, 0] = 0.0
     return out
+
+
+def guarded_values_product(attention: Tensor, values: Tensor, cfg: Config, i0: int,
+                           i1: int) -> Tensor:
+    r"""``attention @ values`` (``[H, F, rows, B] @ [H, F, B, dv]``) where an
+    entry of the result is NaN exactly when its row attends (structurally: a
+    sibling, left of it when causal) a non-finite value in that channel, and
+    finite otherwise: a weight of exactly zero on a non-finite value (the
+    diagonal, a masked sibling, padding) contributes nothing."""
+    bad = ~torch.isfinite(values)                                    # [H, F, B, dv]
+    out = torch.matmul(attention, values.masked_fill(bad, 0.0))
+    count = bad.to(attention.dtype)
+    if cfg.causal:   # the siblings left of each row
+        reached = count.cumsum(2) - count
+    else:            # every sibling but the row itself (padding is finite)
+        reached = count.sum(2, keepdim=True) - count
+    return out.masked_fill_(reached[:, :, i0:i1] > 0, math.nan)

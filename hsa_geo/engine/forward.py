@@ -36,8 +36,8 @@ import torch
 from torch import Tensor
 
 from hsa_geo.engine import triton_kernels
-from hsa_geo.engine.blocks import (Dims, Inputs, gather, leaf_block, pair_bias, positions,
-                                   scores)
+from hsa_geo.engine.blocks import (Dims, Inputs, gather, guarded_values_product, leaf_block,
+                                   pair_bias, positions, scores)
 from hsa_geo.engine.layout import Layout, SizeClass
 from hsa_geo.engine.recorder import Recorder
 from hsa_geo.engine.schedule import Budget, chunks
@@ -133,8 +133,11 @@ def bottom_up(layout: Layout, nodes: Tensor, inputs: Inputs, bias_ext: Optional[
                             pair_bias(bias_ext, c, layout.num_pairs, f0, f1, i0, i1),
                             f0, f1, i0, i1)
             attention, log_norm = softmax_(logits)                   # [H, F, rows, B]
-            theta = torch.matmul(recorder.drop(attention, (number, f0, i0)),
-                                 block[..., dims.v])                 # [H, F, rows, dv]
+            dropped = recorder.drop(attention, (number, f0, i0))
+            if cfg.guard:
+                theta = guarded_values_product(dropped, block[..., dims.v], cfg, i0, i1)
+            else:
+                theta = torch.matmul(dropped, block[..., dims.v])    # [H, F, rows, dv]
             nu = block[:, :, i0:i1, -1] if not whole else block[..., -1]
             x = torch.sub(nu, log_norm)                              # eta - phi
             mu = torch.sigmoid(x)
@@ -145,8 +148,12 @@ def bottom_up(layout: Layout, nodes: Tensor, inputs: Inputs, bias_ext: Optional[
                 mu.masked_fill_(rows, 1.0)
                 one_minus_mu.masked_fill_(rows, 0.0)
                 neg_eta = log_norm.masked_fill(rows, -math.inf)
+                if cfg.guard:  # theta of its dummy entry, weighted by 1 - mu = 0
+                    theta.masked_fill_(rows.unsqueeze(-1), 0.0)
             # t(C) = logaddexp(nu(C), -eta(C)); nu(P) is their n-weighted mean
             term = torch.logaddexp(nu, neg_eta)
+            if cfg.guard and c.padded:  # padding rows weigh 0 in the parent's mean
+                term.masked_fill_(~c.valid()[f0:f1, i0:i1], 0.0)
             parents = slice(c.parent_start + f0, c.parent_start + f1)
             if whole:
                 # the block is a private copy: put t in its nu channel and one
@@ -185,7 +192,7 @@ def _record_pairs(out: Tensor, c: SizeClass, attention: Tensor, one_minus_mu: Te
     out[ids[keep]] = delta.permute(1, 2, 3, 0)[keep]
 
 
-def top_down(layout: Layout, pieces: List[Piece], dims: Dims, v: Tensor):
+def top_down(layout: Layout, pieces: List[Piece], dims: Dims, v: Tensor, guard: bool = False):
     r"""The output ``[L, H, d_v]`` (without the self term) with the leaves'
     passed-on mass ``[L + 1, H]``, and the internal nodes' accumulated output
     ``acc [H, rows, d_v]`` and mass ``[H, rows]``, head-major like the pieces."""
@@ -199,14 +206,23 @@ def top_down(layout: Layout, pieces: List[Piece], dims: Dims, v: Tensor):
     for piece in reversed(pieces):  # parents before children
         parents = piece.parent_rows
         mass_p = mass[:, parents].unsqueeze(-1)                          # [H, F, 1]
-        child_acc = torch.addcmul(acc[:, parents].unsqueeze(2),
-                                  (mass_p * piece.one_minus_mu).unsqueeze(-1), piece.theta)
+        share = mass_p * piece.one_minus_mu                              # [H, F, rows]
+        child_mass = mass_p * piece.mu
+        if guard:
+            # a weight of exactly zero (a subtree that keeps nothing, a row
+            # without siblings) passes nothing on, not even a NaN
+            child_acc = acc[:, parents].unsqueeze(2) + torch.where(
+                (share != 0).unsqueeze(-1), share.unsqueeze(-1) * piece.theta, 0.0)
+            child_mass = torch.where(mass_p != 0, child_mass, 0.0)
+        else:
+            child_acc = torch.addcmul(acc[:, parents].unsqueeze(2), share.unsqueeze(-1),
+                                      piece.theta)
         if piece.size_class.leaves:
             store_leaves(out, piece, child_acc)
-            store_leaves(leaf_mass, piece, mass_p * piece.mu)
+            store_leaves(leaf_mass, piece, child_mass)
         else:
             store_rows(acc, piece, child_acc)
-            store_rows(mass, piece, mass_p * piece.mu)
+            store_rows(mass, piece, child_mass)
     if layout.num_lifted:
         out[layout.lifted] = acc[:, :layout.num_lifted].transpose(0, 1)
         leaf_mass[layout.lifted] = mass[:, :layout.num_lifted].t()

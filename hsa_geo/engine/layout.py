@@ -117,6 +117,10 @@ class SizeClass:
                 d['pattern', causal, dtype] = pattern
                 if small:
                     d['mask', causal, dtype] = d['log_count', dtype].unsqueeze(1) + pattern
+                if dtype == torch.float64:  # where a score is -inf (the guard sets it)
+                    d['blocked_pattern', causal] = torch.isneginf(pattern)
+                    if small:
+                        d['blocked', causal] = torch.isneginf(d['mask', causal, dtype])
         empty = torch.zeros(self.width, dtype=torch.bool, device=self.child.device)
         empty[0] = True
         d['empty'] = empty
@@ -171,6 +175,16 @@ class SizeClass:
             return (mask[f0:f1, i0:i1], )
         return (self.derived['log_count', dtype][f0:f1].unsqueeze(1),
                 self.derived['pattern', causal, dtype][i0:i1])
+
+    def blocked(self, causal: bool, f0: int, f1: int, i0: int, i1: int) -> Tensor:
+        r"""``[F, rows, B]`` (or broadcastable to it) bool: where a row may
+        not attend a column (itself, padding, right of it when causal): the
+        :math:`-\infty` entries of :meth:`score_mask`."""
+        mask = self.derived.get(('blocked', causal))
+        if mask is not None:
+            return mask[f0:f1, i0:i1]
+        return torch.isneginf(self.derived['log_count', torch.float64][f0:f1]).unsqueeze(1) \
+            | self.derived['blocked_pattern', causal][i0:i1]
 
     def empty_rows(self, causal: bool) -> Optional[Tensor]:
         r"""``[B]`` rows with no sibling to attend (only the first child under

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from hsa_geo.engine import Config, Recorder, backward_pass, forward_pass
+from hsa_geo.engine import Config, Recorder, backward_pass, forward_pass, needs_guard
 from hsa_geo.hierarchy import Hierarchy
 
 __all__ = ['attention', 'flat_hierarchy', 'resolve', 'check_sizes', 'STATS']
@@ -144,7 +144,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor],
                          f"{scale} and dropout={dropout}")
     hierarchy = resolve(structure, kind, q.size(0))
     check_sizes(q, pos, bias, hierarchy)
-    cfg = Config(include_self, causal, scale, dropout)
+    cfg = Config(include_self, causal, scale, dropout, needs_guard(q, k, v, pos, bias))
     recorder = Recorder(dropout)
     out, state = forward_pass(hierarchy.layout, cfg, q, k, v, pos, bias, recorder)
     key = next(_KEYS)
@@ -167,7 +167,7 @@ def attention_backward(grad: Tensor, token: Tensor, q: Tensor, k: Tensor, v: Ten
                        dropout: float) -> List[Tensor]:
     r"""Gradients of ``q``, ``k``, ``v``, ``pos`` and ``bias`` (empty tensors
     for absent ones)."""
-    cfg = Config(include_self, causal, scale, dropout)
+    cfg = Config(include_self, causal, scale, dropout, needs_guard(q, k, v, pos, bias))
     entry = _TAPE.get(int(token[0]))
     if entry is None:
         if dropout > 0:

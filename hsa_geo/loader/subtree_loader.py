@@ -12,37 +12,62 @@ import torch.utils.data
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from hsa_geo._checks import as_int
-from hsa_geo.hierarchy import Hierarchy, hierarchy_node_types
+from hsa_geo._checks import as_bool, as_int
+from hsa_geo.hierarchy import Hierarchy
 from hsa_geo.utils.subgraph import hierarchy_subgraph
 
 __all__ = ['SubtreeLoader', 'top_subtrees']
 
 
+def _compile(data, relation) -> Hierarchy:
+    r"""The whole hierarchy of :obj:`data` compiled (leaves without a parent
+    edge are trees of their own), every malformed input refused with an
+    error that names :obj:`data` or :obj:`relation`."""
+    if not isinstance(data, HeteroData):
+        raise TypeError(f"'data' must be a hierarchy HeteroData (e.g. the output of "
+                        f"GraphHierarchy), got {type(data).__name__}")
+    if not isinstance(relation, str):
+        raise TypeError(f"'relation' must be a str (the relation of the child-to-parent "
+                        f"edges), got {relation!r} of type {type(relation).__name__}")
+    if not any(key[1] == relation for key in data.edge_types):
+        raise ValueError(f"'relation' is {relation!r}, but 'data' has no edge type (child, "
+                         f"{relation!r}, parent); its edge types are {data.edge_types}")
+    try:
+        return Hierarchy.from_hetero(data, relation=relation, root_leaves=True)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"'data' is not a valid hierarchy (the edges of relation "
+                          f"{relation!r} go from the child, row 0 of edge_index, to its "
+                          f"parent, row 1): {error}") from error
+
+
+def _top_level(hierarchy: Hierarchy):
+    r"""For every node of :obj:`hierarchy` the index of the top-level subtree
+    (a child of a root) that holds it, ``-1`` for the roots; the subtrees are
+    numbered in the node order of their top-level nodes.  Also returns their
+    number."""
+    parent = hierarchy.parent.cpu()
+    is_root = parent < 0
+    is_top = ~is_root & is_root[parent.clamp(min=0)]
+    jump = torch.where(is_root | is_top, torch.arange(parent.numel()), parent)
+    while True:                    # pointer jumping up to the top-level node
+        up = jump[jump]
+        if torch.equal(up, jump):
+            break
+        jump = up
+    number = torch.cumsum(is_top.long(), 0) - 1
+    return torch.where(is_root, -1, number[jump]), int(is_top.sum())
+
+
 def top_subtrees(data: HeteroData, relation: str = 'in') -> Dict[str, Tensor]:
-    r"""For every node below the roots of a hierarchy, the index of the
-    top-level subtree (a child of a root) that holds it, numbered across node
-    types in :obj:`data.node_types` order; ``-1`` for the roots."""
-    leaf_types, cluster_types = hierarchy_node_types(data.edge_types, data.node_types,
-                                                     relation)
-    links = [key for key in data.edge_types if key[1] == relation]
-    has_parent = {child for child, _, _ in links}
-    roots = [t for t in cluster_types if t not in has_parent]
-    top = {t: torch.full((int(data[t].num_nodes), ), -1, dtype=torch.long)
-           for t in leaf_types + cluster_types}
-    count = 0
-    for child, _, parent in links:  # the roots' children start the subtrees
-        if parent in roots:
-            child_index = data[child, relation, parent].edge_index[0]
-            top[child][child_index] = torch.arange(count, count + child_index.numel())
-            count += child_index.numel()
-    for _ in range(len(top)):      # down the tree: a child joins its parent's subtree
-        for child, _, parent in links:
-            if parent in roots:
-                continue
-            child_index, parent_index = data[child, relation, parent].edge_index
-            top[child][child_index] = top[parent][parent_index]
-    return top
+    r"""For every node of a hierarchy, the index of the top-level subtree (a
+    child of a root) that holds it; ``-1`` for the roots.  The roots are found
+    node by node (a root may share its node type with clusters below it), and
+    the subtrees are numbered in the order of their top-level nodes in
+    :meth:`Hierarchy.from_hetero`'s numbering (leaf types first, then cluster
+    types, each in :obj:`data.node_types` order)."""
+    whole = _compile(data, relation)
+    top, _ = _top_level(whole)
+    return {t: top[start:end] for t, (start, end) in whole.node_slices.items()}
 
 
 class SubtreeLoader(torch.utils.data.DataLoader):
@@ -87,11 +112,12 @@ class SubtreeLoader(torch.utils.data.DataLoader):
             raise TypeError("SubtreeLoader takes no 'collate_fn': its batches are the "
                             "sub-hierarchies of the drawn subtrees")
         batch_size = as_int(batch_size, 'batch_size', minimum=1)
+        shuffle = as_bool(shuffle, 'shuffle')
         self.data, self.relation = data, relation
-        self.leaf_types, _ = hierarchy_node_types(data.edge_types, data.node_types, relation)
-        self.top = top_subtrees(data, relation)
-        self.num_subtrees = int(max(int(v.max()) for v in self.top.values())) + 1 \
-            if any(v.numel() for v in self.top.values()) else 0
+        whole = _compile(data, relation)
+        self.leaf_types = list(whole.leaf_types)
+        top, self.num_subtrees = _top_level(whole)
+        self.top = {t: top[start:end] for t, (start, end) in whole.node_slices.items()}
         if self.num_subtrees == 0:
             raise ValueError("'data' has no subtrees below its roots")
         super().__init__(range(self.num_subtrees), batch_size, shuffle,

@@ -11,6 +11,7 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver
 
+from hsa_geo._checks import as_int, as_probability
 from hsa_geo.hierarchy import Hierarchy
 from hsa_geo.nn.conv import HSAConv
 
@@ -70,6 +71,11 @@ class HSAEncoderLayer(torch.nn.Module):
         super().__init__()
         if style not in STYLES:
             raise ValueError(f"'style' must be one of {STYLES}, got {style!r}")
+        channels = as_int(channels, 'channels', minimum=1)
+        heads = as_int(heads, 'heads', minimum=1)
+        dropout = as_probability(dropout, 'dropout')
+        if head_channels is not None:
+            head_channels = as_int(head_channels, 'head_channels', minimum=1)
         if head_channels is None and channels % heads != 0:
             raise ValueError(f"'channels' ({channels}) must be divisible by 'heads' "
                              f"({heads}), or give 'head_channels'")

@@ -12,9 +12,12 @@ from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver, normalization_resolver
 from torch_geometric.typing import Adj
 
-from hsa_geo.functional import FlatFamilies
+from hsa_geo._checks import (as_int, as_kwargs, as_module_or_none, as_probability,
+                             check_node_features)
+from hsa_geo.distributed import ShardedHierarchy
+from hsa_geo.functional import FlatFamilies, LoneLeaves
 from hsa_geo.hierarchy import Hierarchy
-from hsa_geo.nn.conv import HSAConv
+from hsa_geo.nn.conv import HSAConv, _check_hierarchy
 
 __all__ = ['HSAGPSConv']
 
@@ -40,10 +43,13 @@ class HSAGPSConv(torch.nn.Module):
 
     Args:
         channels (int): Size of each input sample.
-        conv (MessagePassing, optional): The local message-passing layer.
-        heads (int, optional): Number of attention heads. (default: :obj:`1`)
+        conv (MessagePassing, optional): The local message-passing layer (a
+            :class:`torch.nn.Module` instance), or :obj:`None` for attention
+            alone.
+        heads (int, optional): Number of attention heads, dividing
+            :obj:`channels`. (default: :obj:`1`)
         dropout (float, optional): Dropout after the local layer, the attention
-            and in the MLP. (default: :obj:`0.0`)
+            and in the MLP, in ``[0, 1)``. (default: :obj:`0.0`)
         act (str or Callable, optional): The MLP's non-linearity.
             (default: :obj:`"relu"`)
         act_kwargs (Dict[str, Any], optional): Arguments of :obj:`act`.
@@ -79,31 +85,37 @@ class HSAGPSConv(torch.nn.Module):
             raise ValueError(f"'attn_type' is accepted for GPSConv compatibility and "
                              f"must be 'multihead' (HSA replaces exact multi-head "
                              f"attention), got {attn_type!r}")
+        channels = as_int(channels, 'channels', minimum=1)
+        heads = as_int(heads, 'heads', minimum=1)
         if channels % heads != 0:
             raise ValueError(f"'channels' ({channels}) must be divisible by 'heads' "
                              f"({heads})")
+        conv = as_module_or_none(conv, 'conv')
+        dropout = as_probability(dropout, 'dropout')
+        attn_kwargs = _attn_options(attn_kwargs)
+        act_kwargs = as_kwargs(act_kwargs, 'act_kwargs')
+        norm_kwargs = as_kwargs(norm_kwargs, 'norm_kwargs')
         self.channels = channels
         self.conv = conv
         self.heads = heads
         self.dropout = dropout
         options = dict(include_self=True, qk_norm=False, root_weight=False)
-        options.update(attn_kwargs or {})
+        options.update(attn_kwargs)
         self.attn = HSAConv(channels, channels // heads, heads=heads, concat=True,
                             **options)
         self.mlp = Sequential(
             Linear(channels, channels * 2),
-            activation_resolver(act, **(act_kwargs or {})),
+            _resolve(activation_resolver, 'act', act, act_kwargs),
             Dropout(dropout),
             Linear(channels * 2, channels),
             Dropout(dropout),
         )
-        norm_kwargs = norm_kwargs or {}
         # no norm for an absent local layer: parameters that never get a
         # gradient stall DistributedDataParallel's gradient reduction
-        self.norm1 = normalization_resolver(norm, channels, **norm_kwargs) \
+        self.norm1 = _resolve(normalization_resolver, 'norm', norm, norm_kwargs, channels) \
             if conv is not None else None
-        self.norm2 = normalization_resolver(norm, channels, **norm_kwargs)
-        self.norm3 = normalization_resolver(norm, channels, **norm_kwargs)
+        self.norm2 = _resolve(normalization_resolver, 'norm', norm, norm_kwargs, channels)
+        self.norm3 = _resolve(normalization_resolver, 'norm', norm, norm_kwargs, channels)
         self.norm_with_batch = False
         if self.norm2 is not None:
             signature = inspect.signature(self.norm2.forward)
@@ -139,6 +151,9 @@ class HSAGPSConv(torch.nn.Module):
         :obj:`pos` are the hierarchy's node position vectors (needs
         ``attn_kwargs=dict(pos_channels=...)``); other keyword arguments go to
         the local layer."""
+        if hierarchy is not None:
+            _check_hierarchy(hierarchy)
+        check_node_features(x, 'x', self.channels, 'channels', _num_leaves(hierarchy))
         hs = []
         if self.conv is not None:  # local message passing
             h = self.conv(x, edge_index, **kwargs)
@@ -156,3 +171,52 @@ class HSAGPSConv(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.channels}, conv={self.conv}, '
                 f'heads={self.heads})')
+
+
+# set by the layer itself, so not options of its HSAConv
+_FIXED = ('in_channels', 'out_channels', 'heads', 'concat')
+
+
+def _attn_options(attn_kwargs) -> Dict[str, Any]:
+    options = as_kwargs(attn_kwargs, 'attn_kwargs')
+    fixed = [key for key in options if key in _FIXED]
+    if fixed:
+        raise TypeError(f"'attn_kwargs' may not set {fixed[0]!r}: the layer sets "
+                        f"{', '.join(_FIXED)} of its HSAConv itself (pass 'heads' to "
+                        f"the layer)")
+    known = inspect.signature(HSAConv.__init__).parameters
+    unknown = [key for key in options if key not in known]
+    if unknown:
+        takes = ', '.join(k for k in known if k != 'self' and k not in _FIXED)
+        raise TypeError(f"'attn_kwargs' has {unknown[0]!r}, which is not an argument of "
+                        f"HSAConv (it takes {takes})")
+    return options
+
+
+def _resolve(resolver, name: str, query, kwargs: Dict[str, Any], *args):
+    r"""PyG's activation / normalization resolver, its errors naming the
+    argument they came from."""
+    try:
+        return resolver(query, *args, **kwargs)
+    except ValueError as error:
+        if 'Could not resolve' not in str(error):
+            raise
+        kind = 'an activation' if name == 'act' else 'a normalization'
+        raise ValueError(f"'{name}' must be the name of {kind} PyG resolves (e.g. "
+                         f"{'relu' if name == 'act' else 'batch_norm'!r}), a module or "
+                         f"None; {error}") from None
+    except TypeError as error:
+        if not kwargs:
+            raise
+        raise TypeError(f"'{name}_kwargs' do not fit {name}={query!r}: {error}") from None
+
+
+def _num_leaves(hierarchy) -> Optional[int]:
+    r"""The leaf count the layer's input rows must match, when the hierarchy
+    has one (a FlatFamilies or no hierarchy takes any number of rows); none
+    under torch.compile, where sizes are not compared."""
+    if torch.compiler.is_compiling():
+        return None
+    if isinstance(hierarchy, (Hierarchy, LoneLeaves, ShardedHierarchy)):
+        return hierarchy.num_leaves
+    return None

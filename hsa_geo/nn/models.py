@@ -12,10 +12,13 @@ from torch.nn import Dropout, Sequential
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.resolver import activation_resolver
 
-from hsa_geo._checks import as_bool, as_int
+from hsa_geo._checks import (as_bool, as_int, as_module_or_none, as_probability,
+                             check_node_features)
 from hsa_geo.functional import LoneLeaves
 from hsa_geo.hierarchy import Hierarchy
+from hsa_geo.nn.conv import _check_hierarchy
 from hsa_geo.nn.encoder import HSATransformer
+from hsa_geo.nn.gps import _num_leaves
 from hsa_geo.nn.point import DEFAULT
 from hsa_geo.nn.pool import leaf_type_pool, root_pool
 
@@ -79,6 +82,10 @@ class HTEPredictor(torch.nn.Module):
         super().__init__()
         attention = as_bool(attention, 'attention')
         self.pool_leaf_types = as_bool(pool_leaf_types, 'pool_leaf_types')
+        channels = as_int(channels, 'channels', minimum=1)
+        out_channels = as_int(out_channels, 'out_channels', minimum=1)
+        heads = as_int(heads, 'heads', minimum=1)
+        dropout = as_probability(dropout, 'dropout')
         self.in_channels, self.channels, self.out_channels = in_channels, channels, out_channels
         self.attention = attention
         self.encoder = HSATransformer(in_channels, channels, num_layers, heads=heads,
@@ -150,7 +157,8 @@ class HSAGraphTransformer(torch.nn.Module):
     over all ranks; the local layers see the edges inside each rank's share).
 
     Args:
-        in_channels (int): Node feature size.
+        in_channels (int): Node feature size (``-1``: inferred from the first
+            input, as PyG's lazy layers do).
         hidden_channels (int): Hidden size, a multiple of :obj:`heads`.
         out_channels (int): Output size (classes).
         num_layers (int, optional): GPS layers. (default: :obj:`2`)
@@ -181,12 +189,21 @@ class HSAGraphTransformer(torch.nn.Module):
         super().__init__()
         from torch_geometric.nn import SAGEConv
         from hsa_geo.nn.gps import HSAGPSConv
+        in_channels = as_int(in_channels, 'in_channels')
+        if in_channels < 1 and in_channels != -1:
+            raise ValueError(f"'in_channels' must be at least 1 (or -1, to infer it from "
+                             f"the first input), got {in_channels}")
+        hidden_channels = as_int(hidden_channels, 'hidden_channels', minimum=1)
+        out_channels = as_int(out_channels, 'out_channels', minimum=1)
         num_layers = as_int(num_layers, 'num_layers', minimum=1)
+        heads = as_int(heads, 'heads', minimum=1)
+        if hidden_channels % heads != 0:
+            raise ValueError(f"'hidden_channels' ({hidden_channels}) must be divisible by "
+                             f"'heads' ({heads})")
+        dropout = as_probability(dropout, 'dropout')
         if conv is DEFAULT:
             conv = SAGEConv(hidden_channels, hidden_channels)
-        if conv is not None and not isinstance(conv, torch.nn.Module):
-            raise TypeError(f"'conv' must be a torch.nn.Module (copied per layer) or None, "
-                            f"got {type(conv).__name__}")
+        conv = as_module_or_none(conv, 'conv')
         self.in_channels, self.hidden_channels = in_channels, hidden_channels
         self.out_channels, self.num_layers = out_channels, num_layers
         self.dropout = dropout
@@ -220,6 +237,8 @@ class HSAGraphTransformer(torch.nn.Module):
             pos (Tensor or Dict[str, Tensor], optional): Position vectors of
                 its nodes (e.g. ``data.hsa_pos_dict``).
         """
+        _check_hierarchy(hierarchy)
+        check_node_features(x, 'x', self.in_channels, 'in_channels', _num_leaves(hierarchy))
         h = self.lin_in(torch.nn.functional.dropout(x, self.dropout, self.training))
         for layer in self.layers:
             h = layer(h, edge_index, hierarchy=hierarchy, pos=pos)

@@ -229,7 +229,8 @@ class HSAPointTransformer(torch.nn.Module):
             pos (Tensor or Dict[str, Tensor], optional): Position vectors of
                 the hierarchy's nodes, as everywhere in the library
                 (``batch.hsa_pos_dict`` of a
-                :class:`~hsa_geo.transforms.VoxelHierarchy` output).
+                :class:`~hsa_geo.transforms.VoxelHierarchy` output); without
+                them every family is an unordered set (zero positions).
             edge_index (LongTensor, optional): The neighbourhood graph of the
                 points, needed by a local block (see
                 :func:`~hsa_geo.utils.knn_graph`).
@@ -258,6 +259,10 @@ class HSAPointTransformer(torch.nn.Module):
             raise ValueError("a local block needs 'edge_index' (a neighbourhood graph "
                              "of the points, e.g. hsa_geo.utils.knn_graph)")
         h = self.embed(h)
+        if pos is None and len(self.blocks):
+            # no positions: every family an unordered set, eps = 0 (the
+            # attention blocks are built with a position projection)
+            pos = coords.new_zeros(hierarchy.num_nodes, self.dim)
         for i, block in enumerate(self.blocks):
             if len(self.local_blocks):
                 h = self.local_blocks[i](h, coords, edge_index)

@@ -2,7 +2,7 @@ r"""Hierarchies over graphs: nested communities."""
 from __future__ import annotations
 
 import warnings
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import networkx as nx
 import torch
@@ -18,6 +18,9 @@ from hsa_geo.utils.partition import metis_levels, plm_levels
 __all__ = ['GraphHierarchy', 'family_laplacian_pe']
 
 METHODS = ('louvain', 'plm', 'spectral', 'metis')
+# the arguments each method reads (besides pos_dim, seed and leaf_type)
+_USES = {'louvain': ('num_levels', 'resolution'), 'plm': ('num_levels', 'resolution'),
+         'spectral': ('branching', ), 'metis': ('num_parts', )}
 
 
 # families up to this size are solved densely (batched eigh); larger ones by
@@ -170,39 +173,72 @@ class GraphHierarchy(HierarchyTransform):
     child clusters), see :func:`family_laplacian_pe`.  The graph's own edges
     stay as ``('node', 'to', 'node')`` with their attributes.
 
+    Each method reads only its own arguments (Louvain and PLM:
+    :obj:`num_levels`, :obj:`resolution`; spectral: :obj:`branching`; METIS:
+    :obj:`num_parts`); giving one the chosen method does not use raises a
+    :class:`ValueError` instead of being silently ignored.
+
     Args:
         method (str, optional): ``'louvain'``, ``'plm'``, ``'spectral'`` or
             ``'metis'``. (default: ``'louvain'``)
-        num_levels (int, optional): Cluster levels for Louvain and PLM.
-            (default: 2)
+        num_levels (int, optional): Cluster levels for Louvain and PLM
+            (default: 2).  The spectral method and METIS have one level per
+            entry of :obj:`branching` / :obj:`num_parts`; given with them, it
+            must equal that length.
         branching (Sequence[int], optional): Window sizes for the spectral
             method, bottom-up. (default: ``(16, 16)``)
         resolution (float, optional): Louvain / PLM resolution. (default: 1.0)
         pos_dim (int, optional): Size of the position vectors. (default: 8)
-        seed (int, optional): Seed of Louvain, PLM, METIS or the power iteration.
-            (default: 0)
-        leaf_type (str, optional): The leaf node type. (default: ``'node'``)
+        seed (int, optional): Seed of Louvain, PLM, METIS or the power
+            iteration, at least 0. (default: 0)
+        leaf_type (str, optional): The leaf node type; not ``'root'`` or one
+            of the cluster types ``'community1'``, ... (default: ``'node'``)
         num_parts (Sequence[int], optional): Parts per cluster for METIS, from
             the root down (the root's children first). (default: ``(8, 8)``)
     """
-    def __init__(self, method: str = 'louvain', num_levels: int = 2,
-                 branching: Sequence[int] = (16, 16), resolution: float = 1.0,
-                 pos_dim: int = 8, seed: int = 0, leaf_type: str = 'node',
-                 num_parts: Sequence[int] = (8, 8)):
-        if method not in METHODS:
+    def __init__(self, method: str = 'louvain', num_levels: Optional[int] = None,
+                 branching: Optional[Sequence[int]] = None,
+                 resolution: Optional[float] = None, pos_dim: int = 8, seed: int = 0,
+                 leaf_type: str = 'node', num_parts: Optional[Sequence[int]] = None):
+        if not isinstance(method, str) or method not in METHODS:
             raise ValueError(f"'method' must be one of {METHODS}, got {method!r}")
-        num_levels = as_int(num_levels, 'num_levels', minimum=1)
-        if method == 'spectral':
-            branching = as_branching(branching)
-            num_levels = len(branching)
-        self.num_parts = tuple(as_branching(num_parts, 'num_parts'))
-        if method == 'metis':
-            num_levels = len(self.num_parts)
+        given = dict(num_levels=num_levels, branching=branching, resolution=resolution,
+                     num_parts=num_parts)
+        for name, value in given.items():
+            if value is not None and name not in _USES[method] and name != 'num_levels':
+                users = [m for m in METHODS if name in _USES[m]]
+                raise ValueError(f"'{name}' is not used by method={method!r} (only by "
+                                 f"{' and '.join(map(repr, users))}); method={method!r} "
+                                 f"takes {', '.join(map(repr, _USES[method]))}")
+        if num_levels is not None:
+            num_levels = as_int(num_levels, 'num_levels', minimum=1)
+        self.branching = as_branching((16, 16) if branching is None else branching)
+        self.num_parts = as_branching((8, 8) if num_parts is None else num_parts,
+                                      'num_parts')
+        if method in ('spectral', 'metis'):   # one level per window size / cut
+            name, sizes = ('branching', self.branching) if method == 'spectral' else \
+                ('num_parts', self.num_parts)
+            if num_levels is not None and num_levels != len(sizes):
+                raise ValueError(f"'num_levels' ({num_levels}) conflicts with '{name}' "
+                                 f"({sizes}): method={method!r} has one level per entry "
+                                 f"of '{name}'; give '{name}' {num_levels} entries and "
+                                 f"leave out 'num_levels'")
+            num_levels = len(sizes)
+        elif num_levels is None:
+            num_levels = 2
         self.method, self.num_levels = method, num_levels
-        self.branching = tuple(branching)
-        self.resolution = as_finite_float(resolution, 'resolution', positive=True)
+        self.resolution = as_finite_float(1.0 if resolution is None else resolution,
+                                          'resolution', positive=True)
         self.pos_dim = as_int(pos_dim, 'pos_dim', minimum=1)
-        self.seed, self.leaf_type = as_int(seed, 'seed'), leaf_type
+        self.seed = as_int(seed, 'seed', minimum=0)
+        if not isinstance(leaf_type, str) or not leaf_type:
+            raise TypeError(f"'leaf_type' must be a non-empty string (a node type name), "
+                            f"got {leaf_type!r}")
+        clusters = [f'community{i + 1}' for i in range(num_levels)] + ['root']
+        if leaf_type in clusters:
+            raise ValueError(f"'leaf_type' {leaf_type!r} is the name of one of the "
+                             f"hierarchy's cluster types ({clusters}): choose another")
+        self.leaf_type = leaf_type
 
     def config(self):
         if self.method in ('louvain', 'plm'):

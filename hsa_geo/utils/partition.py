@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hsa_geo._checks import as_branching, as_int
+from hsa_geo._checks import as_branching, as_finite_float, as_int
 
 __all__ = ['metis_levels', 'plm_levels', 'symmetric_csr']
 
@@ -20,10 +20,19 @@ def _checked_graph(edge_index, num_nodes) -> tuple:
     r"""``(edge_index, num_nodes)`` checked: a ``[2, E]`` integer tensor with
     indices in ``[0, num_nodes)``."""
     num_nodes = as_int(num_nodes, 'num_nodes', minimum=1)
-    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or \
-            edge_index.size(0) != 2 or edge_index.is_floating_point():
+    if not isinstance(edge_index, Tensor):
+        kind = type(edge_index)
+        kind = kind.__name__ if kind.__module__ == 'builtins' else \
+            f'{kind.__module__}.{kind.__name__}'
         raise TypeError(f"'edge_index' must be an integer tensor of shape [2, num_edges], "
-                        f"got {getattr(edge_index, 'shape', type(edge_index).__name__)}")
+                        f"got a {kind} (convert it with torch.as_tensor)")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise TypeError(f"'edge_index' must be an integer tensor of shape [2, num_edges], "
+                        f"got shape {list(edge_index.shape)}")
+    if edge_index.is_floating_point() or edge_index.is_complex() or \
+            edge_index.dtype == torch.bool:
+        raise TypeError(f"'edge_index' must be an integer tensor of shape [2, num_edges], "
+                        f"got dtype {edge_index.dtype}")
     edge_index = edge_index.long().cpu()
     if edge_index.numel() and (int(edge_index.min()) < 0 or
                                int(edge_index.max()) >= num_nodes):
@@ -63,15 +72,17 @@ def metis_levels(edge_index: Tensor, num_nodes: int, num_parts: Sequence[int],
         num_nodes (int): Number of nodes.
         num_parts (Sequence[int]): Parts per cluster at each level, from the
             top down, each at least 2.
-        seed (int, optional): METIS's random seed. (default: :obj:`0`)
+        seed (int, optional): METIS's random seed, at least 0.
+            (default: :obj:`0`)
     """
+    num_parts = as_branching(num_parts, 'num_parts')
+    edge_index, num_nodes = _checked_graph(edge_index, num_nodes)
+    seed = as_int(seed, 'seed', minimum=0)
     try:
         import pymetis
     except ImportError as error:
         raise ModuleNotFoundError("GraphHierarchy(method='metis') needs pymetis: pip "
                                   "install pymetis (or the 'graphs' extra)") from error
-    num_parts = as_branching(num_parts, 'num_parts')
-    edge_index, num_nodes = _checked_graph(edge_index, num_nodes)
     rowptr, col = symmetric_csr(edge_index, num_nodes)
     row = torch.repeat_interleave(torch.arange(num_nodes), rowptr.diff())
     options = pymetis.Options(seed=seed)
@@ -138,8 +149,13 @@ def plm_levels(edge_index: Tensor, num_nodes: int, num_levels: int, resolution: 
         num_levels (int): Number of levels returned.
         resolution (float, optional): Modularity resolution :math:`\gamma`:
             larger values give smaller communities. (default: :obj:`1.0`)
-        seed (int, optional): networkit's random seed. (default: :obj:`0`)
+        seed (int, optional): networkit's random seed, at least 0.
+            (default: :obj:`0`)
     """
+    edge_index, num_nodes = _checked_graph(edge_index, num_nodes)
+    num_levels = as_int(num_levels, 'num_levels', minimum=1)
+    resolution = as_finite_float(resolution, 'resolution', positive=True)
+    seed = as_int(seed, 'seed', minimum=0)     # networkit's seed is unsigned
     try:
         with warnings.catch_warnings():  # networkit imports IPython's deprecated names
             warnings.simplefilter('ignore', DeprecationWarning)
@@ -148,8 +164,6 @@ def plm_levels(edge_index: Tensor, num_nodes: int, num_levels: int, resolution: 
         raise ModuleNotFoundError("GraphHierarchy(method='plm') needs networkit: pip "
                                   "install networkit (or the 'graphs' extra)") from error
     from scipy.sparse import csr_matrix
-    edge_index, num_nodes = _checked_graph(edge_index, num_nodes)
-    num_levels = as_int(num_levels, 'num_levels', minimum=1)
     threads = nk.getMaxNumberOfThreads()
     nk.setNumberOfThreads(1)
     nk.engineering.setSeed(seed, False)

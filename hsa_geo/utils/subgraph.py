@@ -1,8 +1,9 @@
 r"""Node subsets of a hierarchy that are hierarchies again."""
 from __future__ import annotations
 
-from typing import Dict, Union
+from typing import Dict, List, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
@@ -12,7 +13,8 @@ from hsa_geo.hierarchy import hierarchy_node_types
 __all__ = ['hierarchy_subgraph']
 
 
-def hierarchy_subgraph(data: HeteroData, leaves: Union[Tensor, Dict[str, Tensor]],
+def hierarchy_subgraph(data: HeteroData,
+                       leaves: Union[Tensor, List[int], Dict[str, Union[Tensor, List[int]]]],
                        relation: str = 'in') -> HeteroData:
     r"""The part of a hierarchy (a ``HeteroData`` from a builder of
     :mod:`hsa_geo.transforms`) above a subset of its leaves, as a valid
@@ -32,20 +34,29 @@ def hierarchy_subgraph(data: HeteroData, leaves: Union[Tensor, Dict[str, Tensor]
 
     Args:
         data (HeteroData): The hierarchy.
-        leaves (Tensor or Dict[str, Tensor]): The leaves to keep, as indices or
-            a boolean mask; a dictionary over leaf types when there are
-            several (types left out keep no leaves).
+        leaves (Tensor or List[int] or Dict[str, Tensor]): The leaves to keep,
+            as distinct indices (a 1-D integer tensor or a list of ints, as
+            PyG's :func:`~torch_geometric.utils.subgraph` takes) or a 1-D
+            boolean mask; a dictionary over leaf types when there are several
+            (types left out keep no leaves).  At least one leaf must be kept.
         relation (str, optional): The relation of child-to-parent edges.
             (default: :obj:`'in'`)
     """
     if not isinstance(data, HeteroData):
         raise TypeError(f"'data' must be a hierarchy HeteroData, got {type(data).__name__}")
+    if not isinstance(relation, str) or not relation:
+        raise TypeError(f"'relation' must be a non-empty string (the relation of the "
+                        f"child-to-parent edges), got {relation!r}")
     leaf_types, cluster_types = hierarchy_node_types(data.edge_types, data.node_types,
                                                      relation)
     if not leaf_types:
         raise ValueError(f"'data' has no edge type (child, {relation!r}, parent); found "
                          f"{data.edge_types}")
-    if isinstance(leaves, Tensor):
+    if not isinstance(leaves, dict):
+        if not isinstance(leaves, _SELECTION):
+            raise TypeError(f"'leaves' must be a Tensor of leaf indices or a bool mask "
+                            f"(a list of ints works too), or a dict of those over the leaf "
+                            f"types, got {type(leaves).__name__}")
         if len(leaf_types) != 1:
             raise TypeError(f"'data' has leaf types {leaf_types}: pass 'leaves' as a dict "
                             f"over them")
@@ -58,11 +69,19 @@ def hierarchy_subgraph(data: HeteroData, leaves: Union[Tensor, Dict[str, Tensor]
             raise ValueError(f"'leaves' has type {t!r}, not a leaf type of 'data' "
                              f"({leaf_types})")
         keep[t][_as_index(index, keep[t].numel(), t)] = True
+    if not any(bool(keep[t].any()) for t in leaf_types):
+        raise ValueError("'leaves' selects no leaf: a hierarchy needs at least one (an "
+                         "empty subset has no tree)")
     links = [key for key in data.edge_types if key[1] == relation]
-    for _ in range(len(keep)):  # up the tree: a parent of a kept node is kept
+    changed = True
+    while changed:  # up the tree: a parent of a kept node is kept (a type may
+        changed = False  # nest in itself, so until nothing changes)
         for child, _, parent in links:
             child_index, parent_index = data[child, relation, parent].edge_index
-            keep[parent][parent_index[keep[child][child_index]]] = True
+            above = parent_index[keep[child][child_index]]
+            if not bool(keep[parent][above].all()):
+                keep[parent][above] = True
+                changed = True
 
     out = HeteroData()
     for key, value in data.items():
@@ -99,18 +118,51 @@ def hierarchy_subgraph(data: HeteroData, leaves: Union[Tensor, Dict[str, Tensor]
     return out
 
 
-def _as_index(index: Tensor, num: int, node_type: str) -> Tensor:
+# what 'leaves' (or each of its dict's values) may be: PyG's subgraph
+# utilities take a Tensor or a list of ints
+_SELECTION = (Tensor, list, tuple, np.ndarray)
+
+
+def _as_index(index, num: int, node_type: str) -> Tensor:
+    r"""The kept leaves of one type as distinct indices or a mask, checked."""
+    name = f'leaves[{node_type!r}]'
+    if not isinstance(index, _SELECTION):
+        raise TypeError(f"'{name}' must be a Tensor of leaf indices or a bool mask (or a "
+                        f"list of ints), got {type(index).__name__}")
     if not isinstance(index, Tensor):
-        index = torch.as_tensor(index)
+        if len(index) == 0:
+            index = torch.zeros(0, dtype=torch.long)
+        else:
+            try:
+                index = torch.as_tensor(index)
+            except (TypeError, ValueError, RuntimeError) as error:
+                raise TypeError(f"'{name}' must be a flat list of leaf indices (ints) or "
+                                f"bools: {error}") from None
+    if index.dim() != 1:
+        raise ValueError(f"'{name}' must be one-dimensional (indices or a mask over the "
+                         f"leaves), got shape {list(index.shape)}")
     if index.dtype == torch.bool:
         if index.numel() != num:
-            raise ValueError(f"'leaves[{node_type!r}]' is a mask of {index.numel()} entries "
+            raise ValueError(f"'{name}' is a mask of {index.numel()} entries "
                              f"but there are {num} such leaves")
-        return index
+        return index.cpu()
     if index.dtype not in (torch.long, torch.int, torch.int32, torch.int16):
-        raise TypeError(f"'leaves[{node_type!r}]' must be indices or a boolean mask, got "
+        raise TypeError(f"'{name}' must be indices or a boolean mask, got "
                         f"dtype {index.dtype}")
-    index = index.long().view(-1)
-    if index.numel() and (index.min() < 0 or index.max() >= num):
-        raise ValueError(f"'leaves[{node_type!r}]' holds indices outside 0..{num - 1}")
+    index = index.long().cpu()
+    if index.numel() == 0:
+        return index
+    low, high = int(index.min()), int(index.max())
+    if low < 0 or high >= num:
+        raise ValueError(f"'{name}' holds indices outside 0..{num - 1} (found "
+                         f"{low if low < 0 else high})")
+    unique, counts = torch.unique(index, return_counts=True)
+    if bool((counts > 1).any()):
+        repeated = int(unique[counts > 1][0])
+        if low >= 0 and high <= 1:
+            raise ValueError(f"'{name}' holds only 0s and 1s, index {repeated} more than "
+                             f"once: a mask given as integers?  Pass a bool mask "
+                             f"(e.g. mask.bool()) or distinct indices")
+        raise ValueError(f"'{name}' holds index {repeated} more than once; pass each "
+                         f"leaf once")
     return index

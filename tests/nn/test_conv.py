@@ -51,7 +51,7 @@ def test_batched_forest_equals_each_sample_alone():
         alone.append(conv(data['leaf'].x, h, pos=pos))
     batch = next(iter(DataLoader(datasets, batch_size=5)))
     h = Hierarchy.from_hetero(batch, root_leaves=True)
-    assert h.num_roots == 5 and h.leaf_types == ['leaf']
+    assert h.num_roots == 5 and h.leaf_types == ('leaf', )
     pos = {'leaf': batch['leaf'].hsa_pos, 'node': batch['node'].hsa_pos}
     out = conv(batch['leaf'].x, h, pos=pos)
     assert torch.allclose(out, torch.cat(alone), atol=1e-5)
@@ -90,7 +90,7 @@ def test_multimodal_dict_input():
     data['ring', 'in', 'mol'].edge_index = torch.tensor([[0, 1], [0, 0]])
     data['token', 'in', 'mol'].edge_index = torch.tensor([[0, 1, 2], [0, 0, 0]])
     h = Hierarchy.from_hetero(data, root_leaves=True)
-    assert h.leaf_types == ['atom', 'token'] and h.num_leaves == 8
+    assert h.leaf_types == ('atom', 'token') and h.num_leaves == 8
     conv = HSAConv({'atom': 6, 'token': 4}, 8, heads=2, pos_channels={'ring': 3, 'token': 2})
     pos = {'ring': torch.randn(2, 3), 'token': torch.randn(3, 2)}
     out = conv({'atom': data['atom'].x, 'token': data['token'].x}, h, pos=pos)

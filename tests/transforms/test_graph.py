@@ -287,3 +287,20 @@ def test_family_laplacian_pe_repeated_eigenvalues_by_lobpcg(monkeypatch):
     assert torch.allclose(rayleigh, expected, atol=1e-5)
     assert torch.allclose(vec.t() @ vec, torch.eye(6, dtype=torch.float64), atol=1e-4)
 
+
+
+def test_each_method_reads_only_its_arguments():
+    # a num_levels that agrees with the levels num_parts / branching set is
+    # accepted and changes nothing; an argument of another method is refused
+    assert repr(GraphHierarchy(method='metis', num_levels=3, num_parts=(2, 2, 2))) == \
+        repr(GraphHierarchy(method='metis', num_parts=(2, 2, 2)))
+    assert repr(GraphHierarchy(method='spectral', num_levels=2)) == \
+        repr(GraphHierarchy(method='spectral'))
+    assert GraphHierarchy(method='spectral', branching=(4, 4, 4)).num_levels == 3
+    for method, extra in (('louvain', dict(branching=(4, ))), ('plm', dict(num_parts=(2, ))),
+                          ('spectral', dict(resolution=0.5)), ('metis', dict(resolution=0.5)),
+                          ('metis', dict(branching=(4, )))):
+        with pytest.raises(ValueError, match=f"not used by method='{method}'"):
+            GraphHierarchy(method=method, **extra)
+    with pytest.raises(ValueError, match="'num_levels' \\(3\\) conflicts with 'num_parts'"):
+        GraphHierarchy(method='metis', num_levels=3, num_parts=(2, 2))

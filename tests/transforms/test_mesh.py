@@ -26,7 +26,7 @@ def test_mesh_hierarchy_and_batching():
     assert out['face'].x.shape == (4, 7) and out['face'].face_label.tolist() == [0, 1, 2, 3]
     assert out['vertex'].pos.shape == (4, 3) and out.y.tolist() == [3]
     h = Hierarchy.from_hetero(out)
-    assert h.leaf_types == ['face'] and h.num_leaves == 4 and h.num_roots == 1
+    assert h.leaf_types == ('face', ) and h.num_leaves == 4 and h.num_roots == 1
     batch = next(iter(DataLoader([out, MeshHierarchy(depth=2)(_tetrahedron())], batch_size=2)))
     h = Hierarchy.from_hetero(batch)
     assert h.num_roots == 2 and h.num_leaves == 8
