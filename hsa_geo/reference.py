@@ -25,7 +25,7 @@ from torch import Tensor
 from hsa_geo.hierarchy import Hierarchy
 
 __all__ = ['hsa_dense', 'attention_matrix', 'flat_scores', 'block_pairs',
-           'flat_softmax']
+           'flat_softmax', 'nan_reach']
 
 
 class _Tree:
@@ -265,3 +265,28 @@ def flat_softmax(scores: Tensor, hierarchy: Hierarchy, include_self: bool = Fals
     logits = scores.masked_fill(~allowed, -math.inf)
     out = torch.softmax(logits, dim=-1)
     return torch.nan_to_num(out, nan=0.0)
+
+
+def nan_reach(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
+              pos: Optional[Tensor] = None, bias: Optional[Tensor] = None,
+              include_self: bool = False, causal: bool = False,
+              scale: Optional[float] = None) -> Tensor:
+    r"""``[num_leaves, heads, d_v]`` bool: the outputs of HSA that are NaN
+    for these inputs, some of which hold NaN (arguments as in
+    :func:`hsa_dense`).  Output ``(i, c)`` is NaN exactly when a weight
+    :math:`\hat\theta_{ij}` that is not structurally zero (not zero for
+    finite inputs: :math:`j` another leaf of :math:`i`'s tree that it may
+    attend, or :math:`i` itself with ``include_self``) is NaN, or such a
+    :math:`v_j` is NaN in channel :math:`c`.  A weight of exactly zero (the
+    diagonal, a sibling masked by ``causal``, a subtree that keeps nothing)
+    never carries a NaN."""
+    options = dict(pos=pos, bias=bias, include_self=include_self, causal=causal,
+                   scale=scale)
+    finite = lambda t: None if t is None else torch.nan_to_num(t.detach(), nan=0.5)  # noqa
+    attended = attention_matrix(finite(q), finite(k), hierarchy, **dict(
+        options, pos=finite(pos), bias=finite(bias))) != 0                # [H, L, L]
+    bad_weight = (torch.isnan(attention_matrix(q, k, hierarchy, **options))
+                  & attended).any(-1)                                       # [H, L]
+    bad_value = torch.isnan(v.detach().cpu()).permute(1, 0, 2).to(torch.float64)
+    through_v = (attended.to(torch.float64) @ bad_value) > 0               # [H, L, dv]
+    return (bad_weight.unsqueeze(-1) | through_v).permute(1, 0, 2)

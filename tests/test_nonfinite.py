@@ -4,17 +4,17 @@ gives the bad entry a structural weight of zero (the diagonal, a masked
 sibling, padding, a subtree that keeps nothing), or a family that shares only
 a padded block with it.
 
-The oracle is the reference's attention matrix :math:`\hat\theta` computed
-with the bad entry (NaN arithmetic), read only where :math:`\hat\theta` is
-not structurally zero (non-zero for finite inputs): output ``(i, c)`` is NaN
-exactly when some such weight :math:`\hat\theta_{ij}` is NaN or some such
+The oracle is :func:`hsa_geo.reference.nan_reach`: the reference's attention
+matrix :math:`\hat\theta` computed with the bad entry (NaN arithmetic), read
+only where :math:`\hat\theta` is not structurally zero: output ``(i, c)`` is
+NaN exactly when some such weight :math:`\hat\theta_{ij}` is NaN or some such
 :math:`v_j` has a NaN in channel ``c``."""
 import pytest
 import torch
 
 from hsa_geo import Hierarchy, hsa
 from hsa_geo.engine import Config, attention, op
-from hsa_geo.reference import attention_matrix, hsa_dense
+from hsa_geo.reference import hsa_dense, nan_reach
 from hsa_geo.testing import degenerate_forests, random_forest
 
 FORESTS = [(f'random_{s}', *random_forest(s, num_roots=3, max_depth=3, max_branching=5))
@@ -34,18 +34,9 @@ def _inputs(h, seed, heads=2, dim=3):
 
 def _expected_nan(inputs, h, options, name, index):
     r"""The outputs that depend on ``inputs[name][index]`` being NaN."""
-    tensor = inputs[name]
-    matrix = lambda: attention_matrix(inputs['q'], inputs['k'], h, pos=inputs['pos'],  # noqa
-                                      bias=inputs['bias'], **options)
-    tensor[index] = 0.5
-    finite = matrix()                                        # [H, L, L]
-    tensor[index] = float('nan')
-    with_nan = matrix()
-    weighs = finite != 0                                     # structurally attended
-    bad_weight = (torch.isnan(with_nan) & weighs).any(-1)    # [H, L]
-    bad_value = torch.isnan(inputs['v']).permute(1, 0, 2).to(torch.float64)
-    through_v = (weighs.to(torch.float64) @ bad_value) > 0   # [H, L, dv]
-    return (bad_weight.unsqueeze(-1) | through_v).permute(1, 0, 2)
+    inputs[name][index] = float('nan')
+    return nan_reach(inputs['q'], inputs['k'], inputs['v'], h, pos=inputs['pos'],
+                     bias=inputs['bias'], **options)
 
 
 @pytest.mark.parametrize('options', OPTIONS, ids=['plain', 'self', 'causal', 'self-causal'])

@@ -100,10 +100,13 @@ def test_kernels_on_degenerate_forests(interpreted, name, parent, num_leaves, in
 @settings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 10**6), flags=st.sampled_from(FLAGS),
        pos=st.sampled_from([None, 'shared', 'heads']),
-       bias=st.sampled_from([None, 'shared', 'heads']))
-def test_kernels_on_random_forests(seed, flags, pos, bias):
+       bias=st.sampled_from([None, 'shared', 'heads']), guard=st.booleans())
+def test_kernels_on_random_forests(seed, flags, pos, bias, guard):
     with pytest.MonkeyPatch.context() as mp:
         _on_cpu(mp)
+        if guard:  # the non-finite guard, always on for GPU inputs, on finite ones
+            from hsa_geo import engine
+            mp.setattr(engine, 'needs_guard', lambda *tensors: True)
         calls = {'forward': 1, 'backward': 1}
         parent, n = random_forest(seed, 3, 3, 6)
         h = Hierarchy.from_parent(parent, n)
@@ -145,3 +148,26 @@ def test_kernels_never_read_memory_they_did_not_write(interpreted):
     finally:
         det.fill_uninitialized_memory = old_fill
         torch.use_deterministic_algorithms(old_mode)
+
+
+def test_kernels_keep_nans_where_they_belong(interpreted):
+    # the guard (always on for GPU inputs): a NaN reaches exactly the outputs
+    # that depend on it, as in the PyTorch path (tests/test_nonfinite.py)
+    from hsa_geo.reference import nan_reach
+    gen = torch.Generator().manual_seed(0)
+    checked = 0
+    for seed in range(3):
+        h = Hierarchy.from_parent(*random_forest(seed, num_roots=3, max_depth=3,
+                                                 max_branching=5))
+        for name in ('q', 'k', 'v', 'pos'):
+            for causal in (False, True):
+                q, k, v, pos, _ = _inputs(h, seed, heads=2, dim=4, dim_v=4)
+                t = {'q': q, 'k': k, 'v': v, 'pos': pos}[name]
+                index = tuple(int(torch.randint(s, (1, ), generator=gen)) for s in t.shape)
+                t[index] = float('nan')
+                out = hsa(q, k, v, h, pos=pos, causal=causal)
+                expected = nan_reach(q.double(), k.double(), v.double(), h,
+                                     pos=pos.double(), causal=causal)
+                assert torch.equal(torch.isnan(out), expected), (seed, name, causal)
+                checked += 1
+    assert checked == 24 and interpreted['forward'] > 0

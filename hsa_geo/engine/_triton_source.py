@@ -91,7 +91,7 @@ def _scores(q, k, rows, cols, h, width, pos, pos_s0, pos_s1, heading, pos_dim, b
     s = tl.where(allowed, s + logc[None, :], float('-inf'))
     any_ok = tl.max(tl.where(allowed, 1, 0), axis=1) > 0
     s = tl.where((cols[None, :] == rows[:, None]) & (~any_ok[:, None]), 0.0, s)
-    return s, any_ok
+    return s, any_ok, allowed
 
 
 @triton.jit
@@ -101,7 +101,8 @@ def forward_kernel(nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1, v_s0, v_
                    bias, bias_s0, bias_s1, pair, causal: tl.constexpr, LEAVES: tl.constexpr,
                    SELF: tl.constexpr, HAS_POS: tl.constexpr, POS_HEADS: tl.constexpr,
                    HAS_BIAS: tl.constexpr, BIAS_HEADS: tl.constexpr, BB: tl.constexpr,
-                   BD: tl.constexpr, BV: tl.constexpr, BP: tl.constexpr, IEEE: tl.constexpr):
+                   BD: tl.constexpr, BV: tl.constexpr, BP: tl.constexpr, IEEE: tl.constexpr,
+                   GUARD: tl.constexpr = False):
     f = tl.program_id(0)
     h = tl.program_id(1)
     rows = tl.arange(0, BB)
@@ -114,7 +115,7 @@ def forward_kernel(nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1, v_s0, v_
     q, k, v, nu = _children(nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1, v_s0, v_s1,
                             scale, child_rows, real, h, d, dv, pos, pos_s0, pos_s1, pos_dim,
                             LEAVES, SELF, HAS_POS, POS_HEADS, BD, BV, BP)
-    s, any_ok = _scores(q, k, rows, cols, h, width, pos, pos_s0, pos_s1, heading + fam,
+    s, any_ok, allowed = _scores(q, k, rows, cols, h, width, pos, pos_s0, pos_s1, heading + fam,
                         pos_dim, bias, bias_s0, bias_s1, pair + fam * width, log_count + fam,
                         causal, HAS_POS, POS_HEADS, HAS_BIAS, BIAS_HEADS, BP, IEEE)
     peak = tl.max(s, axis=1)
@@ -122,14 +123,24 @@ def forward_kernel(nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1, v_s0, v_
     total = tl.sum(e, axis=1)
     lse = peak + tl.log(total)
     a = e / total[:, None]
-    theta = _dot(a, v, IEEE)
+    if GUARD:
+        # a non-finite value reaches exactly the rows that attend it: a weight
+        # of zero (the diagonal, a masked sibling) takes nothing from it
+        bad = ~(tl.abs(v) < float('inf'))
+        theta = _dot(a, tl.where(bad, 0.0, v), IEEE)
+        reached = _dot(tl.where(allowed, 1.0, 0.0), tl.where(bad, 1.0, 0.0), IEEE)
+        theta = tl.where(reached > 0, float('nan'), theta)
+    else:
+        theta = _dot(a, v, IEEE)
     x = nu - lse
     mu = tl.where(any_ok, tl.sigmoid(x), 1.0)
     omm = tl.where(any_ok, tl.sigmoid(-x), 0.0)
     neg_eta = tl.where(any_ok, lse, float('-inf'))
     # t = logaddexp(nu, -eta), the child's share of the parent's nu
     big = tl.maximum(nu, neg_eta)
-    finite = big > float('-inf')
+    # tl.maximum drops a NaN: keep it, so that it reaches the parent's nu
+    big = tl.where((nu != nu) | (neg_eta != neg_eta), float('nan'), big)
+    finite = big != float('-inf')
     safe = tl.where(finite, big, 0.0)
     total_t = tl.where(finite, tl.exp(nu - safe) + tl.exp(neg_eta - safe), 1.0)
     term = tl.where(finite, safe + tl.log(total_t), float('-inf'))
@@ -171,7 +182,7 @@ def backward_kernel(nodes, g_nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1
     q, k, v, nu = _children(nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1, v_s0, v_s1,
                             scale, child_rows, real, h, d, dv, pos, pos_s0, pos_s1, pos_dim,
                             LEAVES, SELF, HAS_POS, POS_HEADS, BD, BV, BP)
-    s, any_ok = _scores(q, k, rows, cols, h, width, pos, pos_s0, pos_s1, heading + fam,
+    s, any_ok, allowed = _scores(q, k, rows, cols, h, width, pos, pos_s0, pos_s1, heading + fam,
                         pos_dim, bias, bias_s0, bias_s1, pair + fam * width, log_count + fam,
                         causal, HAS_POS, POS_HEADS, HAS_BIAS, BIAS_HEADS, BP, IEEE)
     piece = h * num_fam * width + fam + rows

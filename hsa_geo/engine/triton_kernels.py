@@ -119,7 +119,8 @@ def forward_class(nodes: Tensor, c, inputs, bias_ext: Optional[Tensor], num_pair
         c.weights(nodes.dtype), c.log_counts(nodes.dtype), log_norm, mu, omm, theta,
         c.parent_start, num, width, dims.dim, dims.dim_v, *pos_args, *bias_args,
         causal=inputs.cfg.causal, LEAVES=c.leaves, SELF=inputs.cfg.include_self,
-        BB=_block(width), BD=_block(dims.dim), BV=_block(dims.dim_v), IEEE=True, **flags)
+        BB=_block(width), BD=_block(dims.dim), BV=_block(dims.dim_v), IEEE=True,
+        GUARD=inputs.cfg.guard, **flags)
     return log_norm, mu, omm, theta
 
 
