@@ -48,7 +48,8 @@ from torch import Tensor
 
 from hsa_geo._checks import as_bool, as_finite_float
 from hsa_geo import engine
-from hsa_geo.engine import Config, op
+from hsa_geo import compiled as op
+from hsa_geo.engine import Config
 from hsa_geo.hierarchy import Hierarchy
 
 __all__ = ['hsa']

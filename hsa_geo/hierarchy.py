@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from hsa_geo._checks import as_bool, as_int
+from hsa_geo.engine.builder import build_layout
 from hsa_geo.engine.layout import Layout
 
 __all__ = ['Hierarchy', 'hierarchy_node_types']
@@ -144,7 +145,7 @@ def _versions(*tensors: Tensor) -> Optional[Tuple[int, ...]]:
 
 
 # Hierarchies by the identity of their parent tensor and by their token:
-# under torch.compile the engine runs as a custom op (hsa_geo.engine.op) that
+# under torch.compile the engine runs as a custom op (hsa_geo.compiled) that
 # is handed tensors only, and these find the compiled layout behind the tensor
 # it was given.
 _BY_PARENT: Dict[int, 'weakref.ref[Hierarchy]'] = {}
@@ -304,7 +305,7 @@ class Hierarchy:
         children = torch.bincount(parent[~is_root], minlength=num_nodes)
         max_branching = int(children.max()) if num_nodes > num_leaves else 0
         roots, leaf_tree = _tree_of_leaves(parent, num_leaves)
-        out = cls(parent, num_leaves, Layout.build(parent, num_leaves), int(depth.max()),
+        out = cls(parent, num_leaves, build_layout(parent, num_leaves), int(depth.max()),
                   max_branching, int(is_root.sum()), roots, leaf_tree)
         return out.to(device) if device.type != 'cpu' else out
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from hsa_geo.engine import Config, Recorder, forward_pass, needs_guard
-from hsa_geo.engine.op import check_sizes
+from hsa_geo.compiled import check_sizes
 from hsa_geo.functional import _check_inputs, check_options
 from hsa_geo.hierarchy import Hierarchy
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hsa_geo import Hierarchy, hsa
-from hsa_geo.engine import op
+from hsa_geo import compiled as op
 from hsa_geo.reference import hsa_dense
 from hsa_geo.testing import degenerate_forests, random_forest
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from hsa_geo import Hierarchy, hsa
-from hsa_geo.engine import Config, attention, op
+from hsa_geo import compiled as op
+from hsa_geo.engine import Config, attention
 from hsa_geo.reference import hsa_dense, nan_reach
 from hsa_geo.testing import degenerate_forests, random_forest
 

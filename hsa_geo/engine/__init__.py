@@ -1,8 +1,13 @@
 r"""The engine behind :func:`hsa_geo.hsa`: the level-synchronous dynamic
-program of ``docs/math.md`` as a small package.
+program of ``docs/math.md`` as a small package, on plain tensors and a
+layout; it imports nothing above itself (the ``torch.compile`` operator and
+the registry that finds a hierarchy behind a tensor live in
+:mod:`hsa_geo.compiled` and :mod:`hsa_geo.hierarchy`).
 
-* :mod:`~hsa_geo.engine.layout`: the compiled forest (unary chains collapsed,
-  levels, padded size classes, the cost model that chooses them);
+* :mod:`~hsa_geo.engine.layout`: the compiled forest as data (levels, padded
+  size classes, the node buffer's rows);
+* :mod:`~hsa_geo.engine.builder`: the algorithm that compiles a parent vector
+  into a layout (unary chains collapsed, the cost model of the size classes);
 * :mod:`~hsa_geo.engine.schedule`: chunks that fit the memory budget;
 * :mod:`~hsa_geo.engine.blocks`: a chunk's gathered statistics and scores;
 * :mod:`~hsa_geo.engine.forward`, :mod:`~hsa_geo.engine.backward`: the

@@ -10,7 +10,7 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
 
 from hsa_geo._checks import as_finite_float, as_int
-from hsa_geo.engine.op import flat_hierarchy
+from hsa_geo.compiled import flat_hierarchy
 from hsa_geo.distributed import ShardedHierarchy
 from hsa_geo.functional import FlatFamilies, LoneLeaves, hsa
 from hsa_geo.hierarchy import Hierarchy

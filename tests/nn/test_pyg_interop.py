@@ -10,7 +10,7 @@ from torch_geometric.data import Data, HeteroData
 from torch_geometric.nn import GINConv, HeteroConv, SAGEConv, to_hetero
 
 from hsa_geo import Hierarchy, HSAConv
-from hsa_geo.engine import op
+from hsa_geo import compiled as op
 from hsa_geo.loader import HierarchyLoader
 from hsa_geo.nn import HSAEncoderLayer, HSAGPSConv, HTEPredictor, root_pool
 from hsa_geo.testing import CompileCounter, hetero_forest

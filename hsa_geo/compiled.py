@@ -1,4 +1,6 @@
-r"""The engine as one opaque operator for ``torch.compile``.
+r"""HSA as one opaque operator for ``torch.compile``, above the engine: the
+engine gets plain tensors and a layout, this module finds the layout behind
+the tensor a compiled graph hands over.
 
 Traced by dynamo, the dynamic program would bake every Python int of a
 :class:`~hsa_geo.engine.layout.Layout` (levels, size classes, family widths)
