@@ -296,6 +296,11 @@ class Hierarchy:
         of range, leaves with children and childless internal nodes, and
         :class:`TypeError` on non-integer input.
         """
+        return cls._compile(parent, num_leaves)
+
+    @classmethod
+    def _compile(cls, parent, num_leaves, node_slices: Optional[Dict] = None,
+                 leaf_types: Sequence[str] = ()) -> 'Hierarchy':
         device = parent.device if isinstance(parent, Tensor) else torch.device('cpu')
         parent = _check_parent(parent, num_leaves)
         num_leaves = as_int(num_leaves, 'num_leaves')
@@ -306,7 +311,7 @@ class Hierarchy:
         max_branching = int(children.max()) if num_nodes > num_leaves else 0
         roots, leaf_tree = _tree_of_leaves(parent, num_leaves)
         out = cls(parent, num_leaves, build_layout(parent, num_leaves), int(depth.max()),
-                  max_branching, int(is_root.sum()), roots, leaf_tree)
+                  max_branching, int(is_root.sum()), roots, leaf_tree, node_slices, leaf_types)
         return out.to(device) if device.type != 'cpu' else out
 
     @classmethod
@@ -441,7 +446,7 @@ class Hierarchy:
             raise ValueError(f"{name(node)} is a leaf without a parent edge "
                              f"({int(orphans.sum())} such leaves); pass root_leaves=True "
                              f"to make such leaves trees of their own")
-        return cls.from_parent(parent, num_leaves)._typed(slices, leaf_types)
+        return cls._compile(parent, num_leaves, slices, leaf_types)
 
     def with_node_types(self, node_slices: Dict[str, Tuple[int, int]]) -> 'Hierarchy':
         r"""The same forest with named node types, as :meth:`from_hetero`

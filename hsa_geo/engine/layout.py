@@ -73,40 +73,38 @@ class SizeClass:
     num_pairs: int
     child_start: Optional[int] = None
     leaves: bool = False
-    # derived tensors, built at construction (never inside a forward pass:
-    # a lazily filled cache is a side effect torch.compile cannot trace)
+    # tensors derived from the fields, each built on its first use (the
+    # engine runs eagerly, or inside the opaque operator of hsa_geo.compiled
+    # under torch.compile, so the cache is never traced) for the dtype and the
+    # causal mode a call needs: a batch's hierarchy pays only for what runs
     derived: Dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
-        real = self.weight > 0
-        d = self.derived
-        d['valid'] = real
-        d['load'] = torch.where(real, self.child, 0) if self.leaves else self.child
-        small = self.num_families * self.width * self.width <= MASK_ENTRIES
-        rows = torch.arange(self.width, device=self.child.device)
-        for dtype in (torch.float32, torch.float64):
-            d['weight', dtype] = self.weight.to(dtype)
-            d['log_count', dtype] = self.log_count.to(dtype)
-            for causal in (False, True):
-                allowed = rows.view(1, -1) < rows.view(-1, 1) if causal else \
-                    rows.view(1, -1) != rows.view(-1, 1)
-                pattern = torch.zeros(self.width, self.width, dtype=dtype,
-                                      device=self.child.device)
-                pattern.masked_fill_(~allowed, -math.inf)
-                if causal:  # the first child has no sibling to its left
-                    pattern[0, 0] = 0.0
-                d['pattern', causal, dtype] = pattern
-                if small:
-                    d['mask', causal, dtype] = d['log_count', dtype].unsqueeze(1) + pattern
-                if dtype == torch.float64:  # where a score is -inf (the guard sets it)
-                    d['blocked_pattern', causal] = torch.isneginf(pattern)
-                    if small:
-                        d['blocked', causal] = torch.isneginf(d['mask', causal, dtype])
-        empty = torch.zeros(self.width, dtype=torch.bool, device=self.child.device)
-        empty[0] = True
-        d['empty'] = empty
-        if small:
-            d['pairs'] = _pair_ids(self.sizes, self.width, self.pair_start)
+        self.derived.clear()
+
+    def _derived(self, key, make):
+        out = self.derived.get(key)
+        if out is None:
+            out = self.derived[key] = make()
+        return out
+
+    @property
+    def _small(self) -> bool:
+        r"""Small enough to keep whole-class masks and pair ids."""
+        return self.num_families * self.width * self.width <= MASK_ENTRIES
+
+    def _pattern(self, causal: bool, dtype) -> Tensor:
+        def make():
+            rows = torch.arange(self.width, device=self.child.device)
+            allowed = rows.view(1, -1) < rows.view(-1, 1) if causal else \
+                rows.view(1, -1) != rows.view(-1, 1)
+            pattern = torch.zeros(self.width, self.width, dtype=dtype,
+                                  device=self.child.device)
+            pattern.masked_fill_(~allowed, -math.inf)
+            if causal:  # the first child has no sibling to its left
+                pattern[0, 0] = 0.0
+            return pattern
+        return self._derived(('pattern', causal, dtype), make)
 
     @property
     def num_families(self) -> int:
@@ -127,20 +125,21 @@ class SizeClass:
         r"""``[F, B]`` :attr:`child` with the padding of a class of leaves
         pointing to leaf 0 instead of one past the end, for gathering from the
         inputs (padding is masked by :attr:`weight` and :attr:`log_count`)."""
-        return self.derived['load']
+        return self._derived('load', lambda: torch.where(self.valid(), self.child, 0)
+                             if self.leaves else self.child)
 
     def valid(self) -> Tensor:
         r"""``[F, B]`` bool: a real child, not padding."""
-        return self.derived['valid']
+        return self._derived('valid', lambda: self.weight > 0)
 
     def weights(self, dtype) -> Tensor:
         r"""``[F, B]`` :math:`n(C)/n(P)` in :obj:`dtype`."""
-        return self.derived['weight', dtype]
+        return self._derived(('weight', dtype), lambda: self.weight.to(dtype))
 
     def log_counts(self, dtype) -> Tensor:
         r"""``[F, B]`` :math:`\log n(C)` in :obj:`dtype` (:math:`-\infty` at
         padding)."""
-        return self.derived['log_count', dtype]
+        return self._derived(('log_count', dtype), lambda: self.log_count.to(dtype))
 
     def score_mask(self, causal: bool, dtype, f0: int, f1: int, i0: int, i1: int):
         r"""The additive score terms of families ``f0:f1``, rows ``i0:i1``:
@@ -151,35 +150,45 @@ class SizeClass:
         that its softmax stays finite (its :math:`\eta = +\infty` is set by
         :meth:`empty_rows`).  One ``[F, rows, B]`` tensor for small classes,
         else the pair ``(log_count [F, 1, B], pattern [rows, B])`` to add."""
-        mask = self.derived.get(('mask', causal, dtype))
-        if mask is not None:
+        if self._small:
+            mask = self._derived(('mask', causal, dtype), lambda: self.log_counts(dtype)
+                                 .unsqueeze(1) + self._pattern(causal, dtype))
             return (mask[f0:f1, i0:i1], )
-        return (self.derived['log_count', dtype][f0:f1].unsqueeze(1),
-                self.derived['pattern', causal, dtype][i0:i1])
+        return (self.log_counts(dtype)[f0:f1].unsqueeze(1),
+                self._pattern(causal, dtype)[i0:i1])
 
     def blocked(self, causal: bool, f0: int, f1: int, i0: int, i1: int) -> Tensor:
         r"""``[F, rows, B]`` (or broadcastable to it) bool: where a row may
         not attend a column (itself, padding, right of it when causal): the
         :math:`-\infty` entries of :meth:`score_mask`."""
-        mask = self.derived.get(('blocked', causal))
-        if mask is not None:
+        if self._small:
+            mask = self._derived(('blocked', causal), lambda: torch.isneginf(
+                self.log_count.unsqueeze(1) + self._pattern(causal, torch.float64)))
             return mask[f0:f1, i0:i1]
-        return torch.isneginf(self.derived['log_count', torch.float64][f0:f1]).unsqueeze(1) \
-            | self.derived['blocked_pattern', causal][i0:i1]
+        pattern = self._derived(('blocked_pattern', causal),
+                                lambda: torch.isneginf(self._pattern(causal, torch.float64)))
+        return torch.isneginf(self.log_count[f0:f1]).unsqueeze(1) | pattern[i0:i1]
 
     def empty_rows(self, causal: bool) -> Optional[Tensor]:
         r"""``[B]`` rows with no sibling to attend (only the first child under
         ``causal``; after collapsing, every family has two or more children),
         or :obj:`None`."""
-        return self.derived['empty'] if causal else None
+        if not causal:
+            return None
+
+        def make():
+            empty = torch.zeros(self.width, dtype=torch.bool, device=self.child.device)
+            empty[0] = True
+            return empty
+        return self._derived('empty', make)
 
     def pair_ids(self) -> Tensor:
         r"""``[F, B, B]`` the index of each ordered sibling pair (row
         attends column) in :attr:`Layout.sibling_index`, ``-1`` on the
         diagonal and at padding; pairs are numbered family by family, row-major
         inside a family.  Kept for small classes, computed for large ones."""
-        ids = self.derived.get('pairs')
-        return _pair_ids(self.sizes, self.width, self.pair_start) if ids is None else ids
+        make = lambda: _pair_ids(self.sizes, self.width, self.pair_start)  # noqa: E731
+        return self._derived('pairs', make) if self._small else make()
 
     def pair_gather(self, num_pairs: int) -> Tensor:
         r"""``[F, B, B]`` :meth:`pair_ids` with the diagonal and the padding
