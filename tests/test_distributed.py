@@ -101,15 +101,21 @@ def test_bytes_do_not_grow_with_the_leaves():
         distributed_hsa(q, k, v, parent)
 
 
+def _torchrun(script: str, port: int, out_dir, timeout: int) -> None:
+    r"""Runs ``tests/distributed/<script>`` on 2 gloo ranks, writing to
+    :obj:`out_dir`; fails the test unless both ranks exit cleanly."""
+    out = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={port}', str(ROOT / 'tests' / 'distributed' / script),
+         str(out_dir)],
+        capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason='needs torch.distributed')
 def test_two_ranks_with_gloo_equal_one_process(tmp_path):
-    out = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         '--master_port=29517', str(ROOT / 'tests' / 'distributed' / 'worker.py'),
-         str(tmp_path)],
-        capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    _torchrun('worker.py', 29517, tmp_path, timeout=600)
     nodes = 0
     for rank in range(2):
         report = json.loads((tmp_path / f'rank{rank}.json').read_text())
@@ -305,12 +311,7 @@ def test_root_sharing_its_type_with_clusters_is_sharded():
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason='needs torch.distributed')
 def test_ranks_that_disagree_all_get_the_same_error(tmp_path):
-    out = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         '--master_port=29523', str(ROOT / 'tests' / 'distributed' / 'disagree_worker.py'),
-         str(tmp_path)],
-        capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
+    _torchrun('disagree_worker.py', 29523, tmp_path, timeout=300)
     expected = {   # scenario: words every rank's ValueError names
         'rank0_share': ["'hierarchy'", 'rank 1', 'share 0'],
         'other_world': ["'hierarchy'", '3 ranks', 'group has 2'],
