@@ -183,7 +183,8 @@ def main(argv=None) -> List[dict]:
         dist.broadcast_object_list(info, src=0)     # also waits for the shards
     info = info[0]
     part = torch.load(shard_path(args, rank), weights_only=False).to(device)
-    sharded = ShardedHierarchy(Hierarchy.from_hetero(part).to(device))
+    # the share the part records: the ranks check that they hold one tree's shares
+    sharded = ShardedHierarchy(Hierarchy.from_hetero(part).to(device), share=part.hsa_share)
     barrier(world_size)
     if rank == 0:   # the shards are loaded: nobody needs the files any more
         for r in range(world_size):

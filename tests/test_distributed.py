@@ -263,7 +263,7 @@ def test_shard_hierarchy_refuses_a_forest():
 
 
 def test_shares_record_what_they_are():
-    from hsa_geo.distributed import shard_hierarchy
+    from hsa_geo.distributed import ShardedHierarchy, shard_hierarchy
     from hsa_geo.distributed.shard import share_of
     forest = Hierarchy.from_parent(*FORESTS[0])
     other = Hierarchy.from_parent(*FORESTS[1])
@@ -278,6 +278,19 @@ def test_shares_record_what_they_are():
     assert infos[0].digest == infos[1].digest
     moved = shard_hierarchy(data, 1, 2)[1].to('cpu')
     assert share_of(moved) == infos[1] and share_of(moved.subtrees) == infos[1]
+    # a part saved and loaded (examples/ogbn_node_ddp.py) carries its share
+    import io
+    part = shard_hierarchy(data, 1, 2)[0]
+    buffer = io.BytesIO()
+    torch.save(part, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    rebuilt = ShardedHierarchy(Hierarchy.from_hetero(loaded), share=loaded.hsa_share)
+    assert share_of(rebuilt) == infos[1] and share_of(rebuilt.subtrees) == infos[1]
+    with pytest.raises(TypeError, match="'share' must be a Share"):
+        ShardedHierarchy(Hierarchy.from_hetero(loaded), share='rank 1')
+    with pytest.raises(ValueError, match="0 <= index < num_shards"):
+        ShardedHierarchy(Hierarchy.from_hetero(loaded), share=(2, 2, 5))
     # a share of several used in a single process: refused, not half the answer
     local, leaf_ids, _ = shard_forest(forest, 2)[1]
     q, k, v, _ = _inputs(local.num_leaves, local.num_nodes, 0)

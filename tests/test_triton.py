@@ -150,6 +150,7 @@ def test_kernels_never_read_memory_they_did_not_write(interpreted):
         torch.use_deterministic_algorithms(old_mode)
 
 
+@pytest.mark.filterwarnings('ignore:invalid value encountered:RuntimeWarning')
 def test_kernels_keep_nans_where_they_belong(interpreted):
     # the guard (always on for GPU inputs): a NaN reaches exactly the outputs
     # that depend on it, as in the PyTorch path (tests/test_nonfinite.py)

@@ -27,6 +27,18 @@ class Share(NamedTuple):
     digest: int
 
 
+def _as_share(share) -> Share:
+    r""":obj:`share` as a :class:`Share`: one, or a triple of ints."""
+    try:
+        index, num_shards, digest = (as_int(x, 'share') for x in share)
+    except (TypeError, ValueError):
+        raise TypeError(f"'share' must be a Share (index, num_shards, digest), e.g. the "
+                        f"'hsa_share' of a part from shard_hierarchy, got {share!r}") from None
+    if not 0 <= index < num_shards:
+        raise ValueError(f"'share' must have 0 <= index < num_shards, got {share!r}")
+    return Share(index, num_shards, digest)
+
+
 def share_of(hierarchy) -> Optional[Share]:
     r"""The :class:`Share` a hierarchy from :func:`shard_forest` or
     :func:`shard_hierarchy` records, :obj:`None` for any other (e.g. one
@@ -81,10 +93,16 @@ class ShardedHierarchy:
             rank, node order within a rank).
         group (ProcessGroup, optional): The process group; :obj:`None`: the
             default one (or this process alone when none is initialised).
+        share (Share, optional): What this share is, for a tree rebuilt from
+            a saved part of :func:`shard_hierarchy` (``part.hsa_share``), so
+            that the ranks check it as they check a fresh one.
+            (default: :obj:`None`)
     """
     __slots__ = ('hierarchy', 'subtrees', 'keep', 'group', '_share')
 
-    def __init__(self, hierarchy: Hierarchy, group=None):
+    def __init__(self, hierarchy: Hierarchy, group=None, share: Optional[Share] = None):
+        if share is not None:
+            share = _as_share(share)
         if not isinstance(hierarchy, Hierarchy):
             raise TypeError(f"'hierarchy' must be a compiled Hierarchy (this rank's tree), "
                             f"got {type(hierarchy).__name__}")
@@ -108,6 +126,7 @@ class ShardedHierarchy:
         self.keep = keep.nonzero().view(-1).to(hierarchy.parent.device)
         self.group = group
         self._share: Optional[Share] = None
+        self._record(share)
 
     def _record(self, share: Optional[Share]) -> 'ShardedHierarchy':
         self._share = share
@@ -241,6 +260,7 @@ def shard_hierarchy(data, rank: int, world_size: int, group=None, relation: str 
     part = hierarchy_subgraph(data, leaves, relation)
     share = Share(rank, world_size, _digest(whole.parent, whole.num_leaves,
                                             sorted(whole.node_slices.items())))
+    part.hsa_share = share  # travels with a saved part (ShardedHierarchy(share=...))
     sharded = ShardedHierarchy(Hierarchy.from_hetero(part, relation=relation), group)
     if sharded.subtrees.num_roots != last - first:
         # the part lost the root above its subtrees: its top-level nodes
