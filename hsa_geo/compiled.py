@@ -8,8 +8,8 @@ into the graph, and every batch of a new shape would compile again.  Under
 compilation :func:`hsa_geo.hsa` therefore calls the custom operator
 ``hsa_geo::attention``: the graph sees one call whose output shape
 ``[num_leaves, heads, d_v]`` follows from the input shapes alone, with the
-forest given by a tensor (the hierarchy's :attr:`~Hierarchy.token`, one
-int64 of fixed shape ``[1]`` so that no size of the forest enters the graph,
+forest given by a tensor (the hierarchy's :attr:`~Hierarchy.token`, int64
+of fixed shape ``[2]`` so that no size of the forest enters the graph,
 or PyG's batch vector for one flat family per graph), so sizes stay symbolic
 and one compiled graph serves every batch.  At run time the operator finds
 the compiled layout behind that tensor (:meth:`Hierarchy.of_token`), runs the same
@@ -93,8 +93,10 @@ def resolve(structure: Tensor, kind: str, num_leaves: int) -> Hierarchy:
         found = Hierarchy.of_token(structure)
         if found is None:
             raise RuntimeError("hsa_geo: the compiled HSA operator was handed the token of "
-                               "a hierarchy that no longer exists; keep the Hierarchy alive "
-                               "while its attention (and its backward pass) runs")
+                               "a hierarchy that no longer exists in this process; keep the "
+                               "Hierarchy alive while its attention (and its backward pass) "
+                               "runs (a token does not survive saving a compiled or "
+                               "exported program)")
         return found
     found = Hierarchy.of(structure)
     if found is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import secrets
 import weakref
 from types import MappingProxyType
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -151,6 +152,9 @@ def _versions(*tensors: Tensor) -> Optional[Tuple[int, ...]]:
 _BY_PARENT: Dict[int, 'weakref.ref[Hierarchy]'] = {}
 _BY_TOKEN: Dict[int, 'weakref.ref[Hierarchy]'] = {}
 _SERIALS = itertools.count(1)
+# a token names a hierarchy of this process only: one saved and loaded in
+# another process (an exported program, say) must not name another hierarchy
+_PROCESS = secrets.randbits(62)
 
 
 def _forget(registry: dict, key: int, ref) -> None:
@@ -229,25 +233,28 @@ class Hierarchy:
         key, serial = id(self.parent), next(_SERIALS)
         _BY_PARENT[key] = ref
         _BY_TOKEN[serial] = ref
-        # the hierarchy's stand-in in a compiled graph: one CPU int64 of fixed
-        # shape [1], so that no size of the forest becomes a size of the graph
-        # (sizes 0 and 1 or a node count equal to another size would make
-        # torch.compile specialise and recompile)
-        object.__setattr__(self, '_token', torch.tensor([serial]))
+        # the hierarchy's stand-in in a compiled graph: CPU int64 of fixed
+        # shape [2] (this process, the serial), so that no size of the forest
+        # becomes a size of the graph (sizes 0 and 1 or a node count equal to
+        # another size would make torch.compile specialise and recompile)
+        object.__setattr__(self, '_token', torch.tensor([_PROCESS, serial]))
         weakref.finalize(self, _forget, _BY_PARENT, key, ref)
         weakref.finalize(self, _forget, _BY_TOKEN, serial, ref)
 
     @property
     def token(self) -> Tensor:
-        r"""``[1]`` a CPU tensor naming this hierarchy to the engine's
-        compiled operator (:meth:`of_token` finds it again)."""
+        r"""``[2]`` a CPU int64 tensor naming this hierarchy, in this
+        process, to the compiled operator (:meth:`of_token` finds it again)."""
         return self._token
 
     @classmethod
     def of_token(cls, token: Tensor) -> Optional['Hierarchy']:
-        r"""The live hierarchy whose :attr:`token` holds this value, or
-        :obj:`None`."""
-        ref = _BY_TOKEN.get(int(token.reshape(-1)[0]))
+        r"""The live hierarchy whose :attr:`token` holds these values, or
+        :obj:`None` (also for a token of another process)."""
+        process, serial = (int(x) for x in token.reshape(-1)[:2])
+        if process != _PROCESS:
+            return None
+        ref = _BY_TOKEN.get(serial)
         found = ref() if ref is not None else None
         if found is not None:
             found.check_intact()

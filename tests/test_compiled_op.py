@@ -147,7 +147,11 @@ def test_the_operator_names_a_hierarchy_by_its_token():
     q, k, v, pos, bias = _inputs(h, 5)
     out, tape = op.attention(q, k, v, pos, bias, h.token, 'token', False, False, 0.5, 0.0)
     assert torch.allclose(out, hsa(q, k, v, h, pos=pos, bias=bias, scale=0.5), atol=1e-12)
-    assert h.token.shape == (1, ) and Hierarchy.of_token(h.token.clone()) is h
+    assert h.token.shape == (2, ) and Hierarchy.of_token(h.token.clone()) is h
+    # a token of another process (a saved program loaded elsewhere) names nothing
+    alien = h.token.clone()
+    alien[0] += 1
+    assert Hierarchy.of_token(alien) is None
     token = h.token.clone()
     del h, out, tape  # the tape entry holds the hierarchy until its backward
     import gc
