@@ -12,7 +12,7 @@ from torch import Tensor
 
 __all__ = ['as_int', 'as_bool', 'as_finite_float', 'as_branching', 'as_even_dim',
            'as_probability', 'as_kwargs', 'as_module_or_none', 'check_finite',
-           'check_node_features']
+           'check_node_features', 'is_index_dtype', 'as_in_channels', 'versions']
 
 
 def as_int(value, name: str, minimum: Optional[int] = None,
@@ -164,3 +164,30 @@ def check_node_features(x, name: str, channels: Optional[int] = None,
     if num_rows is not None and x.size(0) != num_rows:
         raise ValueError(f"'{name}' has {x.size(0)} rows but {rows_of} has {num_rows} "
                          f"leaves")
+
+
+def is_index_dtype(tensor: Tensor) -> bool:
+    r"""Whether :obj:`tensor` holds integers (not floats, complex or bools):
+    what an index tensor (``parent``, ``batch``, ``edge_index``) must be."""
+    return not (tensor.is_floating_point() or tensor.is_complex()
+                or tensor.dtype == torch.bool)
+
+
+def as_in_channels(value, name: str = 'in_channels') -> int:
+    r"""An input size: a positive int, or ``-1`` to infer it from the first
+    input (a lazy layer)."""
+    value = as_int(value, name)
+    if value < 1 and value != -1:
+        raise ValueError(f"'{name}' must be a positive int, or -1 to infer it from the "
+                         f"first input (lazy), got {value}")
+    return value
+
+
+def versions(*tensors: Tensor) -> Optional[Tuple[int, ...]]:
+    r"""The version counters of :obj:`tensors` (bumped by every in-place
+    write, through views too); :obj:`None` for inference tensors, which
+    have none."""
+    try:
+        return tuple(t._version for t in tensors)
+    except RuntimeError:
+        return None

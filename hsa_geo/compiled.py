@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from hsa_geo._checks import versions
 from hsa_geo.engine import Config, Recorder, backward_pass, forward_pass, needs_guard
 from hsa_geo.hierarchy import Hierarchy
 
@@ -40,7 +41,7 @@ STATS: Dict[str, int] = {'hierarchy_rebuilt': 0, 'tape_recomputed': 0}
 
 _TAPE: Dict[int, tuple] = {}
 _KEYS = itertools.count()
-_FROM_BATCH: Dict[int, Tuple['weakref.ref[Tensor]', Hierarchy, Optional[int]]] = {}
+_FROM_BATCH: Dict[int, Tuple['weakref.ref[Tensor]', Hierarchy, Optional[tuple]]] = {}
 _SINGLE: 'OrderedDict[Tuple[int, str], Hierarchy]' = OrderedDict()
 
 KINDS = ('token', 'parent', 'batch', 'single')
@@ -58,7 +59,7 @@ def flat_hierarchy(batch: Optional[Tensor], num_nodes: int, device) -> Hierarchy
             while len(_SINGLE) > 8:
                 _SINGLE.popitem(last=False)
         return _SINGLE[key]
-    version = _version(batch)
+    version = versions(batch)  # None for an inference tensor: not cached
     entry = _FROM_BATCH.get(id(batch))
     if entry is not None and entry[0]() is batch and entry[1].num_leaves == num_nodes \
             and version is not None and entry[2] == version:
@@ -71,16 +72,6 @@ def flat_hierarchy(batch: Optional[Tensor], num_nodes: int, device) -> Hierarchy
         weakref.finalize(batch, _FROM_BATCH.pop, key, None)
     _FROM_BATCH[key] = (weakref.ref(batch), hierarchy, version)
     return hierarchy
-
-
-def _version(t: Tensor) -> Optional[int]:
-    r"""The version counter of :obj:`t` (bumped by every in-place write),
-    :obj:`None` for an inference tensor, which has none (then nothing is
-    cached for it)."""
-    try:
-        return t._version
-    except RuntimeError:
-        return None
 
 
 def resolve(structure: Tensor, kind: str, num_leaves: int) -> Hierarchy:
@@ -153,7 +144,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor],
     out, state = forward_pass(hierarchy.layout, cfg, q, k, v, pos, bias, recorder)
     key = next(_KEYS)
     token = torch.tensor([key], dtype=torch.long)
-    _TAPE[key] = (hierarchy, recorder, state)
+    _TAPE[key] = (hierarchy, cfg, recorder, state)
     weakref.finalize(token, _TAPE.pop, key, None)
     return out, token
 
@@ -171,7 +162,6 @@ def attention_backward(grad: Tensor, token: Tensor, q: Tensor, k: Tensor, v: Ten
                        dropout: float) -> List[Tensor]:
     r"""Gradients of ``q``, ``k``, ``v``, ``pos`` and ``bias`` (empty tensors
     for absent ones)."""
-    cfg = Config(include_self, causal, scale, dropout, needs_guard(q, k, v, pos, bias))
     entry = _TAPE.get(int(token[0]))
     if entry is None:
         if dropout > 0:
@@ -180,9 +170,10 @@ def attention_backward(grad: Tensor, token: Tensor, q: Tensor, k: Tensor, v: Ten
                                "its dropout masks cannot be redrawn")
         STATS['tape_recomputed'] += 1
         hierarchy, recorder = resolve(structure, kind, q.size(0)), Recorder(0.0)
+        cfg = Config(include_self, causal, scale, dropout, needs_guard(q, k, v, pos, bias))
         _, state = forward_pass(hierarchy.layout, cfg, q, k, v, pos, bias, recorder)
     else:
-        hierarchy, recorder, state = entry
+        hierarchy, cfg, recorder, state = entry  # the forward pass's own config
     g_q, g_k, g_v, g_pos, g_bias = backward_pass(hierarchy.layout, cfg, state, q, k, v, pos,
                                                  bias, recorder, grad)
     return [g_q, g_k, g_v, _empty_like_none(g_pos, q), _empty_like_none(g_bias, q)]

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from hsa_geo._checks import as_bool, as_int
+from hsa_geo._checks import as_bool, as_int, is_index_dtype, versions
 from hsa_geo.engine.builder import build_layout
 from hsa_geo.engine.layout import Layout
 
@@ -36,7 +36,7 @@ def _check_parent(parent, num_leaves) -> Tensor:
                             f"[num_nodes], got {type(parent).__name__}") from e
         if parent.numel() == 0:
             parent = parent.long()
-    if parent.is_floating_point() or parent.is_complex() or parent.dtype == torch.bool:
+    if not is_index_dtype(parent):
         raise TypeError(f"'parent' must be an integer tensor, got dtype "
                         f"{parent.dtype}")
     if parent.dim() != 1:
@@ -135,16 +135,6 @@ _FIELDS = frozenset({'parent', 'num_leaves', 'layout', 'depth', 'max_branching',
                      'roots', 'leaf_tree', 'node_slices', 'leaf_types'})
 
 
-def _versions(*tensors: Tensor) -> Optional[Tuple[int, ...]]:
-    r"""The version counters of :obj:`tensors` (bumped by every in-place
-    write, through views too); :obj:`None` for inference tensors, which
-    have none."""
-    try:
-        return tuple(t._version for t in tensors)
-    except RuntimeError:
-        return None
-
-
 # Hierarchies by the identity of their parent tensor and by their token:
 # under torch.compile the engine runs as a custom op (hsa_geo.compiled) that
 # is handed tensors only, and these find the compiled layout behind the tensor
@@ -202,7 +192,7 @@ class Hierarchy:
         #: The leaf node types in node order (a tuple).
         set_(self, 'leaf_types', tuple(leaf_types))
         self._sibling_index: Optional[Tensor] = None
-        self._versions = _versions(parent, roots, leaf_tree)
+        self._versions = versions(parent, roots, leaf_tree)
         self._register()
 
     def __setattr__(self, name: str, value) -> None:
@@ -222,7 +212,7 @@ class Hierarchy:
         the tree those tensors describe.  Every entry point of the engine
         calls it (it reads three version counters; no device sync)."""
         if self._versions is not None and \
-                _versions(self.parent, self.roots, self.leaf_tree) != self._versions:
+                versions(self.parent, self.roots, self.leaf_tree) != self._versions:
             raise ValueError("a tensor of this Hierarchy (parent, roots or leaf_tree) was "
                              "modified in place after the hierarchy was compiled; a "
                              "compiled Hierarchy is immutable: build a new one with "
@@ -283,7 +273,7 @@ class Hierarchy:
         state['node_slices'] = MappingProxyType(dict(state.get('node_slices', {})))
         state['leaf_types'] = tuple(state.get('leaf_types', ()))
         self.__dict__.update(state)
-        self._versions = _versions(self.parent, self.roots, self.leaf_tree)
+        self._versions = versions(self.parent, self.roots, self.leaf_tree)
         self._register()
 
     # ------------------------------------------------------------------ build
@@ -336,7 +326,7 @@ class Hierarchy:
         if not isinstance(batch, Tensor):
             raise TypeError(f"'batch' must be a LongTensor or None, got "
                             f"{type(batch).__name__}")
-        if batch.is_floating_point() or batch.is_complex() or batch.dtype == torch.bool:
+        if not is_index_dtype(batch):
             raise TypeError(f"'batch' must be an integer tensor (the graph index of "
                             f"every node), got dtype {batch.dtype}")
         if batch.dim() != 1 or batch.numel() != num_nodes:
@@ -602,8 +592,7 @@ def _check_link(key, edge_index, num_nodes_dict) -> None:
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"'edge_index' of {key} must be a LongTensor [2, num_edges], "
                         f"got {type(edge_index).__name__}")
-    if edge_index.is_floating_point() or edge_index.is_complex() or \
-            edge_index.dtype == torch.bool:
+    if not is_index_dtype(edge_index):
         raise TypeError(f"'edge_index' of {key} must be an integer tensor, got dtype "
                         f"{edge_index.dtype}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:

@@ -79,9 +79,6 @@ class SizeClass:
     # causal mode a call needs: a batch's hierarchy pays only for what runs
     derived: Dict = field(default_factory=dict, repr=False, compare=False)
 
-    def __post_init__(self):
-        self.derived.clear()
-
     def _derived(self, key, make):
         out = self.derived.get(key)
         if out is None:

@@ -9,7 +9,7 @@ from torch.nn import LayerNorm, ModuleDict
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
 
-from hsa_geo._checks import as_finite_float, as_int
+from hsa_geo._checks import as_in_channels, as_int, as_probability
 from hsa_geo.compiled import flat_hierarchy
 from hsa_geo.distributed import ShardedHierarchy
 from hsa_geo.functional import FlatFamilies, LoneLeaves, hsa
@@ -111,9 +111,7 @@ class HSAConv(torch.nn.Module):
         in_channels = _check_in_channels(in_channels)
         out_channels = as_int(out_channels, 'out_channels', minimum=1)
         heads = as_int(heads, 'heads', minimum=1)
-        dropout = as_finite_float(dropout, 'dropout')
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"'dropout' must be in [0, 1), got {dropout}")
+        dropout = as_probability(dropout, 'dropout')
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.heads = heads
@@ -373,21 +371,14 @@ def _check_in_channels(in_channels):
         if not in_channels:
             raise ValueError("'in_channels' is an empty dict; expected one input size per "
                              "leaf node type")
-        return {t: _check_in_channels_one(c, f'in_channels[{t!r}]')
+        return {t: as_in_channels(c, f'in_channels[{t!r}]')
                 for t, c in in_channels.items()}
     if isinstance(in_channels, (tuple, list)):
         raise TypeError(f"'in_channels' must be an int (or -1 for lazy) or a dict over leaf "
                         f"node types, got {in_channels!r}: HSA is attention among the "
                         f"leaves of one hierarchy and takes no (source, target) pair of "
                         f"sizes as bipartite layers do")
-    return _check_in_channels_one(in_channels, 'in_channels')
-
-
-def _check_in_channels_one(value, name: str) -> int:
-    value = as_int(value, name)
-    if value < 1 and value != -1:
-        raise ValueError(f"'{name}' must be a positive int or -1 (lazy), got {value}")
-    return value
+    return as_in_channels(in_channels, 'in_channels')
 
 
 def _check_pos_width(pos: Tensor, lin: Linear, name: str) -> None:

@@ -12,8 +12,8 @@ from torch.nn import Dropout, Sequential
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.resolver import activation_resolver
 
-from hsa_geo._checks import (as_bool, as_int, as_module_or_none, as_probability,
-                             check_node_features)
+from hsa_geo._checks import (as_bool, as_in_channels, as_int, as_module_or_none,
+                             as_probability, check_node_features)
 from hsa_geo.functional import LoneLeaves
 from hsa_geo.hierarchy import Hierarchy
 from hsa_geo.nn.conv import _check_hierarchy
@@ -189,10 +189,7 @@ class HSAGraphTransformer(torch.nn.Module):
         super().__init__()
         from torch_geometric.nn import SAGEConv
         from hsa_geo.nn.gps import HSAGPSConv
-        in_channels = as_int(in_channels, 'in_channels')
-        if in_channels < 1 and in_channels != -1:
-            raise ValueError(f"'in_channels' must be at least 1 (or -1, to infer it from "
-                             f"the first input), got {in_channels}")
+        in_channels = as_in_channels(in_channels)
         hidden_channels = as_int(hidden_channels, 'hidden_channels', minimum=1)
         out_channels = as_int(out_channels, 'out_channels', minimum=1)
         num_layers = as_int(num_layers, 'num_layers', minimum=1)

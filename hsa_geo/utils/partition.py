@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hsa_geo._checks import as_branching, as_finite_float, as_int
+from hsa_geo._checks import as_branching, as_finite_float, as_int, is_index_dtype
 
 __all__ = ['metis_levels', 'plm_levels', 'symmetric_csr']
 
@@ -29,8 +29,7 @@ def _checked_graph(edge_index, num_nodes) -> tuple:
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise TypeError(f"'edge_index' must be an integer tensor of shape [2, num_edges], "
                         f"got shape {list(edge_index.shape)}")
-    if edge_index.is_floating_point() or edge_index.is_complex() or \
-            edge_index.dtype == torch.bool:
+    if not is_index_dtype(edge_index):
         raise TypeError(f"'edge_index' must be an integer tensor of shape [2, num_edges], "
                         f"got dtype {edge_index.dtype}")
     edge_index = edge_index.long().cpu()
