@@ -4,6 +4,7 @@ own data and builders, the interleaved timer and the aten-op counter, and the
 HSA and dense-attention steps they time."""
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Callable, Dict, List
@@ -138,6 +139,22 @@ def dense_attention(q, k, v, graph, mask):
                   for t in (q, k, v))
     out = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=mask[:, None, None, :])
     return out.transpose(1, 2)[mask]
+
+
+def pytorch_path(fn: Callable[[], object]) -> Callable[[], object]:
+    r""":obj:`fn` run on the engine's PyTorch path (the fused CPU kernels
+    switched off for the call), for timing the two paths interleaved."""
+    def run():
+        old = os.environ.get('HSA_GEO_CPU_KERNELS')
+        os.environ['HSA_GEO_CPU_KERNELS'] = '0'
+        try:
+            return fn()
+        finally:
+            if old is None:
+                del os.environ['HSA_GEO_CPU_KERNELS']
+            else:
+                os.environ['HSA_GEO_CPU_KERNELS'] = old
+    return run
 
 
 def hsa_step(hierarchy, q, k, v, backward: bool):

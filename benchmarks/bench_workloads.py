@@ -44,7 +44,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _workloads import (attention_batch, dense_step, hsa_step, molecule_batch,  # noqa: E402
-                        news_batch, news_texts, op_counts, point_batch, rounds)
+                        news_batch, news_texts, op_counts, point_batch, pytorch_path, rounds)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKLOADS = ('molecules', 'points', 'news', 'minilm-128', 'minilm-512', 'floor', 'ragged')
@@ -96,6 +96,7 @@ def measure_batch(name: str, batch, args) -> dict:
         'dense_fwd': lambda: dense_step(q, k, v, graph, mask, False),
         'hsa_fwd_bwd': lambda: hsa_step(hierarchy, q, k, v, True),
         'dense_fwd_bwd': lambda: dense_step(q, k, v, graph, mask, True),
+        'pytorch_fwd_bwd': pytorch_path(lambda: hsa_step(hierarchy, q, k, v, True)),
         'compile': lambda: Hierarchy.from_hetero(batch),
         **extra,
     }, args.repeats)
@@ -174,8 +175,8 @@ def measure_ragged(args) -> List[dict]:
 def batch_table(rows: List[dict]) -> str:
     lines = ['| workload | leaves (trees, L_max) | levels (classes) | HSA fwd ms | dense fwd ms '
              '| dense / HSA fwd | HSA fwd+bwd ms | dense fwd+bwd ms | dense / HSA fwd+bwd '
-             '| ops fwd (all) | ops bwd (all) | compile ms (ops) |',
-             '|' + '---|' * 12]
+             '| HSA PyTorch path fwd+bwd ms | ops fwd (all) | ops bwd (all) | compile ms (ops) |',
+             '|' + '---|' * 13]
     for r in rows:
         per_level = (r['fwd_ops']['top'] - 20) / max(1, r['levels'])
         lines.append(
@@ -184,6 +185,7 @@ def batch_table(rows: List[dict]) -> str:
             f"{1e3 * r['dense_fwd']:.2f} | {r['dense_fwd'] / r['hsa_fwd']:.2f}x | "
             f"{1e3 * r['hsa_fwd_bwd']:.2f} | {1e3 * r['dense_fwd_bwd']:.2f} | "
             f"{r['dense_fwd_bwd'] / r['hsa_fwd_bwd']:.2f}x | "
+            f"{1e3 * r['pytorch_fwd_bwd']:.2f} | "
             f"{r['fwd_ops']['top']} ({r['fwd_ops']['all']}; {per_level:.1f}/level + 20) | "
             f"{r['bwd_ops']['top']} ({r['bwd_ops']['all']}) | "
             f"{1e3 * r['compile']:.2f} ({r['compile_ops']['top']}) |")

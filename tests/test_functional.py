@@ -10,6 +10,9 @@ from hsa_geo import Hierarchy, hsa
 from hsa_geo.reference import hsa_dense
 from hsa_geo.testing import degenerate_forests, flat_tree, random_forest, regular_tree
 
+# every test on both CPU paths of the engine (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures('engine_path')
+
 
 def _inputs(h, heads, dim, dim_v, seed, dtype=torch.float64, pos=None, bias=None,
             spread=1.0):
@@ -342,7 +345,9 @@ def fixed_dropout_masks(monkeypatch):
         return torch.rand(x.shape, generator=gen, dtype=x.dtype)
 
     import hsa_geo.engine.recorder as recorder
+    from hsa_geo.engine import numba_kernels
     monkeypatch.setattr(recorder.torch, 'rand_like', rand_like)
+    monkeypatch.setattr(numba_kernels, 'draw_seed', lambda: 12345)
 
 
 @pytest.mark.parametrize('include_self,causal', [(False, False), (True, True)])

@@ -18,6 +18,9 @@ from hsa_geo.engine import Config, attention
 from hsa_geo.reference import hsa_dense, nan_reach
 from hsa_geo.testing import degenerate_forests, random_forest
 
+# every test on both CPU paths of the engine (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures('engine_path')
+
 FORESTS = [(f'random_{s}', *random_forest(s, num_roots=3, max_depth=3, max_branching=5))
            for s in range(8)] + list(degenerate_forests())
 OPTIONS = [dict(), dict(include_self=True), dict(causal=True),

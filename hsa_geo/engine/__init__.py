@@ -23,8 +23,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from hsa_geo.engine import numba_kernels
 from hsa_geo.engine.backward import backward
 from hsa_geo.engine.blocks import Config, Dims, Inputs
+from hsa_geo.engine.families import families_of
 from hsa_geo.engine.forward import bottom_up, extend_bias, node_buffer, top_down
 from hsa_geo.engine.layout import Layout
 from hsa_geo.engine.recorder import Recorder
@@ -61,7 +63,13 @@ def no_autocast(device: torch.device):
 
 def forward_pass(layout: Layout, cfg: Config, q: Tensor, k: Tensor, v: Tensor,
                  pos: Optional[Tensor], bias: Optional[Tensor], recorder: Recorder):
-    r"""The output ``[L, H, d_v]`` and what the backward pass needs."""
+    r"""The output ``[L, H, d_v]`` and what the backward pass needs: on
+the fused CPU kernels (:mod:`~hsa_geo.engine.numba_kernels`) when they take
+the call, else on the PyTorch path."""
+    if recorder.pair_weights is None and \
+            numba_kernels.usable(q.device, q.dtype, families_of(layout)):
+        return numba_kernels.forward(families_of(layout), q, k, v, pos, bias,
+                                     cfg.include_self, cfg.causal, cfg.scale, cfg.dropout)
     with no_autocast(q.device):
         inputs = Inputs(q, k, v, pos, cfg, Dims(q.size(1), q.size(2), v.size(2)))
         bias_ext = extend_bias(bias)
@@ -78,6 +86,10 @@ def backward_pass(layout: Layout, cfg: Config, state, q: Tensor, k: Tensor, v: T
                   grad_out: Tensor):
     r"""Gradients of ``q``, ``k``, ``v``, ``pos`` and ``bias`` from the state
     :func:`forward_pass` returned, in the forward pass's dtype."""
+    if isinstance(state, numba_kernels.State):
+        return numba_kernels.backward(families_of(layout), state, q, k, v, pos, bias,
+                                      cfg.include_self, cfg.causal, cfg.scale, cfg.dropout,
+                                      grad_out)
     pieces, nodes, mass, leaf_mass, bias_ext = state
     with no_autocast(q.device):
         inputs = Inputs(q, k, v, pos, cfg, Dims(q.size(1), q.size(2), v.size(2)))

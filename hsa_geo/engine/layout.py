@@ -235,6 +235,9 @@ class Layout:
     row_top: Tensor
     leaf_top: Tensor
     num_pairs: int
+    # forms derived from the layout on first use (the families of the fused
+    # CPU kernels), never traced: see SizeClass.derived
+    cache: Dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def zero_row(self) -> int:
