@@ -20,6 +20,8 @@ def _on_cpu(monkeypatch):
     if not triton_kernels.interpreted():
         pytest.skip('triton was imported before TRITON_INTERPRET=1 was set')
     monkeypatch.setenv('HSA_GEO_TRITON_ON_CPU', '1')
+    # on the CPU the fused numba kernels would take the call first
+    monkeypatch.setenv('HSA_GEO_CPU_KERNELS', '0')
 
 
 @pytest.fixture
