@@ -141,7 +141,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor],
     check_sizes(q, pos, bias, hierarchy)
     cfg = Config(include_self, causal, scale, dropout, needs_guard(q, k, v, pos, bias))
     recorder = Recorder(dropout)
-    out, state = forward_pass(hierarchy.layout, cfg, q, k, v, pos, bias, recorder)
+    out, state = forward_pass(hierarchy.forest, cfg, q, k, v, pos, bias, recorder)
     key = next(_KEYS)
     token = torch.tensor([key], dtype=torch.long)
     _TAPE[key] = (hierarchy, cfg, recorder, state)
@@ -171,10 +171,10 @@ def attention_backward(grad: Tensor, token: Tensor, q: Tensor, k: Tensor, v: Ten
         STATS['tape_recomputed'] += 1
         hierarchy, recorder = resolve(structure, kind, q.size(0)), Recorder(0.0)
         cfg = Config(include_self, causal, scale, dropout, needs_guard(q, k, v, pos, bias))
-        _, state = forward_pass(hierarchy.layout, cfg, q, k, v, pos, bias, recorder)
+        _, state = forward_pass(hierarchy.forest, cfg, q, k, v, pos, bias, recorder)
     else:
         hierarchy, cfg, recorder, state = entry  # the forward pass's own config
-    g_q, g_k, g_v, g_pos, g_bias = backward_pass(hierarchy.layout, cfg, state, q, k, v, pos,
+    g_q, g_k, g_v, g_pos, g_bias = backward_pass(hierarchy.forest, cfg, state, q, k, v, pos,
                                                  bias, recorder, grad)
     return [g_q, g_k, g_v, _empty_like_none(g_pos, q), _empty_like_none(g_bias, q)]
 

@@ -141,7 +141,7 @@ def hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
     hierarchy.check_intact()
     op.check_sizes(q, pos, bias, hierarchy)
     guard = engine.needs_guard(q, k, v, pos, bias)
-    out = engine.attention(hierarchy.layout, Config(include_self, causal, scale, dropout, guard),
+    out = engine.attention(hierarchy.forest, Config(include_self, causal, scale, dropout, guard),
                            q, k, v, pos, bias)
     return out.to(out_dtype)
 

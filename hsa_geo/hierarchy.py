@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from hsa_geo._checks import as_bool, as_int, is_index_dtype, versions
-from hsa_geo.engine.builder import build_layout
+from hsa_geo.engine.forest import Forest
 from hsa_geo.engine.layout import Layout
 
 __all__ = ['Hierarchy', 'hierarchy_node_types']
@@ -131,7 +131,7 @@ def hierarchy_node_types(edge_types, node_types, relation: str = 'in'
 
 
 #: The public fields of a Hierarchy, set once by its constructor.
-_FIELDS = frozenset({'parent', 'num_leaves', 'layout', 'depth', 'max_branching', 'num_roots',
+_FIELDS = frozenset({'parent', 'num_leaves', 'forest', 'layout', 'depth', 'max_branching', 'num_roots',
                      'roots', 'leaf_tree', 'node_slices', 'leaf_types'})
 
 
@@ -170,14 +170,17 @@ class Hierarchy:
         >>> h
         Hierarchy(num_nodes=7, num_leaves=4, num_roots=1, depth=2, max_branching=2)
     """
-    def __init__(self, parent: Tensor, num_leaves: int, layout: Layout, depth: int,
+    def __init__(self, parent: Tensor, num_leaves: int, forest: Forest, depth: int,
                  max_branching: int, num_roots: int, roots: Tensor, leaf_tree: Tensor,
                  node_slices: Optional[Dict[str, Tuple[int, int]]] = None,
                  leaf_types: Sequence[str] = ()):
         set_ = object.__setattr__  # the public fields are read-only afterwards
         set_(self, 'parent', parent)
         set_(self, 'num_leaves', num_leaves)
-        set_(self, 'layout', layout)
+        #: The engine's view (:class:`~hsa_geo.engine.forest.Forest`): the
+        #: families of the fused CPU kernels and the padded layout, each
+        #: compiled on first use.
+        set_(self, 'forest', forest)
         set_(self, 'depth', depth)
         set_(self, 'max_branching', max_branching)
         set_(self, 'num_roots', num_roots)
@@ -307,7 +310,7 @@ class Hierarchy:
         children = torch.bincount(parent[~is_root], minlength=num_nodes)
         max_branching = int(children.max()) if num_nodes > num_leaves else 0
         roots, leaf_tree = _tree_of_leaves(parent, num_leaves)
-        out = cls(parent, num_leaves, build_layout(parent, num_leaves), int(depth.max()),
+        out = cls(parent, num_leaves, Forest(parent, num_leaves), int(depth.max()),
                   max_branching, int(is_root.sum()), roots, leaf_tree, node_slices, leaf_types)
         return out.to(device) if device.type != 'cpu' else out
 
@@ -488,7 +491,7 @@ class Hierarchy:
 
     def _typed(self, slices: Dict[str, Tuple[int, int]], leaf_types) -> 'Hierarchy':
         self.check_intact()
-        out = Hierarchy(self.parent.clone(), self.num_leaves, self.layout, self.depth,
+        out = Hierarchy(self.parent.clone(), self.num_leaves, self.forest, self.depth,
                         self.max_branching, self.num_roots, self.roots, self.leaf_tree,
                         slices, leaf_types)
         out._sibling_index = self._sibling_index
@@ -503,17 +506,23 @@ class Hierarchy:
     def num_pairs(self) -> int:
         r"""The number of ordered sibling pairs (columns of
         :attr:`sibling_index`)."""
-        return self.layout.num_pairs
+        return self.forest.num_pairs
 
     @property
     def num_levels(self) -> int:
         r"""Levels of the dynamic program: the height of the forest once unary
         chains are collapsed (the levels that have choices to make)."""
-        return self.layout.num_levels
+        return self.forest.num_levels
 
     @property
     def device(self) -> torch.device:
         return self.parent.device
+
+    @property
+    def layout(self) -> Layout:
+        r"""The padded layout of the PyTorch and Triton paths
+        (:mod:`hsa_geo.engine.layout`), compiled on first use."""
+        return self.forest.layout
 
     @property
     def sibling_index(self) -> Tensor:
@@ -525,7 +534,7 @@ class Hierarchy:
         has no siblings)."""
         self.check_intact()
         if self._sibling_index is None:
-            self._sibling_index = self.layout.sibling_index()
+            self._sibling_index = self.forest.sibling_index()
         return self._sibling_index
 
     def to(self, device, non_blocking: bool = False) -> 'Hierarchy':
@@ -547,7 +556,7 @@ class Hierarchy:
             return self
         self.check_intact()
         move = dict(device=device, non_blocking=non_blocking)
-        out = Hierarchy(self.parent.to(**move), self.num_leaves, self.layout.to(device),
+        out = Hierarchy(self.parent.to(**move), self.num_leaves, self.forest.to(device),
                         self.depth, self.max_branching, self.num_roots,
                         self.roots.to(**move), self.leaf_tree.to(**move),
                         self.node_slices, self.leaf_types)

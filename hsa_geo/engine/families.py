@@ -14,7 +14,9 @@ numbering: family ``f`` owns the ordered sibling pairs
 ``pair[f] .. pair[f] + b (b - 1) - 1``, row-major with the diagonal left
 out, exactly the pairs of :attr:`Layout.sibling_index`.
 
-They are built once per layout (:func:`families_of`, cached on it).
+They are built straight from a parent vector by one compiled pass
+(:func:`families_from_parent`, with numba), or from a padded layout
+(:func:`families_of`, cached on it); both give the same families.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from torch import Tensor
 
 from hsa_geo.engine.layout import Layout
 
-__all__ = ['Families', 'families_of']
+__all__ = ['Families', 'families_of', 'families_from_parent']
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,19 @@ def families_of(layout: Layout) -> Families:
     if found is None:
         found = layout.cache['families'] = _build(layout)
     return found
+
+
+def families_from_parent(parent: Tensor, num_leaves: int) -> Families:
+    r"""The families of a validated parent vector (CPU, int64), compiled in
+    one pass by numba, without the padded layout: what a batch needs when the
+    fused CPU kernels run it.  Needs numba."""
+    from hsa_geo.engine._numba_builder import build_families
+    (num_fam, pairs, width, *arrays) = build_families(parent.numpy(), int(num_leaves))
+    (level_ptr, fam_parent, child_ptr, pair_ptr, ref, node, weight, log_count, root_nodes,
+     root_leaves) = (torch.from_numpy(a) for a in arrays)
+    return Families(int(num_leaves), int(num_fam), int(pairs), level_ptr, fam_parent,
+                    child_ptr, pair_ptr, ref, node, weight, log_count, root_nodes,
+                    root_leaves, int(width))
 
 
 def _build(layout: Layout) -> Families:

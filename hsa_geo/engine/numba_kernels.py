@@ -61,14 +61,14 @@ def available() -> bool:
     return True
 
 
-def usable(device: torch.device, dtype: torch.dtype, families: Families) -> bool:
-    r"""Whether a call runs on the kernels: CPU tensors of float32 or float64,
-    families no wider than :data:`MAX_WIDTH`, numba installed, and
-    ``HSA_GEO_CPU_KERNELS`` not ``0``."""
+def usable(device: torch.device, dtype: torch.dtype) -> bool:
+    r"""Whether a call on this device and dtype may run on the kernels: CPU
+    tensors of float32 or float64, numba installed, and
+    ``HSA_GEO_CPU_KERNELS`` not ``0`` (the engine also needs the families no
+    wider than :data:`MAX_WIDTH`)."""
     if os.environ.get('HSA_GEO_CPU_KERNELS', '1') == '0':
         return False
-    return device.type == 'cpu' and dtype in (torch.float32, torch.float64) and \
-        families.max_width <= MAX_WIDTH and available()
+    return device.type == 'cpu' and dtype in (torch.float32, torch.float64) and available()
 
 
 @dataclass
