@@ -2,6 +2,11 @@ r"""One prepared check for a machine with a GPU, budgeted to finish in a few
 minutes on an H200: both engine paths on CUDA against the dense reference,
 then the workload table and the N-scaling table for the README.
 
+0. **The newest kernels first**: attention dropout drawn inside the Triton
+   kernels (the kept share and value, masks following torch's seed, the
+   backward redrawing the forward's mask: a directional derivative by central
+   differences against the backward's), and bfloat16 autocast on the fused
+   path against the reference.
 1. **Exactness.**  The PyTorch path in float64 and the Triton kernels
    (float32) on random ragged and degenerate forests, every ``include_self`` /
    ``causal`` combination, with positions and biases, against
@@ -48,6 +53,54 @@ def engine_path(triton: bool):
             os.environ.pop('HSA_GEO_TRITON')
         else:
             os.environ['HSA_GEO_TRITON'] = old
+
+
+def new_kernels(device, triton: bool) -> None:
+    r"""Step 0 of the module docstring, on the Triton path when there is one
+    (else on the device's default path)."""
+    from hsa_geo import Hierarchy, hsa
+    from hsa_geo.reference import hsa_dense
+    from hsa_geo.testing import flat_tree, random_forest
+
+    with engine_path(triton):
+        pair = Hierarchy.from_parent(*flat_tree(2)).to(device)
+        ones = torch.ones(2, 1024, 1, device=device)
+        kept = torch.stack([hsa(ones, ones, ones, pair, dropout=0.4) for _ in range(8)])
+        print(f'dropout 0.4: kept share {float((kept != 0).float().mean()):.3f} (expected '
+              f'0.600), kept value {float(kept.max()):.4f} (expected {1 / 0.6:.4f})')
+        h = Hierarchy.from_parent(*random_forest(9, 2, 3, 6)).to(device)
+        gen = torch.Generator().manual_seed(0)
+        inputs = [torch.randn(h.num_leaves, 2, 8, generator=gen) for _ in range(3)] + \
+            [torch.randn(h.num_nodes, 2, 3, generator=gen) * 0.5,
+             torch.randn(h.num_pairs, generator=gen)]
+        inputs = [t.to(device) for t in inputs]
+
+        def run(*x, seed=0):
+            torch.manual_seed(seed)
+            return hsa(*x[:3], h, pos=x[3], bias=x[4], causal=True, dropout=0.3)
+
+        first, again, other = run(*inputs), run(*inputs), run(*inputs, seed=1)
+        print(f'dropout masks: same seed, same output: {torch.equal(first, again)}; '
+              f'another seed, another output: {not torch.equal(first, other)}')
+        args = [t.clone().requires_grad_() for t in inputs]
+        weights = torch.randn(first.shape, generator=gen).to(device)
+        (run(*args) * weights).sum().backward()
+        direction = [torch.randn(t.shape, generator=gen).to(device) for t in args]
+        eps = 1e-2
+        with torch.no_grad():
+            plus = (run(*[t + eps * d for t, d in zip(args, direction)]) * weights).sum()
+            minus = (run(*[t - eps * d for t, d in zip(args, direction)]) * weights).sum()
+        numeric = float(plus - minus) / (2 * eps)
+        analytic = sum(float((t.grad * d).sum()) for t, d in zip(args, direction))
+        print(f'dropout backward: directional derivative {analytic:.5f}, central '
+              f'differences {numeric:.5f}')
+        rounded = [t.bfloat16() for t in inputs[:3]]
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            out = hsa(*rounded, h, pos=inputs[3], bias=inputs[4])
+        ref = hsa_dense(*(t.double().cpu() for t in rounded), h.cpu(),
+                        pos=inputs[3].double().cpu(), bias=inputs[4].double().cpu())
+        print(f'bfloat16 autocast: output {out.dtype}, max |out - reference| '
+              f'{float((out.double().cpu() - ref).abs().max()):.2e}')
 
 
 def exactness(device, forests: int, triton: bool) -> None:
@@ -186,6 +239,7 @@ def main(argv=None):
         paths = ['PyTorch'] + (['Triton'] if triton_kernels.available() else [])
         print(torch.cuda.get_device_name(), 'torch', torch.__version__,
               'triton' if 'Triton' in paths else '(no triton: PyTorch path only)')
+    new_kernels(device, 'Triton' in paths)
     exactness(device, args.forests, 'Triton' in paths)
     workloads(device, args.batch, args.repeats, sync, paths)
     scaling(device, args.sizes, args.repeats, sync, paths, args.dense_max)

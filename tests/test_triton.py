@@ -129,10 +129,65 @@ def test_kernels_not_used_where_they_cannot_be(interpreted):
     h = Hierarchy.from_parent(*flat_tree(6))
     q = torch.randn(6, 2, 4)
     hsa(q.double(), q.double(), q.double(), h)            # float64: PyTorch path
-    hsa(q, q, q, h, dropout=0.5)                           # dropout: PyTorch path
     assert interpreted['forward'] == 0
     hsa(q, q, q, h)
-    assert interpreted['forward'] == 1
+    hsa(q, q, q, h, dropout=0.5)                           # dropout: in the kernels
+    assert interpreted['forward'] == 2
+
+
+def _dropout_forest():
+    h = Hierarchy.from_parent(*random_forest(9, 1, 3, 5))
+    return h, _inputs(h, 4, pos='heads', bias='heads')
+
+
+def test_kernel_dropout_follows_torch_seed_and_differs_across_seeds(interpreted):
+    h, (q, k, v, p, b) = _dropout_forest()
+    torch.manual_seed(5)
+    first = hsa(q, k, v, h, pos=p, bias=b, dropout=0.3)
+    torch.manual_seed(5)
+    again = hsa(q, k, v, h, pos=p, bias=b, dropout=0.3)
+    other = hsa(q, k, v, h, pos=p, bias=b, dropout=0.3)
+    assert torch.equal(first, again) and not torch.allclose(first, other)
+    assert interpreted['forward'] > 0
+
+
+def test_kernel_dropout_keeps_the_expected_share(interpreted):
+    # a flat family of two leaves: each leaf's output is its sibling's value
+    # kept (scaled by 1 / (1 - p)) or dropped, per head
+    h = Hierarchy.from_parent(*flat_tree(2))
+    ones = torch.ones(2, 128, 1)
+    outs = torch.stack([hsa(ones, ones, ones, h, dropout=0.4) for _ in range(20)])
+    assert abs(float((outs != 0).float().mean()) - 0.6) < 0.03
+    assert torch.allclose(outs[outs != 0], torch.tensor(1 / 0.6))
+    assert interpreted['forward'] == 20
+
+
+def test_kernel_dropout_backward_redraws_the_forward_mask(interpreted, monkeypatch):
+    # one seed for every call: the directional derivative of the output by
+    # central differences equals the one the backward kernel gives
+    from hsa_geo.engine import recorder
+    monkeypatch.setattr(recorder.Recorder, 'seed', lambda self: 1234)
+    h, inputs = _dropout_forest()
+    gen = torch.Generator().manual_seed(1)
+    for include_self, causal in FLAGS:
+        args = [t.clone().requires_grad_() for t in inputs]
+        weights = torch.randn(h.num_leaves, 2, 4, generator=gen)
+
+        def loss(*x):
+            return (hsa(*x[:3], h, pos=x[3], bias=x[4], include_self=include_self,
+                        causal=causal, dropout=0.4) * weights).sum()
+
+        loss(*args).backward()
+        direction = [torch.randn(t.shape, generator=gen) for t in args]
+        eps = 1e-2
+        with torch.no_grad():
+            plus = loss(*[t + eps * d for t, d in zip(args, direction)])
+            minus = loss(*[t - eps * d for t, d in zip(args, direction)])
+        numeric = float(plus - minus) / (2 * eps)
+        analytic = sum(float((t.grad * d).sum()) for t, d in zip(args, direction))
+        assert abs(numeric - analytic) <= 2e-2 * (1 + abs(analytic)), \
+            (include_self, causal, numeric, analytic)
+    assert interpreted['backward'] > 0
 
 
 def test_kernels_never_read_memory_they_did_not_write(interpreted):

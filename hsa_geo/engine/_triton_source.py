@@ -95,14 +95,26 @@ def _scores(q, k, rows, cols, h, width, pos, pos_s0, pos_s1, heading, pos_dim, b
 
 
 @triton.jit
+def _keep(pair, rows, cols, width, seed, dropout, heads, h):
+    # the dropout factor of every (row, column) of a family: 1 / (1 - p)
+    # where a uniform drawn from the seed and the counter pair id * heads +
+    # head is at least p, else 0 (Philox, tl.rand)
+    ok = (rows[:, None] < width) & (cols[None, :] < width)
+    ids = tl.load(pair + rows[:, None] * width + cols[None, :], mask=ok, other=0)
+    u = tl.rand(seed, ids * heads + h)
+    return tl.where(u >= dropout, 1.0 / (1.0 - dropout), 0.0)
+
+
+@triton.jit
 def forward_kernel(nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1, v_s0, v_s1, scale, child,
                    weight, log_count, log_norm_out, mu_out, omm_out, theta_out,
                    parent_start, num_fam, width, d, dv, pos, pos_s0, pos_s1, heading, pos_dim,
-                   bias, bias_s0, bias_s1, pair, causal: tl.constexpr, LEAVES: tl.constexpr,
+                   bias, bias_s0, bias_s1, pair, seed, dropout, heads,
+                   causal: tl.constexpr, LEAVES: tl.constexpr,
                    SELF: tl.constexpr, HAS_POS: tl.constexpr, POS_HEADS: tl.constexpr,
                    HAS_BIAS: tl.constexpr, BIAS_HEADS: tl.constexpr, BB: tl.constexpr,
                    BD: tl.constexpr, BV: tl.constexpr, BP: tl.constexpr, IEEE: tl.constexpr,
-                   GUARD: tl.constexpr = False):
+                   GUARD: tl.constexpr = False, DROP: tl.constexpr = False):
     f = tl.program_id(0)
     h = tl.program_id(1)
     rows = tl.arange(0, BB)
@@ -123,6 +135,8 @@ def forward_kernel(nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1, v_s0, v_
     total = tl.sum(e, axis=1)
     lse = peak + tl.log(total)
     a = e / total[:, None]
+    if DROP:  # the kept block weights, scaled; the backward redraws the mask
+        a = a * _keep(pair + fam * width, rows, cols, width, seed, dropout, heads, h)
     if GUARD:
         # a non-finite value reaches exactly the rows that attend it: a weight
         # of zero (the diagonal, a masked sibling) takes nothing from it
@@ -165,11 +179,12 @@ def backward_kernel(nodes, g_nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1
                     g_out, g_s0, g_s1, child, weight, log_count, log_norm, mu, omm, theta,
                     g_acc, dot, g_mass, mass_p, parent_start, num_fam, width, d, dv, pos,
                     pos_s0, pos_s1, heading, pos_dim, g_pos, g_pos_s0, g_pos_s1, bias,
-                    bias_s0, bias_s1, pair, g_bias, g_bias_s0, g_bias_s1,
-                    causal: tl.constexpr, LEAVES: tl.constexpr, SELF: tl.constexpr,
+                    bias_s0, bias_s1, pair, g_bias, g_bias_s0, g_bias_s1, seed, dropout,
+                    heads, causal: tl.constexpr, LEAVES: tl.constexpr, SELF: tl.constexpr,
                     HAS_POS: tl.constexpr, POS_HEADS: tl.constexpr, HAS_BIAS: tl.constexpr,
                     BIAS_HEADS: tl.constexpr, BB: tl.constexpr, BD: tl.constexpr,
-                    BV: tl.constexpr, BP: tl.constexpr, IEEE: tl.constexpr):
+                    BV: tl.constexpr, BP: tl.constexpr, IEEE: tl.constexpr,
+                    DROP: tl.constexpr = False):
     f = tl.program_id(0)
     h = tl.program_id(1)
     rows = tl.arange(0, BB)
@@ -200,7 +215,12 @@ def backward_kernel(nodes, g_nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1
     gm = tl.load(g_mass + piece, mask=row_ok, other=0.0)
     g_theta = (m * omm_r)[:, None] * ga
     g_a = _dot(g_theta, tl.trans(v), IEEE)
-    g_v = _dot(tl.trans(a), g_theta, IEEE)
+    if DROP:  # the forward's mask, redrawn
+        keep = _keep(pair + fam * width, rows, cols, width, seed, dropout, heads, h)
+        g_a = g_a * keep
+        g_v = _dot(tl.trans(a * keep), g_theta, IEEE)
+    else:
+        g_v = _dot(tl.trans(a), g_theta, IEEE)
     theta_dot = tl.sum(g_theta * th, axis=1)
     g_x = m * mu_r * omm_r * (gm - dt)
     neg_eta = tl.where(any_ok, lse, float('-inf'))

@@ -95,7 +95,8 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor,
         if piece.fused:
             triton_kernels.backward_class(nodes, g_nodes, g_leaves, piece, inputs,
                                           mass[:, piece.parent_rows], ga, dot, gm,
-                                          grad_pos, bias_ext, grad_bias, layout.num_pairs)
+                                          grad_pos, bias_ext, grad_bias, layout.num_pairs,
+                                          recorder.seed())
             continue
         c, f0, f1, i0, i1 = piece.size_class, piece.f0, piece.f1, piece.i0, piece.i1
         num, width = f1 - f0, c.width

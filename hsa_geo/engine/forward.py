@@ -120,9 +120,9 @@ def bottom_up(layout: Layout, nodes: Tensor, inputs: Inputs, bias_ext: Optional[
         width = c.width
         empty = c.empty_rows(cfg.causal)
         if recorder.pair_weights is None and \
-                triton_kernels.usable(nodes.device, dtype, width, cfg.dropout):
+                triton_kernels.usable(nodes.device, dtype, width):
             outputs = triton_kernels.forward_class(nodes, c, inputs, bias_ext,
-                                                   layout.num_pairs)
+                                                   layout.num_pairs, recorder.seed())
             pieces.append(Piece(number, c, 0, c.num_families, 0, width, *outputs, fused=True))
             continue
         for f0, f1, i0, i1 in chunks(c.num_families, width, dims.heads, dims.width, budget):

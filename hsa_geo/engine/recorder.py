@@ -27,6 +27,17 @@ class Recorder:
         self.dropout = dropout
         self.pair_weights = pair_weights
         self.keep: Dict[Key, Tensor] = {}
+        self._seed: Optional[int] = None
+
+    def seed(self) -> int:
+        r"""The seed of the masks the fused kernels draw in place (one per
+        forward call, from torch's generator; the backward pass reads the
+        same one), 0 without dropout."""
+        if self.dropout <= 0:
+            return 0
+        if self._seed is None:
+            self._seed = int(torch.randint(0, 1 << 31, (1, )))
+        return self._seed
 
     def drop(self, attention: Tensor, key: Key) -> Tensor:
         r""":obj:`attention` with each entry zeroed with probability

@@ -11,8 +11,12 @@ recomputes the scores the same way and writes the children's statistics
 gradients.  A level therefore costs two launches forward and one backward per
 size class, however many families it has.
 
-Used for float32 classes up to :data:`MAX_WIDTH` children per family without
-attention dropout; everything else takes the PyTorch path.  CI tests the
+Used for float32 classes up to :data:`MAX_WIDTH` children per family (half
+precision reaches them as float32, the engine's inside dtype); attention
+dropout is drawn in the kernels (Philox, ``tl.rand``, from one seed per
+forward call and the pair's number and head), so the backward kernel redraws
+the forward's mask and no mask is stored.  Everything else takes the PyTorch
+path.  CI tests the
 kernels on the CPU in Triton's interpreter (``TRITON_INTERPRET=1`` set before
 triton is first imported, and ``HSA_GEO_TRITON_ON_CPU=1`` to send CPU tensors
 to the kernels) against the dense reference.
@@ -45,7 +49,7 @@ def interpreted() -> bool:
     return os.environ.get('TRITON_INTERPRET', '0') == '1'
 
 
-def usable(device: torch.device, dtype: torch.dtype, width: int, dropout: float) -> bool:
+def usable(device: torch.device, dtype: torch.dtype, width: int) -> bool:
     r"""Whether a class of this width runs on the kernels for this call
     (``HSA_GEO_TRITON=0`` turns them off, e.g. to time the PyTorch path on a
     GPU)."""
@@ -54,7 +58,7 @@ def usable(device: torch.device, dtype: torch.dtype, width: int, dropout: float)
     if device.type != 'cuda' and not (
             interpreted() and os.environ.get('HSA_GEO_TRITON_ON_CPU', '0') == '1'):
         return False
-    return dtype == torch.float32 and width <= MAX_WIDTH and dropout == 0.0 and available()
+    return dtype == torch.float32 and width <= MAX_WIDTH and available()
 
 
 def _block(n: int) -> int:
@@ -76,14 +80,15 @@ def _kernels():
     return _KERNELS[key]
 
 
-def _extras(c, pos: Optional[Tensor], bias_ext: Optional[Tensor], num_pairs: int, dummy: Tensor):
+def _extras(c, pos: Optional[Tensor], bias_ext: Optional[Tensor], num_pairs: int, dummy: Tensor,
+            dropout: float = 0.0):
     if pos is None:
         pos_args = (dummy, 0, 0, c.child_node, 1)
     else:
         pos_args = (pos, pos.stride(0), pos.stride(1) if pos.dim() == 3 else 0, c.child_node,
                     pos.size(-1))
-    if bias_ext is None:
-        bias_args = (dummy, 0, 0, dummy)
+    if bias_ext is None:  # the pair ids still serve dropout's counters
+        bias_args = (dummy, 0, 0, c.pair_gather(num_pairs) if dropout > 0 else dummy)
     else:
         bias_args = (bias_ext, bias_ext.stride(0),
                      bias_ext.stride(1) if bias_ext.dim() == 2 else 0, c.pair_gather(num_pairs))
@@ -103,7 +108,8 @@ def _sources(inputs, c, dummy: Tensor):
     return (q, k, v, q.stride(0), q.stride(1), v.stride(0), v.stride(1), inputs.cfg.scale)
 
 
-def forward_class(nodes: Tensor, c, inputs, bias_ext: Optional[Tensor], num_pairs: int):
+def forward_class(nodes: Tensor, c, inputs, bias_ext: Optional[Tensor], num_pairs: int,
+                  seed: int = 0):
     r"""One whole class on the forward kernel: writes the parents' rows of
     :obj:`nodes` and returns ``(log_norm, mu, one_minus_mu, theta)``."""
     forward_kernel, _ = _kernels()
@@ -113,12 +119,13 @@ def forward_class(nodes: Tensor, c, inputs, bias_ext: Optional[Tensor], num_pair
     mu, omm = torch.empty_like(log_norm), torch.empty_like(log_norm)
     theta = nodes.new_empty(heads, num, width, dims.dim_v)
     dummy = nodes.new_zeros(1)
-    pos_args, bias_args, flags = _extras(c, pos, bias_ext, num_pairs, dummy)
+    dropout = inputs.cfg.dropout
+    pos_args, bias_args, flags = _extras(c, pos, bias_ext, num_pairs, dummy, dropout)
     forward_kernel[(num, heads)](
         nodes, nodes.stride(0), nodes.stride(1), *_sources(inputs, c, dummy), c.child,
         c.weights(nodes.dtype), c.log_counts(nodes.dtype), log_norm, mu, omm, theta,
         c.parent_start, num, width, dims.dim, dims.dim_v, *pos_args, *bias_args,
-        causal=inputs.cfg.causal, LEAVES=c.leaves, SELF=inputs.cfg.include_self,
+        seed, dropout, heads, DROP=dropout > 0, causal=inputs.cfg.causal, LEAVES=c.leaves, SELF=inputs.cfg.include_self,
         BB=_block(width), BD=_block(dims.dim), BV=_block(dims.dim_v), IEEE=True,
         GUARD=inputs.cfg.guard, **flags)
     return log_norm, mu, omm, theta
@@ -127,7 +134,7 @@ def forward_class(nodes: Tensor, c, inputs, bias_ext: Optional[Tensor], num_pair
 def backward_class(nodes: Tensor, g_nodes: Tensor, g_leaves: Tensor, piece, inputs,
                    mass_p: Tensor, ga: Tensor, dot: Tensor, gm: Tensor,
                    grad_pos: Optional[Tensor], bias_ext: Optional[Tensor],
-                   grad_bias: Optional[Tensor], num_pairs: int) -> None:
+                   grad_bias: Optional[Tensor], num_pairs: int, seed: int = 0) -> None:
     r"""One whole class on the backward kernel: writes the children's rows of
     :obj:`g_nodes` (or, for leaves, of ``g_leaves [L + 1, H, D]``) and adds to
     the position and bias gradients."""
@@ -136,7 +143,8 @@ def backward_class(nodes: Tensor, g_nodes: Tensor, g_leaves: Tensor, piece, inpu
     dims, pos = inputs.dims, inputs.pos
     heads, num, width = dims.heads, c.num_families, c.width
     dummy = nodes.new_zeros(1)
-    pos_args, bias_args, flags = _extras(c, pos, bias_ext, num_pairs, dummy)
+    dropout = inputs.cfg.dropout
+    pos_args, bias_args, flags = _extras(c, pos, bias_ext, num_pairs, dummy, dropout)
     g_pos_args = (dummy, 0, 0) if grad_pos is None else \
         (grad_pos, grad_pos.stride(0), grad_pos.stride(1) if grad_pos.dim() == 3 else 0)
     g_bias_args = (dummy, 0, 0) if grad_bias is None else \
@@ -147,6 +155,7 @@ def backward_class(nodes: Tensor, g_nodes: Tensor, g_leaves: Tensor, piece, inpu
         c.log_counts(nodes.dtype), piece.log_norm, piece.mu, piece.one_minus_mu,
         piece.theta, ga.contiguous(), dot.contiguous(), gm.contiguous(),
         mass_p.contiguous(), c.parent_start, num, width, dims.dim, dims.dim_v,
-        *pos_args, *g_pos_args, *bias_args, *g_bias_args, causal=inputs.cfg.causal,
+        *pos_args, *g_pos_args, *bias_args, *g_bias_args, seed, dropout, heads,
+        DROP=dropout > 0, causal=inputs.cfg.causal,
         LEAVES=c.leaves, SELF=inputs.cfg.include_self, BB=_block(width),
         BD=_block(dims.dim), BV=_block(dims.dim_v), IEEE=True, **flags)
