@@ -21,7 +21,9 @@ float32) against ``scaled_dot_product_attention`` over the padded batch
 (``from_hetero`` of the collated batch) against one training step; aten
 operators per call (``torch.profiler``: calls made from Python, and all
 calls).  Then the bandwidth floor at 10^6 leaves (a regular tree of branching
-16) and the ragged / regular time per leaf at every N.
+16), the ragged / regular time per leaf at every N, and the peak memory of
+forward+backward at 10^6 leaves over its inputs (each engine path in a fresh
+process; Linux's peak resident set, reset once the inputs exist).
 
 Times are medians of ``--repeats`` rounds; in each round every competitor runs
 once, in turn, so they share the machine's load.  One thread by default (on a
@@ -47,7 +49,8 @@ from _workloads import (attention_batch, dense_step, hsa_step, molecule_batch,  
                         news_batch, news_texts, op_counts, point_batch, pytorch_path, rounds)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-WORKLOADS = ('molecules', 'points', 'news', 'minilm-128', 'minilm-512', 'floor', 'ragged')
+WORKLOADS = ('molecules', 'points', 'news', 'minilm-128', 'minilm-512', 'floor', 'ragged',
+             'memory')
 
 
 def model_step(batch, hidden: int = 64, layers: int = 3, heads: int = 4):
@@ -184,6 +187,53 @@ def measure_ragged(args) -> List[dict]:
     return out
 
 
+PATHS = {'fused': '1', 'pytorch': '0'}  # HSA_GEO_CPU_KERNELS for each engine path
+
+
+def memory_child(path: str, leaves: int, heads: int, dim: int, threads: int) -> dict:
+    r"""In a fresh process: the peak resident memory of HSA forward+backward
+    at :obj:`leaves` leaves (regular, b = 16) above what exists once the
+    hierarchy, q, k, v and the output's gradient do, on one engine path."""
+    import os
+    os.environ['HSA_GEO_CPU_KERNELS'] = PATHS[path]
+    torch.set_num_threads(threads)
+    from hsa_geo import Hierarchy, hsa
+    from hsa_geo.testing import regular_tree
+    small = Hierarchy.from_parent(*regular_tree(256, (16, 16)))
+    x = torch.randn(256, heads, dim, requires_grad=True)
+    hsa(x, x, x, small).sum().backward()     # compile (or load) the kernels first
+    hierarchy = Hierarchy.from_parent(*regular_tree(leaves, (16, ) * 8))
+    hierarchy.forest.families if path == 'fused' else hierarchy.layout
+    q, k, v = (torch.randn(leaves, heads, dim, requires_grad=True) for _ in range(3))
+    grad_out = torch.randn(leaves, heads, dim)
+
+    def status(field: str) -> int:
+        with open('/proc/self/status') as f:
+            line = next(line for line in f if line.startswith(field))
+        return int(line.split()[1]) * 1024
+
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')                           # the peak restarts from here
+    base = status('VmRSS:')
+    hsa(q, k, v, hierarchy).backward(grad_out)
+    return dict(path=path, peak_over_inputs=status('VmHWM:') - base,
+                input_bytes=4 * q.numel() * q.element_size())
+
+
+def measure_memory(args) -> dict:
+    import subprocess
+    out = dict(workload='memory', leaves=args.floor_leaves)
+    for path in PATHS:
+        child = subprocess.run(
+            [sys.executable, __file__, '--memory-child', path, '--floor-leaves',
+             str(args.floor_leaves), '--heads', str(args.heads), '--dim', str(args.dim),
+             '--threads', str(args.threads)], capture_output=True, text=True, check=True)
+        found = json.loads(child.stdout.strip().splitlines()[-1])
+        out[f'{path}_peak'] = found['peak_over_inputs']
+        out['input_bytes'] = found['input_bytes']
+    return out
+
+
 # ------------------------------------------------------------------ report
 def batch_table(rows: List[dict]) -> str:
     lines = ['| workload | leaves (trees, L_max) | levels (classes) | HSA fwd ms | dense fwd ms '
@@ -232,7 +282,12 @@ def main(argv=None):
                         help='N of the ragged / regular comparison')
     parser.add_argument('--out', type=pathlib.Path, default=ROOT / 'results' / 'bench_workloads.json',
                         help='JSON with every measurement (default: results/bench_workloads.json)')
+    parser.add_argument('--memory-child', choices=list(PATHS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, args.floor_leaves, args.heads,
+                                      args.dim, args.threads)))
+        return
     torch.set_num_threads(args.threads)
     from tqdm import tqdm
 
@@ -245,6 +300,8 @@ def main(argv=None):
             results.append(measure_minilm(int(name.split('-')[1]), args))
         elif name == 'floor':
             results.append(measure_floor(args))
+        elif name == 'memory':
+            results.append(measure_memory(args))
         else:
             results.extend(measure_ragged(args))
 
@@ -264,6 +321,11 @@ def main(argv=None):
                   f"into a reused output, {1e3 * r['floor_fresh']:.0f} ms into a fresh one: "
                   f"{r['hsa_fwd'] / r['floor_reused']:.1f}x / "
                   f"{r['hsa_fwd'] / r['floor_fresh']:.1f}x the floor")
+        if r['workload'] == 'memory':
+            print(f"\n{r['leaves']:,} leaves, regular b=16, forward+backward peak memory over "
+                  f"q, k, v and the output's gradient ({r['input_bytes'] / 2**30:.2f} GiB): "
+                  f"{r['fused_peak'] / 2**30:.2f} GiB on the fused CPU kernels, "
+                  f"{r['pytorch_peak'] / 2**30:.2f} GiB on the PyTorch path")
     ragged = [r for r in results if r['workload'] == 'ragged']
     if ragged:
         print('\nragged (families 2-32) / regular (b = 16) forward time per leaf: ' + ', '.join(

@@ -11,128 +11,27 @@ padded size classes; see :mod:`hsa_geo.engine.layout`).
 from __future__ import annotations
 
 import itertools
-import math
 import secrets
 import weakref
 from types import MappingProxyType
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from hsa_geo._checks import as_bool, as_int, is_index_dtype, versions
+from hsa_geo._checks import as_int, is_index_dtype, versions
 from hsa_geo.engine.forest import Forest
 from hsa_geo.engine.layout import Layout
+from hsa_geo.hetero import hierarchy_node_types, parent_from_hetero
+from hsa_geo.parent_vector import check_parent, compile_forest
 
 __all__ = ['Hierarchy', 'hierarchy_node_types']
 
 
-def _check_parent(parent, num_leaves) -> Tensor:
-    if not isinstance(parent, Tensor):
-        try:
-            parent = torch.as_tensor(parent)
-        except Exception as e:  # noqa: BLE001
-            raise TypeError(f"'parent' must be a LongTensor of shape "
-                            f"[num_nodes], got {type(parent).__name__}") from e
-        if parent.numel() == 0:
-            parent = parent.long()
-    if not is_index_dtype(parent):
-        raise TypeError(f"'parent' must be an integer tensor, got dtype "
-                        f"{parent.dtype}")
-    if parent.dim() != 1:
-        raise ValueError(f"'parent' must be one-dimensional [num_nodes], got "
-                         f"shape {list(parent.shape)}")
-    num_leaves = as_int(num_leaves, 'num_leaves')
-    num_nodes = parent.numel()
-    if num_leaves < 1:
-        raise ValueError(f"'num_leaves' must be at least 1, got {num_leaves}")
-    if num_leaves > num_nodes:
-        raise ValueError(f"'num_leaves' ({num_leaves}) is larger than the "
-                         f"number of nodes in 'parent' ({num_nodes})")
-    # a copy of our own: a caller writing into its tensor later must not
-    # change this hierarchy behind the compiled layout's back
-    parent = parent.detach().to(device='cpu', dtype=torch.long, copy=True)
-    bad = (parent < -1) | (parent >= num_nodes)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0])
-        raise ValueError(f"'parent' holds an index out of range: parent[{i}] "
-                         f"= {int(parent[i])}, expected -1 (root) or a node "
-                         f"index in [0, {num_nodes - 1}]")
-    has_parent = parent >= 0
-    bad = has_parent & (parent < num_leaves)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0])
-        raise ValueError(f"node {int(parent[i])} is a leaf (nodes 0.."
-                         f"{num_leaves - 1} are the leaves) but is the parent "
-                         f"of node {i} in 'parent'")
-    num_children = torch.bincount(parent[has_parent], minlength=num_nodes)
-    childless = num_children[num_leaves:] == 0
-    if bool(childless.any()):
-        i = int(childless.nonzero()[0]) + num_leaves
-        raise ValueError(f"internal node {i} has no children (nodes "
-                         f"{num_leaves}..{num_nodes - 1} are internal and "
-                         f"need at least one child; leaves are 0.."
-                         f"{num_leaves - 1})")
-    return parent
-
-
-def _depth(parent: Tensor) -> Tensor:
-    r"""Distance to the root by pointer jumping; raises on cycles."""
-    num_nodes = parent.numel()
-    sentinel = num_nodes  # an extra node that is its own parent
-    jump = torch.cat([torch.where(parent < 0, sentinel, parent),
-                      torch.tensor([sentinel])])
-    dist = torch.cat([(parent >= 0).long(), torch.zeros(1, dtype=torch.long)])
-    for _ in range(max(1, math.ceil(math.log2(num_nodes + 1))) + 1):
-        dist = dist + dist[jump]
-        jump = jump[jump]
-    stuck = jump[:num_nodes] != sentinel
-    if bool(stuck.any()):
-        i = int(stuck.nonzero()[0])
-        # Walk the cycle once to name it.
-        seen, j = [], i
-        while j not in seen and len(seen) < 10:
-            seen.append(j)
-            j = int(parent[j])
-        raise ValueError(f"'parent' contains a cycle (node {i} never reaches "
-                         f"a root; e.g. {' -> '.join(map(str, seen))} -> ...)")
-    return dist[:num_nodes]
-
-
-def _tree_of_leaves(parent: Tensor, num_leaves: int) -> Tuple[Tensor, Tensor]:
-    r"""The root node ids ``[num_roots]`` (in node order) and, for every leaf,
-    the index of its tree among them ``[num_leaves]``, by pointer jumping."""
-    nodes = torch.arange(parent.numel())
-    top = torch.where(parent < 0, nodes, parent)
-    for _ in range(max(1, math.ceil(math.log2(parent.numel() + 1))) + 1):
-        top = top[top]
-    roots = (parent < 0).nonzero().view(-1)
-    tree_of_root = torch.full((parent.numel(), ), -1, dtype=torch.long)
-    tree_of_root[roots] = torch.arange(roots.numel())
-    return roots, tree_of_root[top[:num_leaves]]
-
-
-def hierarchy_node_types(edge_types, node_types, relation: str = 'in'
-                         ) -> Tuple[List[str], List[str]]:
-    r"""The leaf and cluster node types of a hierarchy stored as PyG
-    heterogeneous graph, in the order of :obj:`node_types`: every node type
-    that is the destination of a ``(child_type, relation, parent_type)`` edge
-    type is a cluster type, the other node types with such edges are leaf
-    types, node types without them are not part of the hierarchy.  The one
-    place this rule is written (:meth:`Hierarchy.from_hetero` and
-    :class:`~hsa_geo.transforms.FlatHierarchy` use it)."""
-    links = [key for key in edge_types if key[1] == relation]
-    clusters = {dst for _, _, dst in links}
-    linked = clusters | {src for src, _, _ in links}
-    ordered = list(node_types) + [t for key in links for t in (key[0], key[2])
-                                  if t not in node_types]
-    ordered = list(dict.fromkeys(t for t in ordered if t in linked))
-    return ([t for t in ordered if t not in clusters], [t for t in ordered if t in clusters])
-
-
 #: The public fields of a Hierarchy, set once by its constructor.
-_FIELDS = frozenset({'parent', 'num_leaves', 'forest', 'layout', 'depth', 'max_branching', 'num_roots',
-                     'roots', 'leaf_tree', 'node_slices', 'leaf_types'})
+_FIELDS = frozenset({'parent', 'num_leaves', 'forest', 'layout', 'depth', 'max_branching',
+                     'num_roots', 'roots', 'leaf_tree', 'node_slices', 'leaf_types'})
 
 
 # Hierarchies by the identity of their parent tensor and by their token:
@@ -230,7 +129,8 @@ class Hierarchy:
         # shape [2] (this process, the serial), so that no size of the forest
         # becomes a size of the graph (sizes 0 and 1 or a node count equal to
         # another size would make torch.compile specialise and recompile)
-        object.__setattr__(self, '_token', torch.tensor([_PROCESS, serial]))
+        object.__setattr__(self, '_token', torch.from_numpy(
+            np.array([_PROCESS, serial], dtype=np.int64)))
         weakref.finalize(self, _forget, _BY_PARENT, key, ref)
         weakref.finalize(self, _forget, _BY_TOKEN, serial, ref)
 
@@ -300,18 +200,16 @@ class Hierarchy:
 
     @classmethod
     def _compile(cls, parent, num_leaves, node_slices: Optional[Dict] = None,
-                 leaf_types: Sequence[str] = ()) -> 'Hierarchy':
-        device = parent.device if isinstance(parent, Tensor) else torch.device('cpu')
-        parent = _check_parent(parent, num_leaves)
-        num_leaves = as_int(num_leaves, 'num_leaves')
-        depth = _depth(parent)
-        num_nodes = parent.numel()
-        is_root = parent < 0
-        children = torch.bincount(parent[~is_root], minlength=num_nodes)
-        max_branching = int(children.max()) if num_nodes > num_leaves else 0
-        roots, leaf_tree = _tree_of_leaves(parent, num_leaves)
-        out = cls(parent, num_leaves, Forest(parent, num_leaves), int(depth.max()),
-                  max_branching, int(is_root.sum()), roots, leaf_tree, node_slices, leaf_types)
+                 leaf_types: Sequence[str] = (), device=None) -> 'Hierarchy':
+        r"""Checks and compiles a parent vector; :obj:`device` (default: the
+        parent's) is where the result lives."""
+        if device is None:
+            device = parent.device if isinstance(parent, Tensor) else torch.device('cpu')
+        parent, num_leaves = check_parent(parent, num_leaves)
+        compiled = compile_forest(parent, num_leaves)
+        out = cls(parent, num_leaves, compiled.forest, compiled.depth, compiled.max_branching,
+                  compiled.roots.numel(), compiled.roots, compiled.leaf_tree, node_slices,
+                  leaf_types)
         return out.to(device) if device.type != 'cpu' else out
 
     @classmethod
@@ -375,78 +273,9 @@ class Hierarchy:
                 a leaf that lost its parent edge is far more often a bug of the
                 builder than an intended tree. (default: :obj:`False`)
         """
-        root_leaves = as_bool(root_leaves, 'root_leaves')
-        if isinstance(data, dict):
-            edge_index_dict = data
-            if num_nodes_dict is None:
-                raise ValueError("'num_nodes_dict' is required when 'data' is an "
-                                 "edge_index_dict")
-            node_types = list(num_nodes_dict)
-        elif hasattr(data, 'edge_types') and hasattr(data, 'node_types'):
-            edge_index_dict = {key: data[key].edge_index for key in data.edge_types
-                               if 'edge_index' in data[key]}
-            node_types = list(data.node_types)
-            if num_nodes_dict is None:
-                num_nodes_dict = {t: int(data[t].num_nodes or 0) for t in node_types}
-        else:
-            raise TypeError(f"'data' must be a HeteroData hierarchy or an "
-                            f"edge_index_dict, got {type(data).__name__}")
-        links = {key: ei for key, ei in edge_index_dict.items() if key[1] == relation}
-        if not links:
-            raise ValueError(f"'data' has no edge type (child, {relation!r}, parent); "
-                             f"found {list(edge_index_dict)}")
-        for key, ei in links.items():
-            _check_link(key, ei, num_nodes_dict)
-        # node types without any node-to-parent edge (e.g. a mesh's vertices)
-        # are not part of the hierarchy
-        leaf_types, cluster_types = hierarchy_node_types(links, node_types, relation)
-        cluster = set(cluster_types)
-        if not leaf_types:
-            raise ValueError(f"every node type of the {relation!r} edges is the parent "
-                             f"in some edge type ({sorted(cluster)}); expected at least "
-                             f"one leaf node type")
-        order = leaf_types + cluster_types
-        slices, start = {}, 0
-        for t in order:
-            slices[t] = (start, start + int(num_nodes_dict[t]))
-            start = slices[t][1]
-        device = next(iter(links.values())).device
-        parent = torch.full((start, ), -1, dtype=torch.long, device=device)
-        out_degree = torch.zeros(start, dtype=torch.long, device=device)
-        in_degree = torch.zeros(start, dtype=torch.long, device=device)
-        for (src, _, dst), ei in links.items():
-            child, par = ei[0].long() + slices[src][0], ei[1].long() + slices[dst][0]
-            parent[child] = par
-            out_degree.index_add_(0, child, torch.ones_like(child))
-            in_degree.index_add_(0, par, torch.ones_like(par))
-
-        def name(node: int) -> str:
-            kind = next(t for t in order if slices[t][0] <= node < slices[t][1])
-            return f"node {node - slices[kind][0]} of type {kind!r}"
-
-        if bool((out_degree > 1).any()):
-            node = int((out_degree > 1).nonzero()[0])
-            hint = ''
-            if any(int(e[1].numel()) == int(torch.unique(e[1]).numel()) and
-                   int(e[0].numel()) > int(torch.unique(e[0]).numel())
-                   for e in links.values()):
-                hint = (f"; the edges look reversed: edges of relation {relation!r} go "
-                        f"from the child (row 0) to its parent (row 1)")
-            raise ValueError(f"{name(node)} has {int(out_degree[node])} parent edges; "
-                             f"a hierarchy is a forest (one parent per node){hint}")
-        num_leaves = slices[leaf_types[-1]][1]
-        childless = in_degree[num_leaves:] == 0
-        if bool(childless.any()):
-            node = int(childless.nonzero()[0]) + num_leaves
-            raise ValueError(f"{name(node)} has no children; every cluster node needs "
-                             f"at least one ({relation!r} edge pointing to it)")
-        orphans = out_degree[:num_leaves] == 0
-        if not root_leaves and bool(orphans.any()):
-            node = int(orphans.nonzero()[0])
-            raise ValueError(f"{name(node)} is a leaf without a parent edge "
-                             f"({int(orphans.sum())} such leaves); pass root_leaves=True "
-                             f"to make such leaves trees of their own")
-        return cls._compile(parent, num_leaves, slices, leaf_types)
+        parent, num_leaves, slices, leaf_types, device = parent_from_hetero(
+            data, num_nodes_dict, relation, root_leaves)
+        return cls._compile(parent, num_leaves, slices, leaf_types, device)
 
     def with_node_types(self, node_slices: Dict[str, Tuple[int, int]]) -> 'Hierarchy':
         r"""The same forest with named node types, as :meth:`from_hetero`
@@ -588,30 +417,3 @@ class Hierarchy:
         return (f'{self.__class__.__name__}(num_nodes={self.num_nodes}, '
                 f'num_leaves={self.num_leaves}, num_roots={self.num_roots}, '
                 f'depth={self.depth}, max_branching={self.max_branching})')
-
-
-def _check_link(key, edge_index, num_nodes_dict) -> None:
-    r"""One ``(child, relation, parent)`` edge index: an integer ``[2, E]``
-    tensor whose rows index existing children and parents."""
-    src, _, dst = key
-    for t in (src, dst):
-        if t not in num_nodes_dict:
-            raise ValueError(f"edge type {key} names node type {t!r} whose number of "
-                             f"nodes is unknown")
-    if not isinstance(edge_index, Tensor):
-        raise TypeError(f"'edge_index' of {key} must be a LongTensor [2, num_edges], "
-                        f"got {type(edge_index).__name__}")
-    if not is_index_dtype(edge_index):
-        raise TypeError(f"'edge_index' of {key} must be an integer tensor, got dtype "
-                        f"{edge_index.dtype}")
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"'edge_index' of {key} must have shape [2, num_edges], got "
-                         f"{list(edge_index.shape)}")
-    for row, t, role in ((0, src, 'child'), (1, dst, 'parent')):
-        count = int(num_nodes_dict[t])
-        index = edge_index[row]
-        if index.numel() and (bool((index < 0).any()) or bool((index >= count).any())):
-            bad = index[(index < 0) | (index >= count)][0]
-            raise ValueError(f"'edge_index' of {key} holds the {role} index "
-                             f"{int(bad)}, but node type {t!r} has {count} nodes "
-                             f"(expected 0..{count - 1})")

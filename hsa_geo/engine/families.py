@@ -91,7 +91,13 @@ def families_from_parent(parent: Tensor, num_leaves: int) -> Families:
     one pass by numba, without the padded layout: what a batch needs when the
     fused CPU kernels run it.  Needs numba."""
     from hsa_geo.engine._numba_builder import build_families
-    (num_fam, pairs, width, *arrays) = build_families(parent.numpy(), int(num_leaves))
+    return from_arrays(build_families(parent.numpy(), int(num_leaves)), num_leaves)
+
+
+def from_arrays(built, num_leaves: int) -> Families:
+    r"""Families from the numpy arrays of the numba builder
+    (:mod:`hsa_geo.engine._numba_builder`)."""
+    (num_fam, pairs, width, *arrays) = built
     (level_ptr, fam_parent, child_ptr, pair_ptr, ref, node, weight, log_count, root_nodes,
      root_leaves) = (torch.from_numpy(a) for a in arrays)
     return Families(int(num_leaves), int(num_fam), int(pairs), level_ptr, fam_parent,

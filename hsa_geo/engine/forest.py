@@ -15,17 +15,17 @@ which is built.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
 from hsa_geo.engine import numba_kernels
 from hsa_geo.engine.builder import build_layout
-from hsa_geo.engine.families import Families, families_from_parent, families_of
+from hsa_geo.engine.families import Families, families_from_parent, families_of, from_arrays
 from hsa_geo.engine.layout import Layout
 
-__all__ = ['Forest']
+__all__ = ['Forest', 'Compiled', 'compile_parent']
 
 
 class Forest:
@@ -106,3 +106,35 @@ class Forest:
     def __setstate__(self, state):
         parent, num_leaves, device = state
         self.__init__(parent, num_leaves, device)
+
+
+class Compiled(NamedTuple):
+    r"""A checked parent vector's summary and its :class:`Forest`."""
+    depth: int
+    max_branching: int
+    roots: Tensor
+    leaf_tree: Tensor
+    forest: Forest
+
+
+def compile_parent(parent: Tensor, num_leaves: int) -> Optional[Compiled]:
+    r"""Checks a parent vector (CPU, int64) and compiles it in two passes of
+    numba code over its nodes: the checks of :meth:`hsa_geo.Hierarchy.from_parent`
+    (indices in range, no leaf with children, no childless internal node, no
+    cycle), the depth, the widest family, the roots in node order, the tree
+    of every leaf among them, and the families of the fused kernels.
+
+    Returns :obj:`None` when numba is not installed or the parent vector is
+    not a forest: the caller's PyTorch checks then name the fault."""
+    if not numba_kernels.available():
+        return None
+    from hsa_geo.engine import _numba_builder as built
+    array = parent.numpy()
+    ok, children, order = built.check_parent(array, int(num_leaves))
+    if not ok:
+        return None
+    depth, widest, roots, leaf_tree, families = built.summarize(array, int(num_leaves),
+                                                                children, order)
+    forest = Forest(parent, num_leaves, families=from_arrays(families, num_leaves))
+    return Compiled(int(depth), int(widest), torch.from_numpy(roots),
+                    torch.from_numpy(leaf_tree), forest)
