@@ -22,8 +22,7 @@ def as_int(value, name: str, minimum: Optional[int] = None,
     raise :class:`TypeError`, values outside ``[minimum, maximum]``
     :class:`ValueError`."""
     if isinstance(value, Tensor):
-        if value.numel() != 1 or value.dim() > 1 or value.is_floating_point() \
-                or value.is_complex() or value.dtype == torch.bool:
+        if value.numel() != 1 or value.dim() > 1 or not is_index_dtype(value):
             raise TypeError(f"'{name}' must be an integer, got a tensor of shape "
                             f"{list(value.shape)} and dtype {value.dtype}")
         value = int(value)

@@ -10,21 +10,20 @@ padded size classes; see :mod:`hsa_geo.engine.layout`).
 """
 from __future__ import annotations
 
-import itertools
-import secrets
-import weakref
 from types import MappingProxyType
 from typing import Dict, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from hsa_geo._checks import as_int, is_index_dtype, versions
+from hsa_geo import compiled
+from hsa_geo._checks import as_int, versions
+from hsa_geo.attention_inputs import prepare
 from hsa_geo.engine.forest import Forest
 from hsa_geo.engine.layout import Layout
 from hsa_geo.hetero import hierarchy_node_types, parent_from_hetero
-from hsa_geo.parent_vector import check_parent, compile_forest
+from hsa_geo.hierarchy_like import HierarchyLike
+from hsa_geo.parent_vector import check_parent, compile_forest, flat_parent
 
 __all__ = ['Hierarchy', 'hierarchy_node_types']
 
@@ -34,24 +33,7 @@ _FIELDS = frozenset({'parent', 'num_leaves', 'forest', 'layout', 'depth', 'max_b
                      'num_roots', 'roots', 'leaf_tree', 'node_slices', 'leaf_types'})
 
 
-# Hierarchies by the identity of their parent tensor and by their token:
-# under torch.compile the engine runs as a custom op (hsa_geo.compiled) that
-# is handed tensors only, and these find the compiled layout behind the tensor
-# it was given.
-_BY_PARENT: Dict[int, 'weakref.ref[Hierarchy]'] = {}
-_BY_TOKEN: Dict[int, 'weakref.ref[Hierarchy]'] = {}
-_SERIALS = itertools.count(1)
-# a token names a hierarchy of this process only: one saved and loaded in
-# another process (an exported program, say) must not name another hierarchy
-_PROCESS = secrets.randbits(62)
-
-
-def _forget(registry: dict, key: int, ref) -> None:
-    if registry.get(key) is ref:
-        del registry[key]
-
-
-class Hierarchy:
+class Hierarchy(HierarchyLike):
     r"""A forest compiled for the Hierarchical Self-Attention dynamic program
     of `"Hierarchical Self-Attention: Generalizing Neural Attention Mechanics
     to Multi-Scale Problems" <https://arxiv.org/abs/2509.15448>`_ (Amizadeh et
@@ -121,18 +103,7 @@ class Hierarchy:
                              "Hierarchy.from_parent(new_parent, num_leaves)")
 
     def _register(self) -> None:
-        ref = weakref.ref(self)
-        key, serial = id(self.parent), next(_SERIALS)
-        _BY_PARENT[key] = ref
-        _BY_TOKEN[serial] = ref
-        # the hierarchy's stand-in in a compiled graph: CPU int64 of fixed
-        # shape [2] (this process, the serial), so that no size of the forest
-        # becomes a size of the graph (sizes 0 and 1 or a node count equal to
-        # another size would make torch.compile specialise and recompile)
-        object.__setattr__(self, '_token', torch.from_numpy(
-            np.array([_PROCESS, serial], dtype=np.int64)))
-        weakref.finalize(self, _forget, _BY_PARENT, key, ref)
-        weakref.finalize(self, _forget, _BY_TOKEN, serial, ref)
+        object.__setattr__(self, '_token', compiled.register(self, self.parent))
 
     @property
     def token(self) -> Tensor:
@@ -144,25 +115,31 @@ class Hierarchy:
     def of_token(cls, token: Tensor) -> Optional['Hierarchy']:
         r"""The live hierarchy whose :attr:`token` holds these values, or
         :obj:`None` (also for a token of another process)."""
-        process, serial = (int(x) for x in token.reshape(-1)[:2])
-        if process != _PROCESS:
-            return None
-        ref = _BY_TOKEN.get(serial)
-        found = ref() if ref is not None else None
-        if found is not None:
-            found.check_intact()
-        return found
+        found = compiled.owner_of_token(token)
+        return found if isinstance(found, Hierarchy) else None
 
     @classmethod
     def of(cls, parent: Tensor) -> Optional['Hierarchy']:
         r"""The live hierarchy whose :attr:`parent` is this very tensor object,
         or :obj:`None`."""
-        ref = _BY_PARENT.get(id(parent))
-        found = ref() if ref is not None else None
-        if found is None or found.parent is not parent:
-            return None
-        found.check_intact()
-        return found
+        found = compiled.owner_of_parent(parent)
+        return found if isinstance(found, Hierarchy) else None
+
+    # ------------------------------------------------------ HierarchyLike
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor] = None,
+               bias: Optional[Tensor] = None, include_self: bool = False,
+               causal: bool = False, scale: Optional[float] = None,
+               dropout: float = 0.0) -> Tensor:
+        r""":func:`hsa_geo.hsa` over this hierarchy (see there)."""
+        call = prepare(q, k, v, pos, bias, include_self, causal, scale, dropout)
+        if torch.compiler.is_compiling():  # the token: no size of the forest in the graph
+            return compiled.run(call, self.token, 'token')
+        self.check_intact()
+        return compiled.run(call, self.token, 'token', forest=self.forest)
+
+    def pair_hierarchy(self, num_leaves: int, device: torch.device) -> 'Hierarchy':
+        r"""This hierarchy (see :class:`~hsa_geo.hierarchy_like.HierarchyLike`)."""
+        return self
 
     def __getstate__(self):
         self.check_intact()
@@ -219,30 +196,9 @@ class Hierarchy:
         :obj:`batch` is :obj:`None`).  HSA over it is softmax attention within
         each graph.  Graphs without nodes (gaps in :obj:`batch`) get no root;
         the roots are in the order of the graph indices."""
-        num_nodes = as_int(num_nodes, 'num_nodes', minimum=1)
-        if batch is None:
-            parent = torch.full((num_nodes + 1, ), num_nodes, dtype=torch.long)
-            parent[-1] = -1
-            return cls.from_parent(parent, num_nodes)
-        if not isinstance(batch, Tensor):
-            raise TypeError(f"'batch' must be a LongTensor or None, got "
-                            f"{type(batch).__name__}")
-        if not is_index_dtype(batch):
-            raise TypeError(f"'batch' must be an integer tensor (the graph index of "
-                            f"every node), got dtype {batch.dtype}")
-        if batch.dim() != 1 or batch.numel() != num_nodes:
-            raise ValueError(f"'batch' must have shape [num_nodes={num_nodes}], got "
-                             f"{list(batch.shape)}")
-        cpu = batch.long().cpu()
-        if bool((cpu < 0).any()):
-            i = int((cpu < 0).nonzero()[0])
-            raise ValueError(f"'batch' must hold graph indices >= 0, got batch[{i}] = "
-                             f"{int(cpu[i])}")
-        graphs, graph_of_node = torch.unique(cpu, return_inverse=True)
-        parent = torch.cat([num_nodes + graph_of_node,
-                            torch.full((graphs.numel(), ), -1, dtype=torch.long)])
-        out = cls.from_parent(parent, num_nodes)
-        return out.to(batch.device) if batch.device.type != 'cpu' else out
+        out = cls.from_parent(flat_parent(batch, num_nodes), num_nodes)
+        return out.to(batch.device) if batch is not None and batch.device.type != 'cpu' \
+            else out
 
     @classmethod
     def from_hetero(cls, data, num_nodes_dict: Optional[Dict[str, int]] = None,
@@ -400,6 +356,10 @@ class Hierarchy:
         return self.to('cpu')
 
     def cuda(self, device=None) -> 'Hierarchy':
+        r"""A copy on a CUDA device, as :meth:`torch.Tensor.cuda` takes it: a
+        device, a device string or an index (:obj:`None`: the current one)."""
+        if isinstance(device, int) and not isinstance(device, bool):
+            device = torch.device('cuda', device)
         return self.to(device if device is not None else 'cuda')
 
     def __eq__(self, other) -> bool:

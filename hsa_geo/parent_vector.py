@@ -11,15 +11,16 @@ compiled check finds one.
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from hsa_geo._checks import as_int, is_index_dtype
+from hsa_geo.engine.depth import node_depth
 from hsa_geo.engine.forest import Compiled, Forest, compile_parent
 
-__all__ = ['check_parent', 'compile_forest']
+__all__ = ['check_parent', 'compile_forest', 'flat_parent']
 
 
 def check_parent(parent, num_leaves) -> Tuple[Tensor, int]:
@@ -94,15 +95,7 @@ def _check_values(parent: Tensor, num_leaves: int) -> None:
 
 def _depth(parent: Tensor) -> Tensor:
     r"""Distance to the root by pointer jumping; raises on cycles."""
-    num_nodes = parent.numel()
-    sentinel = num_nodes  # an extra node that is its own parent
-    jump = torch.cat([torch.where(parent < 0, sentinel, parent),
-                      torch.tensor([sentinel])])
-    dist = torch.cat([(parent >= 0).long(), torch.zeros(1, dtype=torch.long)])
-    for _ in range(max(1, math.ceil(math.log2(num_nodes + 1))) + 1):
-        dist = dist + dist[jump]
-        jump = jump[jump]
-    stuck = jump[:num_nodes] != sentinel
+    depth, stuck = node_depth(parent)
     if bool(stuck.any()):
         i = int(stuck.nonzero()[0])
         # Walk the cycle once to name it.
@@ -112,7 +105,7 @@ def _depth(parent: Tensor) -> Tensor:
             j = int(parent[j])
         raise ValueError(f"'parent' contains a cycle (node {i} never reaches "
                          f"a root; e.g. {' -> '.join(map(str, seen))} -> ...)")
-    return dist[:num_nodes]
+    return depth
 
 
 def _tree_of_leaves(parent: Tensor, num_leaves: int) -> Tuple[Tensor, Tensor]:
@@ -126,3 +119,33 @@ def _tree_of_leaves(parent: Tensor, num_leaves: int) -> Tuple[Tensor, Tensor]:
     tree_of_root = torch.full((parent.numel(), ), -1, dtype=torch.long)
     tree_of_root[roots] = torch.arange(roots.numel())
     return roots, tree_of_root[top[:num_leaves]]
+
+
+def flat_parent(batch: Optional[Tensor], num_nodes) -> Tensor:
+    r"""The parent vector of one flat family per graph (CPU int64): node
+    ``i`` is a leaf whose parent is the root of graph ``batch[i]`` (all nodes
+    under one root when :obj:`batch` is :obj:`None`).  Graphs without nodes
+    (gaps in :obj:`batch`) get no root; the roots are in the order of the
+    graph indices."""
+    num_nodes = as_int(num_nodes, 'num_nodes', minimum=1)
+    if batch is None:
+        parent = torch.full((num_nodes + 1, ), num_nodes, dtype=torch.long)
+        parent[-1] = -1
+        return parent
+    if not isinstance(batch, Tensor):
+        raise TypeError(f"'batch' must be a LongTensor or None, got "
+                        f"{type(batch).__name__}")
+    if not is_index_dtype(batch):
+        raise TypeError(f"'batch' must be an integer tensor (the graph index of "
+                        f"every node), got dtype {batch.dtype}")
+    if batch.dim() != 1 or batch.numel() != num_nodes:
+        raise ValueError(f"'batch' must have shape [num_nodes={num_nodes}], got "
+                         f"{list(batch.shape)}")
+    cpu = batch.long().cpu()
+    if bool((cpu < 0).any()):
+        i = int((cpu < 0).nonzero()[0])
+        raise ValueError(f"'batch' must hold graph indices >= 0, got batch[{i}] = "
+                         f"{int(cpu[i])}")
+    graphs, graph_of_node = torch.unique(cpu, return_inverse=True)
+    return torch.cat([num_nodes + graph_of_node,
+                      torch.full((graphs.numel(), ), -1, dtype=torch.long)])

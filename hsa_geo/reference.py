@@ -99,7 +99,7 @@ def attention_matrix(q: Tensor, k: Tensor, hierarchy: Hierarchy,
     inf = math.inf
 
     for head in range(heads):
-        def score(a: int, b: int) -> float:
+        def score(a: int, b: int, head: int = head) -> float:
             out = float(rho_q[a][head] @ rho_k[b][head]) * scale
             out += _pos_dot(pos, a, b, head)
             if (a, b) in biases:
@@ -132,7 +132,7 @@ def attention_matrix(q: Tensor, k: Tensor, hierarchy: Hierarchy,
                 total += tree.n[c] / tree.n[a] * term
             phi[a] = -total
 
-        def mu(a: int) -> float:
+        def mu(a: int, eta: dict = eta, phi: dict = phi) -> float:
             if eta[a] == inf:  # no sibling: keeps everything
                 return 1.0
             if phi[a] == inf:

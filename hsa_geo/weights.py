@@ -18,9 +18,10 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
+from hsa_geo.attention_inputs import check_inputs, check_options, check_sizes
 from hsa_geo.engine import Config, Recorder, forward_pass, needs_guard
-from hsa_geo.compiled import check_sizes
-from hsa_geo.functional import _check_inputs, check_options
+from hsa_geo.engine.depth import node_depth
+from hsa_geo.functional import hsa
 from hsa_geo.hierarchy import Hierarchy
 
 __all__ = ['AttentionWeights', 'hsa_weights', 'padded_attention_weights']
@@ -128,7 +129,7 @@ class AttentionWeights(NamedTuple):
         position = torch.empty(h.num_leaves, dtype=torch.long)
         position[order] = torch.arange(h.num_leaves)
         members = _membership(h)
-        depth = _depths(h.parent.cpu())
+        depth = node_depth(h.parent.cpu())[0]
         for node in range(h.num_leaves, h.num_nodes):
             span = position[members[node].bool()]
             lo, hi = int(span.min()) - 0.5, int(span.max()) + 0.5
@@ -154,10 +155,10 @@ def hsa_weights(q: Tensor, k: Tensor, hierarchy: Hierarchy,
     r"""The block weights of :func:`hsa_geo.hsa` for the same arguments
     (without values), computed by the same dynamic program, detached from
     autograd."""
-    _check_inputs(q, k, k, hierarchy, pos, bias)
     if not isinstance(hierarchy, Hierarchy):
         raise TypeError(f"'hierarchy' must be a compiled Hierarchy, got "
                         f"{type(hierarchy).__name__}")
+    check_inputs(q, k, k, pos, bias)
     hierarchy.check_intact()
     check_sizes(q, pos, bias, hierarchy)
     include_self, causal, scale = check_options(q, include_self, causal, scale)
@@ -210,18 +211,8 @@ def _membership(h: Hierarchy) -> Tensor:
     return out
 
 
-def _depths(parent: Tensor) -> Tensor:
-    depth = torch.zeros_like(parent)
-    node = parent.clone()
-    while bool((node >= 0).any()):
-        alive = node >= 0
-        depth = depth + alive.long()
-        node = torch.where(alive, parent[node.clamp(min=0)], -1)
-    return depth
-
-
 def _top_down(parent: Tensor):
-    return torch.argsort(_depths(parent), stable=True).tolist()
+    return torch.argsort(node_depth(parent.cpu())[0], stable=True).tolist()
 
 
 def _tree_order(h: Hierarchy) -> Tensor:
@@ -254,7 +245,6 @@ def padded_attention_weights(q: Tensor, k: Tensor, hierarchy: Hierarchy, valid: 
     (row :math:`i` of :math:`\hat\theta V` with :math:`V = I` is row :math:`i`
     of :math:`\hat\theta`), so they are exact, differentiable, and cost
     :math:`O(N \cdot \text{length})` memory, the size of the result."""
-    from hsa_geo.functional import hsa
     if valid.dim() != 2 or valid.dtype != torch.bool:
         raise ValueError(f"'valid' must be a bool mask [batch, length], got "
                          f"{valid.dtype} of shape {list(valid.shape)}")

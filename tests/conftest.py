@@ -1,7 +1,7 @@
 import os
 
 # Triton decides when it is first imported whether its kernels are compiled
-# or interpreted; tests/test_triton.py runs them on the CPU in the
+# or interpreted; tests/engine/test_triton_kernels.py runs them on the CPU in the
 # interpreter, so this must precede every import of triton (the engine only
 # uses the kernels on the CPU where HSA_GEO_TRITON_ON_CPU=1 asks for it).
 os.environ.setdefault('TRITON_INTERPRET', '1')

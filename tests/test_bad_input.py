@@ -10,14 +10,21 @@ import torch
 from torch_geometric.data import Data, HeteroData
 
 from hsa_geo import Hierarchy, HSAConv, hsa
-from hsa_geo.functional import LoneLeaves
-from hsa_geo.loader import HierarchyLoader
-from hsa_geo.nn import HSAEncoderLayer, HSAGPSConv, HSAPointTransformer, HSATransformer
-from hsa_geo.transforms import (FlatHierarchy, FPSHierarchy, GraphHierarchy, MeshHierarchy,
-                                MoleculeHierarchy, MultiModalHierarchy, SequenceHierarchy,
-                                TextHierarchy, VoxelHierarchy)
 from hsa_geo.distributed import ShardedHierarchy, distributed_hsa, shard_forest, shard_hierarchy
-from hsa_geo.loader import SubtreeLoader, top_subtrees
+from hsa_geo.functional import LoneLeaves
+from hsa_geo.loader import HierarchyLoader, SubtreeLoader, top_subtrees
+from hsa_geo.nn import HSAEncoderLayer, HSAGPSConv, HSAPointTransformer, HSATransformer
+from hsa_geo.transforms import (
+    FlatHierarchy,
+    FPSHierarchy,
+    GraphHierarchy,
+    MeshHierarchy,
+    MoleculeHierarchy,
+    MultiModalHierarchy,
+    SequenceHierarchy,
+    TextHierarchy,
+    VoxelHierarchy,
+)
 from hsa_geo.utils import knn_graph
 from hsa_geo.weights import hsa_weights
 
@@ -326,8 +333,15 @@ def _zero_shot_cases():
 
 
 def _dataset_cases():
-    from hsa_geo.datasets import (digits_point_clouds, ogb_dataset, planted_hierarchy_graph,
-                                  read_mesh, synthetic_shapes, text_corpus, text_split)
+    from hsa_geo.datasets import (
+        digits_point_clouds,
+        ogb_dataset,
+        planted_hierarchy_graph,
+        read_mesh,
+        synthetic_shapes,
+        text_corpus,
+        text_split,
+    )
     return [
         ('ogb name', lambda: ogb_dataset('ogbg-nothing'), ValueError, ["'name'"]),
         ('ogb kwargs', lambda: ogb_dataset('ogbg-molfreesolv', 'data', pre_filter=None),
@@ -705,13 +719,15 @@ def _distributed_cases():
          ["'data'", '2 roots', 'one tree']),
         ('shard_hierarchy forest one rank', lambda: shard_hierarchy(_dist_two_trees(), 0, 1),
          ValueError, ["'data'", '2 roots', 'one tree']),
-        ('shard_hierarchy relation bogus', lambda: shard_hierarchy(_dist_tree(), 0, 1, relation='bogus'),
+        ('shard_hierarchy relation bogus',
+         lambda: shard_hierarchy(_dist_tree(), 0, 1, relation='bogus'),
          ValueError, ["'relation'", "'bogus'"]),
         ('shard_hierarchy relation int', lambda: shard_hierarchy(_dist_tree(), 0, 1, relation=3),
          TypeError, ["'relation'", 'str']),
         ('shard_hierarchy reversed edges', lambda: shard_hierarchy(_dist_reversed_tree(), 0, 1),
          ValueError, ["'data'", 'child', 'parent']),
-        ('shard_hierarchy world_size float', lambda: shard_hierarchy(_dist_tree(), 0, 2.0), TypeError,
+        ('shard_hierarchy world_size float', lambda: shard_hierarchy(_dist_tree(), 0, 2.0),
+         TypeError,
          ["'world_size'", 'integer']),
         ('shard_hierarchy rank negative', lambda: shard_hierarchy(_dist_tree(), -1, 2), ValueError,
          ["'rank'", 'at least 0']),

@@ -80,10 +80,10 @@ def test_a_copied_parent_vector_is_compiled_again_with_a_warning():
 
 def test_flat_families_from_a_batch_vector_are_built_once_per_tensor():
     batch = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
-    first = op.flat_hierarchy(batch, 9, batch.device)
-    assert op.flat_hierarchy(batch, 9, batch.device) is first
-    assert first == Hierarchy.from_batch(batch, 9)
-    assert op.flat_hierarchy(batch.clone(), 9, batch.device) is not first
+    first = op.flat_forest(batch, 9, batch.device)
+    assert op.flat_forest(batch, 9, batch.device) is first
+    assert torch.equal(first.parent, Hierarchy.from_batch(batch, 9).parent)
+    assert op.flat_forest(batch.clone(), 9, batch.device) is not first
 
 
 @pytest.mark.parametrize('compiled', [False, True])
@@ -103,8 +103,8 @@ def test_a_batch_vector_written_in_place_is_not_served_from_the_cache(compiled):
     assert torch.allclose(out, expected, atol=1e-12)
     assert not torch.allclose(out, conv(x, None, batch=torch.tensor([0, 0, 0, 1, 1, 1])))
     # untouched, the tensor is still served from the cache
-    first = op.flat_hierarchy(batch, 6, batch.device)
-    assert op.flat_hierarchy(batch, 6, batch.device) is first
+    first = op.flat_forest(batch, 6, batch.device)
+    assert op.flat_forest(batch, 6, batch.device) is first
 
 
 def _recompile_forests():

@@ -5,8 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hsa_geo import Hierarchy
-from hsa_geo.reference import (attention_matrix, block_pairs, flat_scores,
-                               flat_softmax, hsa_dense)
+from hsa_geo.reference import attention_matrix, block_pairs, flat_scores, flat_softmax, hsa_dense
 from hsa_geo.testing import flat_tree, random_forest
 
 

@@ -24,10 +24,9 @@ def allow_pyg_in_torch_load() -> None:
         return
     from torch_geometric.data import Data, HeteroData
     from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
-    from torch_geometric.data.storage import (BaseStorage, EdgeStorage, GlobalStorage,
-                                              NodeStorage)
     from torch_geometric.data.feature_store import TensorAttr
     from torch_geometric.data.graph_store import EdgeAttr, EdgeLayout
+    from torch_geometric.data.storage import BaseStorage, EdgeStorage, GlobalStorage, NodeStorage
     add_safe_globals([Data, HeteroData, DataEdgeAttr, DataTensorAttr, BaseStorage,
                       GlobalStorage, NodeStorage, EdgeStorage, TensorAttr, EdgeAttr,
                       EdgeLayout])

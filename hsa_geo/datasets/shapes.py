@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from hsa_geo.datasets.files import data_path
+
 __all__ = ['MESHES', 'read_mesh', 'read_bunny', 'digits_point_clouds', 'SYNTHETIC_SHAPES',
            'synthetic_shapes']
 
@@ -61,7 +63,6 @@ def read_mesh(name: str) -> Data:
     if name not in MESHES:
         raise ValueError(f"'name' must be one of {MESHES}, got {name!r}")
     import trimesh
-    from hsa_geo.datasets.molecules import data_path
     mesh = trimesh.load(data_path(f'{name}.ply'), process=False, force='mesh')
     return Data(pos=torch.as_tensor(mesh.vertices, dtype=torch.float),
                 face=torch.as_tensor(mesh.faces, dtype=torch.long).t().contiguous())
@@ -73,7 +74,6 @@ def read_bunny() -> Data:
     units across), read with :func:`scipy.io.loadmat`.  It holds points only,
     no faces."""
     from scipy.io import loadmat
-    from hsa_geo.datasets.molecules import data_path
     points = loadmat(data_path('bunny.mat'))['bunny']
     return Data(pos=torch.as_tensor(points, dtype=torch.float))
 

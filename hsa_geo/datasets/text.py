@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import os.path as osp
+import re
 import zipfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
+
+from hsa_geo.datasets.files import data_path
 
 __all__ = ['TextCorpus', 'text_corpus', 'text_split', 'TEXT_CORPORA', 'NEWS_FIELDS', 'minilm_dir',
            'news_sentence_pairs', 'split_sentences']
@@ -56,7 +58,6 @@ class TextCorpus:
 
 def _read_csv(path: str, member: Optional[str] = None):
     import pandas as pd
-    from hsa_geo.datasets.molecules import data_path
     full = data_path(path)
     if member is None:
         return pd.read_csv(full)

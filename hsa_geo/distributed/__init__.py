@@ -4,8 +4,12 @@ process group, the attention global and exact (:func:`distributed_hsa`),
 every HSA layer usable on a rank's share through a
 :class:`ShardedHierarchy` (e.g. under ``DistributedDataParallel``)."""
 from hsa_geo.distributed.attention import distributed_hsa
-from hsa_geo.distributed.shard import (ShardedHierarchy, communicated_bytes, shard_forest,
-                                       shard_hierarchy)
+from hsa_geo.distributed.shard import (
+                                       ShardedHierarchy,
+                                       communicated_bytes,
+                                       shard_forest,
+                                       shard_hierarchy,
+)
 
 __all__ = ['distributed_hsa', 'ShardedHierarchy', 'shard_hierarchy', 'shard_forest',
            'communicated_bytes']

@@ -3,68 +3,22 @@ subtrees (the children of the root) split into contiguous runs of about equal
 leaf counts, one run per rank."""
 from __future__ import annotations
 
-import hashlib
-from typing import List, NamedTuple, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from hsa_geo._checks import as_int
+from hsa_geo.distributed.attention import _distributed_hsa
+from hsa_geo.distributed.share import Share, as_share, digest, share_of
 from hsa_geo.hierarchy import Hierarchy
+from hsa_geo.hierarchy_like import HierarchyLike
 
 __all__ = ['ShardedHierarchy', 'Share', 'share_of', 'shard_forest', 'shard_hierarchy',
            'communicated_bytes']
 
 
-class Share(NamedTuple):
-    r"""What a share of a hierarchy is, recorded by :func:`shard_forest` and
-    :func:`shard_hierarchy` and checked across the ranks by
-    :func:`~hsa_geo.distributed.distributed_hsa` before anything else: the
-    share's index (the rank it is for), the number of shares (the world size
-    it was made for) and a digest of the whole hierarchy."""
-    index: int
-    num_shards: int
-    digest: int
-
-
-def _as_share(share) -> Share:
-    r""":obj:`share` as a :class:`Share`: one, or a triple of ints."""
-    try:
-        index, num_shards, digest = (as_int(x, 'share') for x in share)
-    except (TypeError, ValueError):
-        raise TypeError(f"'share' must be a Share (index, num_shards, digest), e.g. the "
-                        f"'hsa_share' of a part from shard_hierarchy, got {share!r}") from None
-    if not 0 <= index < num_shards:
-        raise ValueError(f"'share' must have 0 <= index < num_shards, got {share!r}")
-    return Share(index, num_shards, digest)
-
-
-def share_of(hierarchy) -> Optional[Share]:
-    r"""The :class:`Share` a hierarchy from :func:`shard_forest` or
-    :func:`shard_hierarchy` records, :obj:`None` for any other (e.g. one
-    built by hand, or moved with :meth:`Hierarchy.to`, which keeps no
-    metadata)."""
-    if isinstance(hierarchy, ShardedHierarchy):
-        return hierarchy._share
-    return getattr(hierarchy, '_hsa_share', None) if isinstance(hierarchy, Hierarchy) else None
-
-
-def _digest(*parts) -> int:
-    r"""A 63-bit digest of integer tensors (their values, on the CPU) and of
-    plain values (their ``repr``): equal on every process for equal input."""
-    h = hashlib.blake2b(digest_size=8)
-    for part in parts:
-        if isinstance(part, Tensor):
-            part = part.detach().to(device='cpu', dtype=torch.long).contiguous()
-            h.update(repr(tuple(part.shape)).encode())
-            h.update(part.numpy().tobytes())
-        else:
-            h.update(repr(part).encode())
-        h.update(b'|')
-    return int.from_bytes(h.digest(), 'little') & (2 ** 63 - 1)
-
-
-class ShardedHierarchy:
+class ShardedHierarchy(HierarchyLike):
     r"""This rank's part of one hierarchy whose top-level subtrees are spread
     over the ranks of a :mod:`torch.distributed` process group: the root and
     this rank's subtrees below it (e.g. from :func:`shard_hierarchy`).
@@ -102,7 +56,7 @@ class ShardedHierarchy:
 
     def __init__(self, hierarchy: Hierarchy, group=None, share: Optional[Share] = None):
         if share is not None:
-            share = _as_share(share)
+            share = as_share(share)
         if not isinstance(hierarchy, Hierarchy):
             raise TypeError(f"'hierarchy' must be a compiled Hierarchy (this rank's tree), "
                             f"got {type(hierarchy).__name__}")
@@ -144,7 +98,6 @@ class ShardedHierarchy:
         :obj:`dropout` is refused.  Every fault of this rank's input is
         raised after the ranks have compared their calls, so that the other
         ranks raise too instead of waiting for this one."""
-        from hsa_geo.distributed.attention import _distributed_hsa
         sub_pos = top_pos = error = None
         if bias is not None or not (isinstance(dropout, (int, float)) and dropout == 0):
             error = ValueError(f"a ShardedHierarchy's attention takes no 'bias' and no "
@@ -163,6 +116,37 @@ class ShardedHierarchy:
         return _distributed_hsa(q, k, v, self.subtrees, sub_pos, top_pos, include_self,
                                 causal, scale, self.group, error)
 
+    # ------------------------------------------------------ HierarchyLike
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, pos: Optional[Tensor] = None,
+               bias: Optional[Tensor] = None, include_self: bool = False,
+               causal: bool = False, scale: Optional[float] = None,
+               dropout: float = 0.0) -> Tensor:
+        r""":meth:`attention` with the arguments of :func:`hsa_geo.hsa`: this
+        rank's inputs are checked once the ranks have compared their calls, so
+        that a fault on one rank raises on all of them."""
+        return self.attention(q, k, v, pos, include_self, causal, scale, bias=bias,
+                              dropout=dropout)
+
+    def pair_hierarchy(self, num_leaves: int, device: torch.device):
+        raise ValueError("attention weights of a ShardedHierarchy would cover this rank's "
+                         "subtrees only; compute them on the whole tree")
+
+    def sibling_pairs(self, num_leaves: int, device: torch.device) -> Tensor:
+        return torch.empty(2, 0, dtype=torch.long, device=device)  # no pairs to explain
+
+    def refuse_pooling(self, nodes: Optional[Tensor] = None) -> None:
+        r"""Pooling a whole tree (or the root) would pool this rank's subtrees
+        only: refused.  Nodes below the root are exact, their subtrees whole."""
+        if nodes is None:
+            what = 'a tree'
+        elif bool((nodes.to(self.roots.device) == self.roots[0]).any()):
+            what = 'the root'
+        else:
+            return
+        raise TypeError(f"pooling {what} over a ShardedHierarchy would pool this rank's "
+                        f"subtrees only: pool each rank's share and reduce across the ranks "
+                        f"(pooling nodes below the root is exact, their subtrees are whole)")
+
     def to(self, device, non_blocking: bool = False) -> 'ShardedHierarchy':
         r"""A copy on :obj:`device` that is still sharded (the signature PyG's
         ``batch.to`` calls)."""
@@ -177,7 +161,9 @@ class ShardedHierarchy:
         return self.to('cpu')
 
     def cuda(self, device=None) -> 'ShardedHierarchy':
-        return self.to('cuda' if device is None else torch.device('cuda', device))
+        r"""A copy on a CUDA device: :obj:`device` as in :meth:`Hierarchy.cuda`
+        (a device, a device string or an index; :obj:`None`: the current one)."""
+        return self.to(self.hierarchy.cuda(device).device)
 
     def __getattr__(self, name):  # sizes, node types, device: this rank's tree's
         if name in ShardedHierarchy.__slots__ or name.startswith('__'):
@@ -258,7 +244,7 @@ def shard_hierarchy(data, rank: int, world_size: int, group=None, relation: str 
         start, end = whole.node_slices[t]
         leaves[t] = (top[start:end] >= first) & (top[start:end] < last)
     part = hierarchy_subgraph(data, leaves, relation)
-    share = Share(rank, world_size, _digest(whole.parent, whole.num_leaves,
+    share = Share(rank, world_size, digest(whole.parent, whole.num_leaves,
                                             sorted(whole.node_slices.items())))
     part.hsa_share = share  # travels with a saved part (ShardedHierarchy(share=...))
     sharded = ShardedHierarchy(Hierarchy.from_hetero(part, relation=relation), group)
@@ -303,7 +289,7 @@ def shard_forest(hierarchy: Hierarchy, num_shards: int) -> List[tuple]:
     root_rank = torch.full((num_nodes, ), -1, dtype=torch.long)
     root_rank[hierarchy.roots.cpu()] = torch.arange(hierarchy.roots.numel())
     node_tree = root_rank[node_root]
-    digest = _digest(parent, num_leaves)
+    whole = digest(parent, num_leaves)
     shards = []
     for index, (first, last) in enumerate(_balanced_runs(sizes, num_shards)):
         mine = (node_tree >= first) & (node_tree < last)
@@ -315,7 +301,7 @@ def shard_forest(hierarchy: Hierarchy, num_shards: int) -> List[tuple]:
                                    new_index[parent[node_ids].clamp(min=0)], -1)
         local = Hierarchy.from_parent(local_parent.to(hierarchy.parent.device),
                                       leaf_ids.numel())
-        local._hsa_share = Share(index, num_shards, digest)
+        local._hsa_share = Share(index, num_shards, whole)
         shards.append((local, leaf_ids, node_ids))
     return shards
 

@@ -107,7 +107,7 @@ def _keep(pair, rows, cols, width, seed, dropout, heads, h):
 
 @triton.jit
 def forward_kernel(nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1, v_s0, v_s1, scale, child,
-                   weight, log_count, log_norm_out, mu_out, omm_out, theta_out,
+                   weight, log_count, log_norm_out, mu_out, one_minus_mu_out, theta_out,
                    parent_start, num_fam, width, d, dv, pos, pos_s0, pos_s1, heading, pos_dim,
                    bias, bias_s0, bias_s1, pair, seed, dropout, heads,
                    causal: tl.constexpr, LEAVES: tl.constexpr,
@@ -148,7 +148,7 @@ def forward_kernel(nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1, v_s0, v_
         theta = _dot(a, v, IEEE)
     x = nu - lse
     mu = tl.where(any_ok, tl.sigmoid(x), 1.0)
-    omm = tl.where(any_ok, tl.sigmoid(-x), 0.0)
+    one_minus_mu = tl.where(any_ok, tl.sigmoid(-x), 0.0)
     neg_eta = tl.where(any_ok, lse, float('-inf'))
     # t = logaddexp(nu, -eta), the child's share of the parent's nu
     big = tl.maximum(nu, neg_eta)
@@ -163,7 +163,7 @@ def forward_kernel(nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1, v_s0, v_
     out = h * num_fam * width + fam + rows
     tl.store(log_norm_out + out, lse, mask=row_ok)
     tl.store(mu_out + out, mu, mask=row_ok)
-    tl.store(omm_out + out, omm, mask=row_ok)
+    tl.store(one_minus_mu_out + out, one_minus_mu, mask=row_ok)
     tl.store(theta_out + out[:, None] * dv + vdims[None, :], theta,
              mask=row_ok[:, None] & (vdims[None, :] < dv))
     # the parent: n-weighted means of the statistics, and of t for nu
@@ -176,7 +176,7 @@ def forward_kernel(nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1, v_s0, v_
 
 @triton.jit
 def backward_kernel(nodes, g_nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1, v_s0, v_s1, scale,
-                    g_out, g_s0, g_s1, child, weight, log_count, log_norm, mu, omm, theta,
+                    g_out, g_s0, g_s1, child, weight, log_count, log_norm, mu, one_minus_mu, theta,
                     g_acc, dot, g_mass, mass_p, parent_start, num_fam, width, d, dv, pos,
                     pos_s0, pos_s1, heading, pos_dim, g_pos, g_pos_s0, g_pos_s1, bias,
                     bias_s0, bias_s1, pair, g_bias, g_bias_s0, g_bias_s1, seed, dropout,
@@ -208,12 +208,12 @@ def backward_kernel(nodes, g_nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1
     vmask = row_ok[:, None] & (vdims[None, :] < dv)
     m = tl.load(mass_p + h * num_fam + f)
     mu_r = tl.load(mu + piece, mask=row_ok, other=1.0)
-    omm_r = tl.load(omm + piece, mask=row_ok, other=0.0)
+    one_minus_mu_r = tl.load(one_minus_mu + piece, mask=row_ok, other=0.0)
     ga = tl.load(g_acc + piece[:, None] * dv + vdims[None, :], mask=vmask, other=0.0)
     th = tl.load(theta + piece[:, None] * dv + vdims[None, :], mask=vmask, other=0.0)
     dt = tl.load(dot + piece, mask=row_ok, other=0.0)
     gm = tl.load(g_mass + piece, mask=row_ok, other=0.0)
-    g_theta = (m * omm_r)[:, None] * ga
+    g_theta = (m * one_minus_mu_r)[:, None] * ga
     g_a = _dot(g_theta, tl.trans(v), IEEE)
     if DROP:  # the forward's mask, redrawn
         keep = _keep(pair + fam * width, rows, cols, width, seed, dropout, heads, h)
@@ -222,7 +222,7 @@ def backward_kernel(nodes, g_nodes, stride_h, stride_r, qp, kp, vp, in_s0, in_s1
     else:
         g_v = _dot(tl.trans(a), g_theta, IEEE)
     theta_dot = tl.sum(g_theta * th, axis=1)
-    g_x = m * mu_r * omm_r * (gm - dt)
+    g_x = m * mu_r * one_minus_mu_r * (gm - dt)
     neg_eta = tl.where(any_ok, lse, float('-inf'))
     # the parent's gradient, shared by its children as n(C)/n(P)
     prow = g_nodes + h * stride_h + (parent_start + f) * stride_r

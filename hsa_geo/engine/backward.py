@@ -26,8 +26,7 @@ import torch
 from torch import Tensor
 
 from hsa_geo.engine import triton_kernels
-from hsa_geo.engine.blocks import (Config, Dims, Inputs, gather, pair_bias, positions,
-                                   scores)
+from hsa_geo.engine.blocks import Config, Dims, Inputs, gather, pair_bias, positions, scores
 from hsa_geo.engine.forward import Piece, store_leaves, take_leaves, take_rows
 from hsa_geo.engine.layout import Layout
 from hsa_geo.engine.recorder import Recorder
@@ -103,7 +102,7 @@ def backward(layout: Layout, pieces: List[Piece], nodes: Tensor, mass: Tensor,
         parents = piece.parent_rows
         g_parent = g_nodes[:, parents]                                # [H, F, D]
         mass_p = mass[:, parents].unsqueeze(-1)                       # [H, F, 1]
-        weight = c.weights(dtype)[f0:f1]                              # [F, B]
+        weight = c.weight_as(dtype)[f0:f1]                              # [F, B]
         block = gather(nodes, inputs, c, f0, f1)                      # [H, F, B, D]
         if i0 == 0:  # the means' share: n(C)/n(P) of the parent's gradient (and g_t)
             g_block = weight.view(1, num, width, 1) * g_parent.unsqueeze(2)

@@ -15,12 +15,9 @@ levels is the number of levels that have choices to make.
 
 (The rows of the node buffer are described in :mod:`hsa_geo.engine.layout`.)
 
-**Size classes.**  The families of a level are sorted by size and cut into at
-most :data:`MAX_CLASSES` classes; each class is one dense block ``[F, B]`` of
-child rows, padded to its widest family.  The cut minimises a cost model:
-a fixed cost per class (its kernel launches) plus the padded score entries
-:math:`F B^2` (:func:`size_classes`), so a level costs a constant number of
-kernels however many distinct family sizes it has.
+**Size classes.**  The families of a level are sorted by size and cut into a
+few padded size classes by the cost model of
+:mod:`hsa_geo.engine.size_classes`.
 """
 from __future__ import annotations
 
@@ -30,17 +27,11 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
+from hsa_geo.engine.depth import node_depth
 from hsa_geo.engine.layout import Layout, SizeClass
+from hsa_geo.engine.size_classes import size_classes
 
-__all__ = ['build_layout', 'size_classes', 'MAX_CLASSES', 'CLASS_COST']
-
-#: At most this many padded size classes per level.
-MAX_CLASSES = 3
-#: The cost of one more class in padded score entries per head: about the
-#: work of the two dozen kernels a class launches, measured on a 2-core CPU
-#: (a launch ~5 us, a score entry ~2.5 ns with d = 32).
-CLASS_COST = 1 << 12
-
+__all__ = ['build_layout']
 
 def build_layout(parent: Tensor, num_leaves: int) -> Layout:
     r"""Compiles a validated parent vector (CPU, int64, leaves first)."""
@@ -81,7 +72,6 @@ def build_layout(parent: Tensor, num_leaves: int) -> Layout:
     row[families] = num_lifted + torch.arange(families.numel())
     num_rows = num_lifted + families.numel() + 1
     zero_row = num_rows - 1
-    first_level = 1 if families.numel() == 0 else int(fam_height[0])
 
     # ---- children of every family, ordered by (family row, heading node)
     members = (compiled & (cparent >= 0)).nonzero().view(-1)
@@ -134,7 +124,6 @@ def build_layout(parent: Tensor, num_leaves: int) -> Layout:
                                      first if in_order else None, leaves))
             pair_offset += pairs
         levels.append(classes)
-    del first_level
 
     roots = is_root.nonzero().view(-1)
     root_rows = row[roots[roots >= num_leaves]]
@@ -144,42 +133,6 @@ def build_layout(parent: Tensor, num_leaves: int) -> Layout:
     row_top[row[buffered]] = top[buffered]
     return Layout(num_leaves, num_rows, levels, lifted, root_rows, root_leaves, row_top,
                top[:num_leaves].clone(), pair_offset)
-
-
-def size_classes(sizes: Tensor, max_classes: int = MAX_CLASSES,
-                 class_cost: int = CLASS_COST) -> List[Tuple[int, int]]:
-    r"""Cuts families sorted by size into at most :obj:`max_classes`
-    contiguous ranges minimising ``class_cost * classes + sum F_c * B_c^2``
-    (:math:`B_c` the largest size of the range), by dynamic programming over
-    the distinct sizes.  Returns ``[(start, end), ...]`` family ranges."""
-    values, counts = torch.unique_consecutive(sizes, return_counts=True)
-    values, counts = values.tolist(), counts.tolist()
-    num = len(values)
-    ends = [0]
-    for c in counts:
-        ends.append(ends[-1] + c)
-    classes = min(max_classes, num)
-    inf = float('inf')
-    # best[k][j]: cost of the first j distinct sizes in k classes
-    best = [[inf] * (num + 1) for _ in range(classes + 1)]
-    cut = [[0] * (num + 1) for _ in range(classes + 1)]
-    best[0][0] = 0.0
-    for k in range(1, classes + 1):
-        for j in range(1, num + 1):
-            width = values[j - 1]
-            for i in range(k - 1, j):
-                if best[k - 1][i] == inf:
-                    continue
-                cost = best[k - 1][i] + class_cost + (ends[j] - ends[i]) * width * width
-                if cost < best[k][j]:
-                    best[k][j], cut[k][j] = cost, i
-    k = min(range(1, classes + 1), key=lambda c: best[c][num])
-    bounds, j = [], num
-    while k > 0:
-        i = cut[k][j]
-        bounds.append((ends[i], ends[j]))
-        j, k = i, k - 1
-    return bounds[::-1]
 
 
 def _fixpoint(pointer: Tensor) -> Tensor:
@@ -203,16 +156,7 @@ def _lexsort(keys: List[Tensor]) -> Tensor:
 def _depth_order(parent: Tensor) -> Tuple[Tensor, List[int]]:
     r"""Nodes by decreasing depth, with the count per depth (deepest first)."""
     num = parent.numel()
-    sentinel = num
-    jump = torch.cat([torch.where(parent < 0, sentinel, parent), torch.tensor([sentinel])])
-    dist = torch.cat([(parent >= 0).long(), torch.zeros(1, dtype=torch.long)])
-    while True:
-        nxt = jump[jump]
-        dist = dist + dist[jump]
-        if torch.equal(nxt, jump):
-            break
-        jump = nxt
-    depth = dist[:num]
+    depth, _ = node_depth(parent)   # the parent vector was checked: no cycles
     order = torch.argsort(depth, descending=True, stable=True)
     counts = torch.bincount(depth, minlength=int(depth.max()) + 1 if num else 1).flip(0)
     return order, counts.tolist()

@@ -67,6 +67,10 @@ class Forest:
         return self._families
 
     @property
+    def num_nodes(self) -> int:
+        return self.parent.numel()
+
+    @property
     def num_pairs(self) -> int:
         return self.families.num_pairs
 

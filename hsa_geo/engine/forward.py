@@ -36,8 +36,16 @@ import torch
 from torch import Tensor
 
 from hsa_geo.engine import triton_kernels
-from hsa_geo.engine.blocks import (Dims, Inputs, gather, guarded_values_product, leaf_block,
-                                   pair_bias, positions, scores)
+from hsa_geo.engine.blocks import (
+    Dims,
+    Inputs,
+    gather,
+    guarded_values_product,
+    leaf_block,
+    pair_bias,
+    positions,
+    scores,
+)
 from hsa_geo.engine.layout import Layout, SizeClass
 from hsa_geo.engine.recorder import Recorder
 from hsa_geo.engine.schedule import Budget, chunks
@@ -116,7 +124,7 @@ def bottom_up(layout: Layout, nodes: Tensor, inputs: Inputs, bias_ext: Optional[
     cfg, dims, pos = inputs.cfg, inputs.dims, inputs.pos
     dtype = nodes.dtype
     for number, c in enumerate(layout.classes()):
-        weight = c.weights(dtype)
+        weight = c.weight_as(dtype)
         width = c.width
         empty = c.empty_rows(cfg.causal)
         if recorder.pair_weights is None and \

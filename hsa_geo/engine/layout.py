@@ -129,11 +129,11 @@ class SizeClass:
         r"""``[F, B]`` bool: a real child, not padding."""
         return self._derived('valid', lambda: self.weight > 0)
 
-    def weights(self, dtype) -> Tensor:
+    def weight_as(self, dtype) -> Tensor:
         r"""``[F, B]`` :math:`n(C)/n(P)` in :obj:`dtype`."""
         return self._derived(('weight', dtype), lambda: self.weight.to(dtype))
 
-    def log_counts(self, dtype) -> Tensor:
+    def log_count_as(self, dtype) -> Tensor:
         r"""``[F, B]`` :math:`\log n(C)` in :obj:`dtype` (:math:`-\infty` at
         padding)."""
         return self._derived(('log_count', dtype), lambda: self.log_count.to(dtype))
@@ -148,10 +148,10 @@ class SizeClass:
         :meth:`empty_rows`).  One ``[F, rows, B]`` tensor for small classes,
         else the pair ``(log_count [F, 1, B], pattern [rows, B])`` to add."""
         if self._small:
-            mask = self._derived(('mask', causal, dtype), lambda: self.log_counts(dtype)
+            mask = self._derived(('mask', causal, dtype), lambda: self.log_count_as(dtype)
                                  .unsqueeze(1) + self._pattern(causal, dtype))
             return (mask[f0:f1, i0:i1], )
-        return (self.log_counts(dtype)[f0:f1].unsqueeze(1),
+        return (self.log_count_as(dtype)[f0:f1].unsqueeze(1),
                 self._pattern(causal, dtype)[i0:i1])
 
     def blocked(self, causal: bool, f0: int, f1: int, i0: int, i1: int) -> Tensor:

@@ -179,8 +179,26 @@ def backward(fam: Families, state: State, q: Tensor, k: Tensor, v: Tensor,
 def _compiled():
     r"""The kernels, compiled on first use (numba imported only then)."""
     if not _KERNELS:
-        from hsa_geo.engine import _numba_source
-        _KERNELS['forward'] = _numba_source.forward_kernel
-        _KERNELS['backward'] = _numba_source.backward_kernel
+        from hsa_geo.engine import _numba_backward, _numba_common, _numba_forward
+        for name, kernel in (('forward', _numba_forward.forward_kernel),
+                             ('backward', _numba_backward.backward_kernel)):
+            _drop_stale_cache(kernel, _numba_common.__file__)
+            _KERNELS[name] = kernel
     return _KERNELS['forward'], _KERNELS['backward']
+
+
+def _drop_stale_cache(kernel, *inlined: str) -> None:
+    r"""numba's on-disk cache of a kernel is keyed on the kernel's own source
+    file only, not on the files whose functions it inlines: drop the cache
+    when one of those (:obj:`inlined`) changed after it was written (e.g. a
+    ``git pull`` that touched only :mod:`~hsa_geo.engine._numba_common`).
+    Reads numba's cache index path; if numba stops exposing it, nothing is
+    dropped (the kernels then recompile only when their own file changes)."""
+    try:
+        index = kernel._cache._cache_file._index_path
+    except AttributeError:
+        return
+    if os.path.exists(index) and \
+            os.path.getmtime(index) < max(os.path.getmtime(path) for path in inlined):
+        kernel._cache.flush()
 

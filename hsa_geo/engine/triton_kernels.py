@@ -116,19 +116,20 @@ def forward_class(nodes: Tensor, c, inputs, bias_ext: Optional[Tensor], num_pair
     dims, pos = inputs.dims, inputs.pos
     heads, num, width = dims.heads, c.num_families, c.width
     log_norm = nodes.new_empty(heads, num, width)
-    mu, omm = torch.empty_like(log_norm), torch.empty_like(log_norm)
+    mu, one_minus_mu = torch.empty_like(log_norm), torch.empty_like(log_norm)
     theta = nodes.new_empty(heads, num, width, dims.dim_v)
     dummy = nodes.new_zeros(1)
     dropout = inputs.cfg.dropout
     pos_args, bias_args, flags = _extras(c, pos, bias_ext, num_pairs, dummy, dropout)
     forward_kernel[(num, heads)](
         nodes, nodes.stride(0), nodes.stride(1), *_sources(inputs, c, dummy), c.child,
-        c.weights(nodes.dtype), c.log_counts(nodes.dtype), log_norm, mu, omm, theta,
+        c.weight_as(nodes.dtype), c.log_count_as(nodes.dtype), log_norm, mu, one_minus_mu, theta,
         c.parent_start, num, width, dims.dim, dims.dim_v, *pos_args, *bias_args,
-        seed, dropout, heads, DROP=dropout > 0, causal=inputs.cfg.causal, LEAVES=c.leaves, SELF=inputs.cfg.include_self,
+        seed, dropout, heads, DROP=dropout > 0, causal=inputs.cfg.causal, LEAVES=c.leaves,
+        SELF=inputs.cfg.include_self,
         BB=_block(width), BD=_block(dims.dim), BV=_block(dims.dim_v), IEEE=True,
         GUARD=inputs.cfg.guard, **flags)
-    return log_norm, mu, omm, theta
+    return log_norm, mu, one_minus_mu, theta
 
 
 def backward_class(nodes: Tensor, g_nodes: Tensor, g_leaves: Tensor, piece, inputs,
@@ -151,8 +152,8 @@ def backward_class(nodes: Tensor, g_nodes: Tensor, g_leaves: Tensor, piece, inpu
         (grad_bias, grad_bias.stride(0), grad_bias.stride(1) if grad_bias.dim() == 2 else 0)
     backward_kernel[(num, heads)](
         nodes, g_nodes, nodes.stride(0), nodes.stride(1), *_sources(inputs, c, dummy),
-        g_leaves, g_leaves.stride(0), g_leaves.stride(1), c.child, c.weights(nodes.dtype),
-        c.log_counts(nodes.dtype), piece.log_norm, piece.mu, piece.one_minus_mu,
+        g_leaves, g_leaves.stride(0), g_leaves.stride(1), c.child, c.weight_as(nodes.dtype),
+        c.log_count_as(nodes.dtype), piece.log_norm, piece.mu, piece.one_minus_mu,
         piece.theta, ga.contiguous(), dot.contiguous(), gm.contiguous(),
         mass_p.contiguous(), c.parent_start, num, width, dims.dim, dims.dim_v,
         *pos_args, *g_pos_args, *bias_args, *g_bias_args, seed, dropout, heads,

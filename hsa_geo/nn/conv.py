@@ -10,10 +10,9 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
 
 from hsa_geo._checks import as_in_channels, as_int, as_probability
-from hsa_geo.compiled import flat_hierarchy
-from hsa_geo.distributed import ShardedHierarchy
-from hsa_geo.functional import FlatFamilies, LoneLeaves, hsa
+from hsa_geo.functional import hsa
 from hsa_geo.hierarchy import Hierarchy
+from hsa_geo.hierarchy_like import HierarchyLike
 from hsa_geo.nn.explain import AttentionTap
 from hsa_geo.weights import AttentionWeights, hsa_weights
 
@@ -222,16 +221,11 @@ class HSAConv(torch.nn.Module):
         if self.multimodal:
             out = dict(zip(xs, out.split([v.size(0) for v in xs.values()])))
         tap = self.explain_tap.listening and \
-            self.explain_tap.speaks(_sibling_index_of(hierarchy, query))
+            self.explain_tap.speaks(hierarchy.sibling_pairs(query.size(0), query.device))
         if return_attention_weights or tap:
-            if isinstance(hierarchy, FlatFamilies):  # the forest hsa() built for it
-                hierarchy = flat_hierarchy(hierarchy.batch, query.size(0), query.device)
-            if isinstance(hierarchy, LoneLeaves):
-                raise ValueError("LoneLeaves has no sibling pairs: there are no attention "
-                                 "weights to return")
-            if isinstance(hierarchy, ShardedHierarchy):
-                raise ValueError("attention weights of a ShardedHierarchy would cover this "
-                                 "rank's subtrees only; compute them on the whole tree")
+            # the Hierarchy whose pairs the attention ran over (ValueError
+            # for LoneLeaves and a ShardedHierarchy, which have none here)
+            hierarchy = hierarchy.pair_hierarchy(query.size(0), query.device)
             weights = hsa_weights(query, key, hierarchy, pos=pos_vectors,
                                   include_self=self.include_self, causal=self.causal)
             sibling_index, alpha = weights.edge_form()
@@ -252,12 +246,8 @@ class HSAConv(torch.nn.Module):
         one leaf's row, ``.plot()`` draws it), for the arguments of
         :meth:`forward`."""
         _check_hierarchy(hierarchy)
-        if isinstance(hierarchy, ShardedHierarchy):
-            raise TypeError("attention weights of a ShardedHierarchy would cover this rank's "
-                            "subtrees only; compute them on the whole tree")
-        if not isinstance(hierarchy, Hierarchy):
-            raise TypeError("attention_weights needs a compiled Hierarchy")
         _, query, key, _, pos_vectors = self._project(x, hierarchy, pos)
+        hierarchy = hierarchy.pair_hierarchy(query.size(0), query.device)
         return hsa_weights(query, key, hierarchy, pos=pos_vectors,
                            include_self=self.include_self, causal=self.causal)
 
@@ -314,7 +304,7 @@ class HSAConv(torch.nn.Module):
     def _positions(self, pos, hierarchy: Hierarchy, like: Tensor) -> Optional[Tensor]:
         if pos is None:
             # LoneLeaves (attention off, the DeepSet baseline) has no pairs to place
-            if self.lin_pos is not None and not isinstance(hierarchy, LoneLeaves):
+            if self.lin_pos is not None and hierarchy.has_attention:
                 raise ValueError(f"this HSAConv was built with pos_channels="
                                  f"{self.pos_channels!r} but 'pos' was not given: pass the "
                                  f"hierarchy's position vectors (e.g. the builder's 'pos' "
@@ -388,25 +378,15 @@ def _check_pos_width(pos: Tensor, lin: Linear, name: str) -> None:
                          f"pos_channels to the builder's pos_dim ({pos.size(-1)})")
 
 
-def _sibling_index_of(hierarchy, like: Tensor) -> Tensor:
-    r"""The sibling pairs an explainer of this layer would see."""
-    if isinstance(hierarchy, FlatFamilies):
-        hierarchy = flat_hierarchy(hierarchy.batch, like.size(0), like.device)
-    if isinstance(hierarchy, (LoneLeaves, ShardedHierarchy)):
-        return like.new_empty(2, 0, dtype=torch.long)  # no pairs to explain
-    return hierarchy.sibling_index
-
-
 def _eager(hierarchy) -> bool:
     # Size checks against the hierarchy's Python ints run in eager mode only:
     # under torch.compile they would specialise the graph to this batch (the
     # engine's operator checks the sizes at run time instead).
-    return isinstance(hierarchy, (Hierarchy, LoneLeaves, ShardedHierarchy)) and \
-        not torch.compiler.is_compiling()
+    return hierarchy.num_leaves is not None and not torch.compiler.is_compiling()
 
 
 def _check_hierarchy(hierarchy) -> None:
-    if not isinstance(hierarchy, (Hierarchy, FlatFamilies, LoneLeaves, ShardedHierarchy)):
+    if not isinstance(hierarchy, HierarchyLike):
         raise TypeError(f"'hierarchy' must be a compiled Hierarchy, got "
                         f"{type(hierarchy).__name__}; HSA layers do not compile "
                         f"hierarchies: batch the samples with "

@@ -12,11 +12,16 @@ from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver, normalization_resolver
 from torch_geometric.typing import Adj
 
-from hsa_geo._checks import (as_int, as_kwargs, as_module_or_none, as_probability,
-                             check_node_features)
-from hsa_geo.distributed import ShardedHierarchy
-from hsa_geo.functional import FlatFamilies, LoneLeaves
+from hsa_geo._checks import (
+    as_int,
+    as_kwargs,
+    as_module_or_none,
+    as_probability,
+    check_node_features,
+)
+from hsa_geo.flat_families import FlatFamilies
 from hsa_geo.hierarchy import Hierarchy
+from hsa_geo.hierarchy_like import HierarchyLike
 from hsa_geo.nn.conv import HSAConv, _check_hierarchy
 
 __all__ = ['HSAGPSConv']
@@ -24,7 +29,7 @@ __all__ = ['HSAGPSConv']
 
 class HSAGPSConv(torch.nn.Module):
     r"""The GPS layer of `"Recipe for a General, Powerful, Scalable Graph
-    Transformer" <https://arxiv.org/abs/2205.12505>`_ with Hierarchical
+    Transformer" <https://arxiv.org/abs/2205.12454>`_ with Hierarchical
     Self-Attention (:class:`HSAConv`, Amizadeh et al., NeurIPS 2025) as its
     global attention, mirroring :class:`torch_geometric.nn.conv.GPSConv`:
 
@@ -217,6 +222,4 @@ def _num_leaves(hierarchy) -> Optional[int]:
     under torch.compile, where sizes are not compared."""
     if torch.compiler.is_compiling():
         return None
-    if isinstance(hierarchy, (Hierarchy, LoneLeaves, ShardedHierarchy)):
-        return hierarchy.num_leaves
-    return None
+    return hierarchy.num_leaves if isinstance(hierarchy, HierarchyLike) else None

@@ -5,7 +5,6 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from hsa_geo.distributed.shard import ShardedHierarchy
 from hsa_geo.hierarchy import Hierarchy
 
 __all__ = ['subtree_pool', 'root_pool', 'leaf_type_pool', 'leaf_tree', 'depth_pool',
@@ -29,9 +28,7 @@ def subtree_pool(x: Tensor, hierarchy: Hierarchy, nodes: Tensor,
     if reduce not in ('mean', 'sum'):
         raise ValueError(f"'reduce' must be 'mean' or 'sum', got {reduce!r}")
     _check_rows(x, hierarchy)
-    if isinstance(hierarchy, ShardedHierarchy) and bool(
-            (nodes.to(hierarchy.roots.device) == hierarchy.roots[0]).any()):
-        _refuse_sharded('the root')
+    hierarchy.refuse_pooling(nodes)
     parent = hierarchy.parent.to(x.device)
     nodes = nodes.to(x.device)
     slot_of = torch.full((hierarchy.num_nodes + 1, ), -1, dtype=torch.long,
@@ -61,8 +58,7 @@ def root_pool(x: Tensor, hierarchy: Hierarchy, reduce: str = 'mean') -> Tensor:
     if reduce not in ('mean', 'sum', 'max'):
         raise ValueError(f"'reduce' must be 'mean', 'sum' or 'max', got {reduce!r}")
     _check_rows(x, hierarchy)
-    if isinstance(hierarchy, ShardedHierarchy):
-        _refuse_sharded('a tree')
+    hierarchy.refuse_pooling()
     # sizes from tensor shapes, not Python ints: symbolic under torch.compile
     return scatter(x, hierarchy.leaf_tree, dim=0, dim_size=hierarchy.roots.size(0),
                    reduce=reduce)
@@ -80,8 +76,7 @@ def leaf_type_pool(x, hierarchy: Hierarchy) -> Tensor:
     many leaves it has.  :obj:`x` is a dictionary over leaf types or the
     leaves of all types in the hierarchy's leaf order; with a single leaf
     type this is :func:`root_pool`."""
-    if isinstance(hierarchy, ShardedHierarchy):
-        _refuse_sharded('a tree')
+    hierarchy.refuse_pooling()
     if isinstance(x, dict):
         sizes = [x[t].size(0) for t in hierarchy.leaf_types]
         x = torch.cat([x[t] for t in hierarchy.leaf_types])
@@ -107,8 +102,7 @@ def leaf_tree(hierarchy: Hierarchy) -> Tensor:
     r"""For every leaf, the index of its tree among the roots in node order
     (for a batch from PyG's DataLoader: the sample's index, like ``batch``);
     kept by the hierarchy since it was compiled (:attr:`Hierarchy.leaf_tree`)."""
-    if isinstance(hierarchy, ShardedHierarchy):
-        _refuse_sharded('a tree')
+    hierarchy.refuse_pooling()
     return hierarchy.leaf_tree
 
 
@@ -138,12 +132,6 @@ def type_pool(x: Tensor, hierarchy: Hierarchy, node_type: str,
     start, end = hierarchy.node_slices[node_type]
     nodes = torch.arange(start, end, device=hierarchy.parent.device)
     return subtree_pool(x, hierarchy, nodes, reduce)
-
-
-def _refuse_sharded(what: str) -> None:
-    raise TypeError(f"pooling {what} over a ShardedHierarchy would pool this rank's "
-                    f"subtrees only: pool each rank's share and reduce across the ranks "
-                    f"(pooling nodes below the root is exact, their subtrees are whole)")
 
 
 def _check_rows(x: Tensor, hierarchy: Hierarchy) -> None:

@@ -6,6 +6,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 
+from hsa_geo._checks import is_index_dtype
+
 # Labels that describe the whole sample.  PyG's rule (the leading size equals
 # the number of nodes) cannot tell a graph label [1, ...] of a single-node
 # graph from a node label; these keys then stay graph-level, as in graph
@@ -60,8 +62,7 @@ def edge_index_of(data: Data, num_nodes: int) -> Tensor:
         name, edge_index = 'adj', to_edge_index(data.adj)[0]
     else:
         return torch.empty(2, 0, dtype=torch.long)
-    if not isinstance(edge_index, Tensor) or edge_index.is_floating_point() or \
-            edge_index.dtype == torch.bool or edge_index.is_complex():
+    if not isinstance(edge_index, Tensor) or not is_index_dtype(edge_index):
         raise TypeError(f"'data.{name}' must hold integer node indices, got "
                         f"{getattr(edge_index, 'dtype', type(edge_index).__name__)}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:

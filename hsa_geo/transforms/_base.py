@@ -15,6 +15,7 @@ import re
 import types
 from typing import Any, Dict
 
+from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
 __all__ = ['HierarchyTransform', 'describe', 'config_digest']
@@ -29,6 +30,20 @@ class HierarchyTransform(BaseTransform):
 
     def config(self) -> Dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @staticmethod
+    def num_nodes_of(data, kind: str, empty: str) -> int:
+        r"""The node count of :obj:`data`, which must be a non-empty PyG
+        :class:`~torch_geometric.data.Data`: a :class:`TypeError` names the
+        :obj:`kind` of input the builder takes, a :class:`ValueError` says
+        what an :obj:`empty` input lacks."""
+        if not isinstance(data, Data):
+            raise TypeError(f"'data' must be a torch_geometric.data.Data {kind}, got "
+                            f"{type(data).__name__}")
+        num_nodes = data.num_nodes
+        if not num_nodes:
+            raise ValueError(f"'data' has no {empty}")
+        return num_nodes
 
     def __repr__(self) -> str:
         args = ', '.join(f'{key}={describe(value)}' for key, value in self.config().items())

@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.data.datapipes import functional_transform
 
-from hsa_geo._checks import as_int, as_even_dim
+from hsa_geo._checks import as_even_dim, as_int
 from hsa_geo.hierarchy import hierarchy_node_types
 from hsa_geo.transforms._base import HierarchyTransform
 from hsa_geo.transforms.sequence import as_pos_kind, grid_positions

@@ -139,7 +139,7 @@ def _sparse_family_pe(row: Tensor, col: Tensor, size: int, dim: int) -> Tensor:
 @functional_transform('graph_hierarchy')
 class GraphHierarchy(HierarchyTransform):
     r"""Builds a hierarchy of nested clusters over the nodes of a graph
-    (functional name: :obj:`graph_hierarchy`) with one of three methods:
+    (functional name: :obj:`graph_hierarchy`) with one of four methods:
 
     * ``'louvain'``: the levels of the Louvain method (networkx's
       ``louvain_partitions``, fixed by :obj:`seed`); :obj:`num_levels` of them
@@ -251,12 +251,8 @@ class GraphHierarchy(HierarchyTransform):
                     leaf_type=self.leaf_type)
 
     def forward(self, data: Data) -> HeteroData:
-        if not isinstance(data, Data):
-            raise TypeError(f"'data' must be a torch_geometric.data.Data graph, got "
-                            f"{type(data).__name__}")
-        num_nodes = data.num_nodes
-        if not num_nodes:
-            raise ValueError("'data' has no nodes: an empty graph has no hierarchy")
+        num_nodes = self.num_nodes_of(data, 'graph',
+                                      'nodes: an empty graph has no hierarchy')
         edge_index = edge_index_of(data, num_nodes)
         if self.method == 'louvain':
             labels = self._louvain_labels(edge_index, num_nodes)

@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.data.datapipes import functional_transform
 
-from hsa_geo._checks import as_branching, as_int, check_finite
+from hsa_geo._checks import as_branching, as_int, check_finite, is_index_dtype
 from hsa_geo.transforms._base import HierarchyTransform
 from hsa_geo.transforms.graph import GraphHierarchy
 from hsa_geo.transforms.point_cloud import VoxelHierarchy
@@ -99,7 +99,7 @@ class MeshHierarchy(HierarchyTransform):
             raise ValueError(f"'pos' (vertices) must be a floating-point [num_vertices, 3] "
                              f"tensor, got {getattr(pos, 'shape', type(pos).__name__)}")
         check_finite(pos, 'pos')
-        if not isinstance(face, torch.Tensor) or face.is_floating_point() or \
+        if not isinstance(face, torch.Tensor) or not is_index_dtype(face) or \
                 face.dim() != 2 or face.size(0) != 3 or face.size(1) == 0:
             raise ValueError(f"'face' must be an integer tensor of shape [3, num_faces > 0], "
                              f"got {getattr(face, 'shape', type(face).__name__)}")

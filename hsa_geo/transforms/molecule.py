@@ -119,12 +119,7 @@ class MoleculeHierarchy(HierarchyTransform):
         return out
 
     def forward(self, data: Data) -> HeteroData:
-        if not isinstance(data, Data):
-            raise TypeError(f"'data' must be a torch_geometric.data.Data molecule, got "
-                            f"{type(data).__name__}")
-        num_atoms = data.num_nodes
-        if not num_atoms:
-            raise ValueError("'data' has no atoms")
+        num_atoms = self.num_nodes_of(data, 'molecule', 'atoms')
         edge_index = edge_index_of(data, num_atoms)
         smiles = getattr(data, 'smiles', None) if self.use_smiles else None
         clusters = molecule_clusters(edge_index, num_atoms, smiles)

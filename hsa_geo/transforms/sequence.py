@@ -113,13 +113,8 @@ class SequenceHierarchy(HierarchyTransform):
                     pos_kind=self.pos_kind, **seed, leaf_type=self.leaf_type)
 
     def forward(self, data: Data) -> HeteroData:
-        if not isinstance(data, Data):
-            raise TypeError(f"'data' must be a torch_geometric.data.Data sequence, got "
-                            f"{type(data).__name__}")
-        length = data.num_nodes
-        if not length:
-            raise ValueError("'data' has no nodes: a sequence of length zero has "
-                             "no hierarchy")
+        length = self.num_nodes_of(data, 'sequence',
+                                   'nodes: a sequence of length zero has no hierarchy')
         parent, sizes = window_parent(length, self.branching)
         out = HeteroData()
         copy_attributes(data, out, self.leaf_type, 'to')

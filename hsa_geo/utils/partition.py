@@ -10,6 +10,8 @@ from typing import List, Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from torch_geometric.utils import remove_self_loops, to_undirected
+from torch_geometric.utils.sparse import index2ptr
 
 from hsa_geo._checks import as_branching, as_finite_float, as_int, is_index_dtype
 
@@ -42,15 +44,13 @@ def _checked_graph(edge_index, num_nodes) -> tuple:
 
 def symmetric_csr(edge_index: Tensor, num_nodes: int):
     r"""``(rowptr, col)`` of the undirected simple graph of :obj:`edge_index`
-    (both directions, self-loops and duplicates removed), columns sorted."""
-    row, col = edge_index
-    keep = row != col
-    row, col = torch.cat([row[keep], col[keep]]), torch.cat([col[keep], row[keep]])
-    key = torch.unique(row * num_nodes + col)      # sorted by row, then column
-    row, col = key // num_nodes, key % num_nodes
-    rowptr = torch.zeros(num_nodes + 1, dtype=torch.long)
-    rowptr[1:] = torch.cumsum(torch.bincount(row, minlength=num_nodes), 0)
-    return rowptr, col
+    (both directions, self-loops and duplicates removed), columns sorted:
+    PyG's :func:`~torch_geometric.utils.remove_self_loops`,
+    :func:`~torch_geometric.utils.to_undirected` (which sorts by row, then
+    column, and coalesces) and :func:`~torch_geometric.utils.index2ptr`."""
+    edge_index, _ = remove_self_loops(edge_index)
+    row, col = to_undirected(edge_index, num_nodes=num_nodes)
+    return index2ptr(row, num_nodes), col
 
 
 def metis_levels(edge_index: Tensor, num_nodes: int, num_parts: Sequence[int],

@@ -21,15 +21,13 @@ from typing import Optional, Sequence
 from torch.nn import Module, MultiheadAttention
 
 from hsa_geo.zero_shot.flops import AttentionFlops, attention_flops
-from hsa_geo.zero_shot.huggingface import (attention_layers, inject_huggingface,
-                                           restore_huggingface)
-from hsa_geo.zero_shot.pyg import (HSAMultiheadAttention, inject_pyg, restore_pyg,
-                                   set_hierarchy)
-from hsa_geo.zero_shot.tokens import (SegmentForest, segment_parent, sequence_parent,
-                                      token_forest)
+from hsa_geo.zero_shot.huggingface import attention_layers, inject_huggingface, restore_huggingface
+from hsa_geo.zero_shot.pyg import HSAMultiheadAttention, inject_pyg, restore_pyg, set_hierarchy
+from hsa_geo.zero_shot.tokens import SegmentForest, segment_parent, sequence_parent, token_forest
 
 __all__ = ['inject', 'restore', 'attention_flops', 'AttentionFlops', 'HSAMultiheadAttention',
-           'set_hierarchy', 'sequence_parent', 'token_forest', 'SegmentForest', 'segment_parent', 'attention_layers',
+           'set_hierarchy', 'sequence_parent', 'token_forest', 'SegmentForest', 'segment_parent',
+           'attention_layers',
            'inject_huggingface', 'restore_huggingface', 'inject_pyg', 'restore_pyg']
 
 

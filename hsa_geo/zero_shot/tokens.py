@@ -168,7 +168,7 @@ def segment_parent(special: Tensor, branching: Union[Sequence[int], str]) -> Ten
     root = length + len(internal)
     parent = torch.cat([parent_of_leaf, torch.tensor(internal + [-1], dtype=torch.long)])
     parent[length:root][parent[length:root] == -2] = root
-    for kind, index in tops:
+    for _kind, index in tops:
         parent[index] = root
     return parent
 

@@ -10,9 +10,16 @@ import torch
 pytest.importorskip('rdkit')
 from ogb.utils import smiles2graph  # noqa: E402
 
-from hsa_geo.datasets import (OFFLINE_DATASETS, build_ogb_layout, evaluator,  # noqa: E402
-                              murcko_scaffold, ogb_dataset, published_split,
-                              read_molecules, scaffold_split)
+from hsa_geo.datasets import (  # noqa: E402
+    OFFLINE_DATASETS,
+    build_ogb_layout,
+    evaluator,
+    murcko_scaffold,
+    ogb_dataset,
+    published_split,
+    read_molecules,
+    scaffold_split,
+)
 from hsa_geo.transforms import MoleculeHierarchy  # noqa: E402
 
 

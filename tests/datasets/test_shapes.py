@@ -2,8 +2,14 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
-from hsa_geo.datasets import (MESHES, SYNTHETIC_SHAPES, digits_point_clouds, read_bunny,
-                              read_mesh, synthetic_shapes)
+from hsa_geo.datasets import (
+    MESHES,
+    SYNTHETIC_SHAPES,
+    digits_point_clouds,
+    read_bunny,
+    read_mesh,
+    synthetic_shapes,
+)
 from hsa_geo.transforms import MeshHierarchy, VoxelHierarchy
 
 

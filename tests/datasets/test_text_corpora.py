@@ -87,7 +87,8 @@ def test_news_sentence_pairs():
 
 def test_movies_are_the_reviews_of_each_movie_under_their_majority_verdict():
     import pandas as pd
-    from hsa_geo.datasets.molecules import data_path
+
+    from hsa_geo.datasets.files import data_path
     frame = pd.read_csv(data_path('rotten_tomatoes_corpus_full.csv.bz2'))
     frame = frame[frame['category'].isin(['rotten', 'fresh'])]
     movies = text_corpus('rotten_tomatoes_movies')

@@ -1,4 +1,4 @@
-r"""Run by tests/test_distributed.py under ``torchrun --nproc_per_node=2``
+r"""Run by tests/distributed/test_distributed.py under ``torchrun --nproc_per_node=2``
 (gloo, CPU): ranks that call the distributed attention with inputs that do
 not fit together (another rank's share, shares made for another world size or
 from another hierarchy, options, shapes or positions on one rank only, bad

@@ -1,4 +1,4 @@
-r"""Run by tests/test_distributed.py under ``torchrun --nproc_per_node=2``
+r"""Run by tests/distributed/test_distributed.py under ``torchrun --nproc_per_node=2``
 (gloo, CPU): every rank holds a share of the top-level subtrees and checks
 its outputs and gradients against single-process HSA over the whole tree;
 then a model trains one step under DistributedDataParallel on
@@ -61,7 +61,7 @@ def ddp_step(rank: int, world: int) -> dict:
     r"""One DDP training step of an HSAGraphTransformer on this rank's share
     of a graph hierarchy against full-batch training of the same model."""
     from torch.nn.parallel import DistributedDataParallel
-    from torch_geometric.data import Data
+
     from hsa_geo.datasets import planted_node_dataset
     from hsa_geo.distributed import shard_hierarchy
     from hsa_geo.nn import HSAGraphTransformer
@@ -115,6 +115,7 @@ def causal_mixed_types(rank: int, world: int) -> float:
     clusters) listed in the other order among the edge types: the ranks'
     shares must follow the compiled tree's order."""
     from torch_geometric.data import HeteroData
+
     from hsa_geo.distributed import shard_hierarchy
     from hsa_geo.nn import HSAConv
     data = HeteroData()

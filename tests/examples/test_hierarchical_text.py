@@ -83,6 +83,7 @@ def test_presets_fill_what_is_not_given():
 
 def test_position_projections_per_position_type():
     from torch_geometric.data import Data
+
     from hsa_geo.transforms import FlatHierarchy, TextHierarchy, nest
     script = _script()
     text = TextHierarchy(pos_dim=4, words=False)

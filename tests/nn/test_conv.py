@@ -96,9 +96,11 @@ def test_multimodal_dict_input():
     out = conv({'atom': data['atom'].x, 'token': data['token'].x}, h, pos=pos)
     assert out['atom'].shape == (5, 16) and out['token'].shape == (3, 16)
     # the layer is exactly HSA over the concatenated per-type projections
-    q = torch.cat([conv.lin_query['atom'](data['atom'].x), conv.lin_query['token'](data['token'].x)])
+    q = torch.cat([conv.lin_query['atom'](data['atom'].x),
+                   conv.lin_query['token'](data['token'].x)])
     k = torch.cat([conv.lin_key['atom'](data['atom'].x), conv.lin_key['token'](data['token'].x)])
-    v = torch.cat([conv.lin_value['atom'](data['atom'].x), conv.lin_value['token'](data['token'].x)])
+    v = torch.cat([conv.lin_value['atom'](data['atom'].x),
+                   conv.lin_value['token'](data['token'].x)])
     q, k = conv.norm_query(q.view(8, 2, 8)), conv.norm_key(k.view(8, 2, 8))
     p = torch.zeros(h.num_nodes, 2, 8)
     s, e = h.node_slices['ring']
@@ -106,7 +108,8 @@ def test_multimodal_dict_input():
     s, e = h.node_slices['token']
     p[s:e] = conv.lin_pos['token'](pos['token']).view(-1, 2, 8) * 8 ** -0.25
     att = hsa(q, k, v.view(8, 2, 8), h, pos=p).reshape(8, 16)
-    skip = torch.cat([conv.lin_skip['atom'](data['atom'].x), conv.lin_skip['token'](data['token'].x)])
+    skip = torch.cat([conv.lin_skip['atom'](data['atom'].x),
+                   conv.lin_skip['token'](data['token'].x)])
     expected = conv.lin_out(att) + skip
     assert torch.allclose(torch.cat([out['atom'], out['token']]), expected, atol=1e-5)
 

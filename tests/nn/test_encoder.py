@@ -2,8 +2,14 @@ import pytest
 import torch
 
 from hsa_geo import Hierarchy, hsa
-from hsa_geo.nn import (HSAEncoderLayer, HSATransformer, depth_pool, root_pool,
-                        subtree_pool, type_pool)
+from hsa_geo.nn import (
+    HSAEncoderLayer,
+    HSATransformer,
+    depth_pool,
+    root_pool,
+    subtree_pool,
+    type_pool,
+)
 from hsa_geo.testing import flat_tree, random_forest
 
 

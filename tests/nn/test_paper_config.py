@@ -58,7 +58,8 @@ def test_grouped_position_projection_is_shared():
     # the shared projection has one weight, the per-type one two
     per_type = HSAConv({'atom': 6, 'token': 4}, 8, heads=2,
                        pos_channels={'atom': 3, 'token': 3, 'ring': 3})
-    count = lambda conv: sum(p.numel() for n, p in conv.named_parameters() if 'lin_pos' in n)
+    def count(conv):
+        return sum(p.numel() for n, p in conv.named_parameters() if 'lin_pos' in n)
     assert count(per_type) == 3 * 16 * 3 and count(grouped) == 2 * 16 * 3
     # gradients reach the shared weight from both types
     out['atom'].sum().backward()

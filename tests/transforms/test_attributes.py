@@ -8,8 +8,7 @@ from torch_geometric import EdgeIndex
 from torch_geometric.data import Data
 
 from hsa_geo import Hierarchy
-from hsa_geo.transforms import (GraphHierarchy, MoleculeHierarchy, SequenceHierarchy,
-                                VoxelHierarchy)
+from hsa_geo.transforms import GraphHierarchy, MoleculeHierarchy, SequenceHierarchy, VoxelHierarchy
 
 BUILDERS = {
     'graph': (GraphHierarchy(), 'node', 'to'),

@@ -5,8 +5,13 @@ from torch_geometric.data import Data, HeteroData
 from torch_geometric.loader import DataLoader
 
 from hsa_geo import Hierarchy
-from hsa_geo.transforms import (FlatHierarchy, MoleculeHierarchy, MultiModalHierarchy,
-                                TextHierarchy, grid_positions)
+from hsa_geo.transforms import (
+    FlatHierarchy,
+    MoleculeHierarchy,
+    MultiModalHierarchy,
+    TextHierarchy,
+    grid_positions,
+)
 
 TEXT = 'Hello brave new world. It is here!\n\nA second paragraph follows.'
 

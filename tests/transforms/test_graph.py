@@ -84,6 +84,7 @@ def test_spectral_method_is_balanced_and_local():
 
 def test_metis_recovers_planted_nested_communities():
     from sklearn.metrics import adjusted_rand_score
+
     from hsa_geo.datasets import planted_hierarchy_graph
     from hsa_geo.utils import metis_levels
     edge_index, planted = planted_hierarchy_graph(4000, 16, (4, 4), (0.6, 0.3), seed=1)
@@ -125,6 +126,7 @@ def test_metis_graph_hierarchy():
 
 def test_metis_needs_pymetis(monkeypatch):
     import sys
+
     from hsa_geo.utils import metis_levels
     monkeypatch.setitem(sys.modules, 'pymetis', None)
     with pytest.raises(ModuleNotFoundError, match='pip install pymetis'):
@@ -133,6 +135,7 @@ def test_metis_needs_pymetis(monkeypatch):
 
 def test_plm_recovers_planted_nested_communities():
     from sklearn.metrics import adjusted_rand_score
+
     from hsa_geo.datasets import planted_hierarchy_graph
     from hsa_geo.utils import plm_levels
     edge_index, planted = planted_hierarchy_graph(4000, 16, (16, 16), (0.6, 0.3), seed=0)
@@ -180,6 +183,7 @@ def test_plm_graph_hierarchy():
 
 def test_plm_needs_networkit(monkeypatch):
     import sys
+
     from hsa_geo.utils import plm_levels
     monkeypatch.setitem(sys.modules, 'networkit', None)
     with pytest.raises(ModuleNotFoundError, match='pip install networkit'):

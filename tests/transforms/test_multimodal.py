@@ -39,7 +39,8 @@ def test_batched_multimodal_conv():
     h = Hierarchy.from_hetero(batch)
     assert h.num_roots == 2
     conv = HSAConv({'mol_atom': 9, 'name_token': 3}, 4, heads=2, pos_channels=4)
-    x = {'mol_atom': batch['mol_atom'].x, 'name_token': torch.randn(batch['name_token'].num_nodes, 3)}
+    x = {'mol_atom': batch['mol_atom'].x,
+         'name_token': torch.randn(batch['name_token'].num_nodes, 3)}
     out = conv(x, h, pos={t: batch[t].hsa_pos for t in batch.node_types})
     assert out['mol_atom'].shape == (batch['mol_atom'].num_nodes, 8)
 

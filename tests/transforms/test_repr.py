@@ -4,9 +4,17 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
-from hsa_geo.transforms import (FlatHierarchy, FPSHierarchy, GraphHierarchy, MeshHierarchy,
-                                MoleculeHierarchy, MultiModalHierarchy, SequenceHierarchy,
-                                TextHierarchy, VoxelHierarchy)
+from hsa_geo.transforms import (
+    FlatHierarchy,
+    FPSHierarchy,
+    GraphHierarchy,
+    MeshHierarchy,
+    MoleculeHierarchy,
+    MultiModalHierarchy,
+    SequenceHierarchy,
+    TextHierarchy,
+    VoxelHierarchy,
+)
 from hsa_geo.transforms._base import config_digest, describe
 
 # each builder: a list of configurations that give different outputs

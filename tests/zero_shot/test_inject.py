@@ -6,9 +6,15 @@ from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel  # n
 
 from hsa_geo import Hierarchy  # noqa: E402
 from hsa_geo.reference import hsa_dense  # noqa: E402
-from hsa_geo.zero_shot import (HSAMultiheadAttention, attention_flops,  # noqa: E402
-                               attention_layers, inject, restore, set_hierarchy,
-                               token_forest)
+from hsa_geo.zero_shot import (  # noqa: E402
+    HSAMultiheadAttention,
+    attention_flops,
+    attention_layers,
+    inject,
+    restore,
+    set_hierarchy,
+    token_forest,
+)
 
 
 def tiny(kind='bert', layers=3):

@@ -4,9 +4,14 @@ from torch_geometric.data import Data
 
 from hsa_geo import Hierarchy
 from hsa_geo.loader import HierarchyLoader
-from hsa_geo.nn import (HSAMeshTransformer, HSAPointTransformer, PointTransformerBlock,
-                        leaf_tree, root_pool)
-from hsa_geo.nn.point import DEFAULT
+from hsa_geo.nn import (
+    HSAMeshTransformer,
+    HSAPointTransformer,
+    PointTransformerBlock,
+    leaf_tree,
+    root_pool,
+)
+from hsa_geo.nn.models import DEFAULT
 from hsa_geo.reference import hsa_dense
 from hsa_geo.transforms import FlatHierarchy, MeshHierarchy, VoxelHierarchy
 from hsa_geo.utils import knn_graph

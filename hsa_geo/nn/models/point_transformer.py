@@ -7,25 +7,19 @@ from typing import Dict, Optional, Union
 import torch
 from torch import Tensor
 from torch.nn import Dropout, LayerNorm, ModuleList, Sequential
-from torch_geometric.nn import PointTransformerConv
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
-from torch_geometric.nn.resolver import activation_resolver
 
 from hsa_geo.hierarchy import Hierarchy
 from hsa_geo.nn.encoder import HSAEncoderLayer
+from hsa_geo.nn.models.default import DEFAULT
+from hsa_geo.nn.point_block import mlp
 from hsa_geo.nn.pool import root_pool
 
-__all__ = ['HSAPointTransformer', 'HSAMeshTransformer', 'PointTransformerBlock', 'DEFAULT']
+__all__ = ['HSAPointTransformer', 'HSAMeshTransformer']
 
 TASKS = ('classification', 'segmentation')
 POOLS = ('mean', 'max', 'sum')
-
-
-def _mlp(in_channels: int, hidden: int, out_channels: int, act: str,
-         dropout: float = 0.0) -> Sequential:
-    return Sequential(Linear(in_channels, hidden), activation_resolver(act), Dropout(dropout),
-                      Linear(hidden, out_channels))
 
 
 class _FeedForward(torch.nn.Module):
@@ -35,55 +29,11 @@ class _FeedForward(torch.nn.Module):
     def __init__(self, channels: int, act: str, dropout: float):
         super().__init__()
         self.norm = LayerNorm(channels)
-        self.ffn = Sequential(_mlp(channels, 2 * channels, channels, act, dropout),
+        self.ffn = Sequential(mlp(channels, 2 * channels, channels, act, dropout),
                               Dropout(dropout))
 
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
         return x + self.ffn(self.norm(x))
-
-
-class PointTransformerBlock(torch.nn.Module):
-    r"""A pre-norm residual :class:`~torch_geometric.nn.conv.PointTransformerConv`
-    (Zhao et al., 2021) over a neighbourhood graph of the points,
-    :math:`\mathbf{h} + \mathrm{PT}(\mathrm{LN}(\mathbf{h}), \mathbf{p}, E)`,
-    with the two small MLPs of PyG's point transformer example (relative
-    coordinates -> channels, attention logits): the local block of
-    :class:`HSAPointTransformer`.
-
-    Args:
-        channels (int): Feature size.
-        dim (int, optional): Spatial dimension of the coordinates.
-            (default: :obj:`3`)
-        act (str, optional): The MLPs' activation. (default: ``'gelu'``)
-    """
-    def __init__(self, channels: int, dim: int = 3, act: str = 'gelu'):
-        super().__init__()
-        self.channels, self.dim = channels, dim
-        self.norm = LayerNorm(channels)
-        self.conv = PointTransformerConv(
-            channels, channels, pos_nn=_mlp(dim, channels, channels, act),
-            attn_nn=_mlp(channels, channels, channels, act))
-
-    def reset_parameters(self):
-        r"""Resets all learnable parameters of the module."""
-        for child in self.children():
-            reset(child)
-
-    def forward(self, x: Tensor, coords: Tensor, edge_index: Tensor) -> Tensor:
-        return x + self.conv(self.norm(x), coords, edge_index)
-
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}({self.channels}, dim={self.dim})'
-
-
-class _Default:
-    def __repr__(self) -> str:
-        return 'DEFAULT'
-
-
-#: The default attention block of :class:`HSAPointTransformer`: a pre-norm
-#: :class:`HSAEncoderLayer` per layer.
-DEFAULT = _Default()
 
 
 def _copies(block: torch.nn.Module, count: int) -> ModuleList:
@@ -202,7 +152,7 @@ class HSAPointTransformer(torch.nn.Module):
         self.attends = not isinstance(attention, _FeedForward)
         self.blocks = _copies(attention, num_layers)
         self.norm = LayerNorm(channels)
-        self.head = _mlp(channels, channels, out_channels, act, dropout)
+        self.head = mlp(channels, channels, out_channels, act, dropout)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -304,7 +254,8 @@ class HSAMeshTransformer(HSAPointTransformer):
     the surface mean :math:`\sum_f a_f \mathbf{h}_f / \sum_f a_f`, which does
     not change when a face is subdivided.  ``'segmentation'`` labels every
     face (part segmentation).  With a local block (e.g.
-    :class:`PointTransformerBlock`), pass the face-adjacency graph (``MeshHierarchy(method='faces')`` stores it as
+    :class:`~hsa_geo.nn.PointTransformerBlock`), pass the face-adjacency graph
+    (``MeshHierarchy(method='faces')`` stores it as
     ``('face', 'to', 'face')`` edges, :func:`~hsa_geo.transforms.face_adjacency`
     computes it) or a :math:`k`-NN graph of the centroids as :obj:`edge_index`.
 

@@ -13,8 +13,8 @@ from hsa_geo import Hierarchy, hsa  # noqa: E402
 from hsa_geo.engine import numba_kernels  # noqa: E402
 from hsa_geo.engine.families import families_of  # noqa: E402
 from hsa_geo.reference import hsa_dense  # noqa: E402
-from hsa_geo.weights import hsa_weights  # noqa: E402
 from hsa_geo.testing import degenerate_forests, flat_tree, random_forest  # noqa: E402
+from hsa_geo.weights import hsa_weights  # noqa: E402
 
 FLAGS = [(False, False), (True, False), (False, True), (True, True)]
 
@@ -212,3 +212,34 @@ def test_where_the_kernels_are_not_used(counted, monkeypatch):
     assert counted['forward'] == 0
     monkeypatch.setenv('HSA_GEO_CPU_KERNELS', '1')
     assert torch.allclose(hsa(q, q, q, small), expected, atol=1e-6)
+
+
+def test_a_kernel_cache_older_than_the_helpers_it_inlines_is_dropped(tmp_path):
+    # numba keys a kernel's disk cache on the kernel's own file only; the
+    # helpers it inlines live in _numba_common.py
+    import os
+
+    from hsa_geo.engine.numba_kernels import _drop_stale_cache
+
+    class Cache:
+        flushed = 0
+
+        def __init__(self, index):
+            self._cache_file = type('File', (), {'_index_path': str(index)})()
+
+        def flush(self):
+            Cache.flushed += 1
+
+    index, helpers = tmp_path / 'kernel.nbi', tmp_path / 'helpers.py'
+    index.write_text('')
+    helpers.write_text('')
+    kernel = type('Kernel', (), {})()
+    kernel._cache = Cache(index)
+    os.utime(index, (1_000, 1_000))
+    os.utime(helpers, (2_000, 2_000))          # helpers edited after the cache
+    _drop_stale_cache(kernel, str(helpers))
+    assert Cache.flushed == 1
+    os.utime(index, (3_000, 3_000))            # a cache written since: kept
+    _drop_stale_cache(kernel, str(helpers))
+    assert Cache.flushed == 1
+    _drop_stale_cache(object(), str(helpers))  # no cache to read: nothing happens

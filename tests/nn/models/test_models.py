@@ -4,8 +4,8 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from hsa_geo import Hierarchy
-from hsa_geo.nn import HSAEncoderLayer, HSATransformer, HTEPredictor
 from hsa_geo.functional import LoneLeaves
+from hsa_geo.nn import HSAEncoderLayer, HSATransformer, HTEPredictor
 from hsa_geo.reference import hsa_dense
 from hsa_geo.testing import random_forest
 from hsa_geo.transforms import FlatHierarchy, TextHierarchy
@@ -163,6 +163,7 @@ def test_graph_transformer_attends_as_the_dense_reference(monkeypatch):
 
 def test_graph_transformer_local_layers_and_arguments():
     from torch_geometric.nn import GCNConv
+
     from hsa_geo.nn import HSAGraphTransformer
     data = _node_graph()
     h = Hierarchy.from_hetero(data)

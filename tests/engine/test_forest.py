@@ -13,8 +13,7 @@ pytest.importorskip('numba')
 from hsa_geo import Hierarchy, hsa  # noqa: E402
 from hsa_geo.engine.families import Families, families_from_parent, families_of  # noqa: E402
 from hsa_geo.engine.forest import Forest  # noqa: E402
-from hsa_geo.testing import (degenerate_forests, random_forest,  # noqa: E402
-                             random_ragged_tree, regular_tree)
+from hsa_geo.testing import degenerate_forests, random_forest, random_ragged_tree, regular_tree  # noqa: E402
 
 CASES = [random_forest(s, 3, 4, 7) for s in range(25)] + \
     [(p, n) for _, p, n in degenerate_forests()] + \
