@@ -350,6 +350,7 @@ def fixed_dropout_masks(monkeypatch):
     monkeypatch.setattr(numba_kernels, 'draw_seed', lambda: 12345)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('include_self,causal', [(False, False), (True, True)])
 def test_gradcheck_with_attention_dropout(fixed_dropout_masks, include_self, causal):
     parent, num_leaves = random_forest(8, 2, 3, 4)
@@ -366,6 +367,7 @@ def test_gradcheck_with_attention_dropout(fixed_dropout_masks, include_self, cau
                                              include_self=include_self, causal=causal))
 
 
+@pytest.mark.slow
 def test_attention_dropout_is_unbiased():
     parent, num_leaves = random_forest(9, 1, 3, 5)
     h = Hierarchy.from_parent(parent, num_leaves)

@@ -92,9 +92,16 @@ def _blocks() -> int:
     r"""numba's threads set to torch's; the families of a level are cut into
     four blocks per thread (each block allocates its scratch once)."""
     import numba
-    wanted = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    threads = torch.get_num_threads()
+    wanted = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
     if numba.get_num_threads() != wanted:
         numba.set_num_threads(wanted)
+    # numba's first query launches its threading layer; its OpenMP layer then
+    # sets the process's OpenMP thread count (which torch shares) to every
+    # core: torch keeps the count it had (a changed count would also make
+    # torch.compile recompile, the count being part of its global state)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     return 4 * wanted
 
 

@@ -163,6 +163,7 @@ def test_dropout_masks_follow_torch_seed_and_differ_across_seeds(counted):
     assert counted['forward'] == 3
 
 
+@pytest.mark.slow
 def test_dropout_is_unbiased_and_drops_the_expected_share(counted):
     h, q, k, v = _dropout_inputs()
     torch.manual_seed(0)
@@ -180,6 +181,7 @@ def test_dropout_is_unbiased_and_drops_the_expected_share(counted):
     assert torch.allclose(outs[outs != 0], torch.tensor(1 / 0.6, dtype=torch.float64))
 
 
+@pytest.mark.slow
 def test_dropout_backward_redraws_the_forward_mask(counted, monkeypatch):
     # the same seed for every forward call: gradcheck's finite differences
     # then see the mask the backward pass redraws
@@ -243,3 +245,20 @@ def test_a_kernel_cache_older_than_the_helpers_it_inlines_is_dropped(tmp_path):
     _drop_stale_cache(kernel, str(helpers))
     assert Cache.flushed == 1
     _drop_stale_cache(object(), str(helpers))  # no cache to read: nothing happens
+
+
+def test_the_kernels_leave_torch_thread_count_alone():
+    # numba's OpenMP layer, launched on first use, resets the OpenMP thread
+    # count torch shares; run in a fresh process so the layer is not up yet
+    import subprocess
+    import sys
+    code = ("import torch\n"
+            "torch.set_num_threads(1)\n"
+            "from hsa_geo import Hierarchy, hsa\n"
+            "h = Hierarchy.from_parent(torch.tensor([2, 2, -1]), 2)\n"
+            "q = torch.randn(2, 1, 4)\n"
+            "hsa(q, q, q, h)\n"
+            "print(torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == '1'

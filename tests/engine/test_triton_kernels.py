@@ -103,6 +103,7 @@ def test_kernels_on_degenerate_forests(interpreted, name, parent, num_leaves, in
 @given(seed=st.integers(0, 10**6), flags=st.sampled_from(FLAGS),
        pos=st.sampled_from([None, 'shared', 'heads']),
        bias=st.sampled_from([None, 'shared', 'heads']), guard=st.booleans())
+@pytest.mark.slow
 def test_kernels_on_random_forests(seed, flags, pos, bias, guard):
     with pytest.MonkeyPatch.context() as mp:
         _on_cpu(mp)
@@ -151,6 +152,7 @@ def test_kernel_dropout_follows_torch_seed_and_differs_across_seeds(interpreted)
     assert interpreted['forward'] > 0
 
 
+@pytest.mark.slow
 def test_kernel_dropout_keeps_the_expected_share(interpreted):
     # a flat family of two leaves: each leaf's output is its sibling's value
     # kept (scaled by 1 / (1 - p)) or dropped, per head
@@ -190,6 +192,7 @@ def test_kernel_dropout_backward_redraws_the_forward_mask(interpreted, monkeypat
     assert interpreted['backward'] > 0
 
 
+@pytest.mark.slow
 def test_kernels_never_read_memory_they_did_not_write(interpreted):
     import torch.utils.deterministic as det
     old_mode, old_fill = torch.are_deterministic_algorithms_enabled(), \
@@ -207,6 +210,7 @@ def test_kernels_never_read_memory_they_did_not_write(interpreted):
         torch.use_deterministic_algorithms(old_mode)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings('ignore:invalid value encountered:RuntimeWarning')
 def test_kernels_keep_nans_where_they_belong(interpreted):
     # the guard (always on for GPU inputs): a NaN reaches exactly the outputs

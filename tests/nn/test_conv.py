@@ -114,6 +114,7 @@ def test_multimodal_dict_input():
     assert torch.allclose(torch.cat([out['atom'], out['token']]), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits():
     torch.manual_seed(0)
     data = [_hetero(s) for s in range(4)]

@@ -321,6 +321,7 @@ def _compiled_run(model, batches, step):
     return counter.count
 
 
+@pytest.mark.slow
 def test_compile_random_forests_once():
     batches = list(HierarchyLoader(TREES, batch_size=3, shuffle=True))
     batches += list(HierarchyLoader(TREES, batch_size=5))

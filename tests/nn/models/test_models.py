@@ -42,6 +42,7 @@ def test_hsa_fsa_deepset_share_parameters():
     assert repr(model) == "HTEPredictor(12, 16, 3, attention=True)"
 
 
+@pytest.mark.slow
 def test_flat_variant_is_softmax_attention():
     _, flat = _batches()
     h = Hierarchy.from_hetero(flat)
