@@ -42,8 +42,7 @@ import torch
 
 from hsa_geo.testing import CompileCounter
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _workloads import molecule_samples, point_samples  # noqa: E402
+from _workloads import molecule_samples, point_samples
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKLOADS = ('molecules', 'points', 'gps-flat')

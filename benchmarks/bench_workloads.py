@@ -37,6 +37,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import sys
@@ -44,9 +45,18 @@ from typing import List
 
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _workloads import (attention_batch, dense_step, hsa_step, molecule_batch,  # noqa: E402
-                        news_batch, news_texts, op_counts, point_batch, pytorch_path, rounds)
+from _workloads import (
+    attention_batch,
+    dense_step,
+    hsa_step,
+    molecule_batch,
+    news_batch,
+    news_texts,
+    op_counts,
+    point_batch,
+    pytorch_path,
+    rounds,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKLOADS = ('molecules', 'points', 'news', 'minilm-128', 'minilm-512', 'floor', 'ragged',
@@ -98,9 +108,9 @@ def compile_batch(batch):
     from hsa_geo.engine import numba_kernels
     hierarchy = Hierarchy.from_hetero(batch)
     if numba_kernels.usable(torch.device('cpu'), torch.float32):
-        hierarchy.forest.families
+        _ = hierarchy.forest.families
     else:
-        hierarchy.layout
+        _ = hierarchy.layout
     return hierarchy
 
 
@@ -180,8 +190,8 @@ def measure_ragged(args) -> List[dict]:
         q, k, v = (torch.randn(n, args.heads, args.dim) for _ in range(3))
         regular = Hierarchy.from_parent(*regular_tree(n, (16, ) * 8))
         ragged = Hierarchy.from_parent(*random_ragged_tree(n, 2, 32, seed=0))
-        times = rounds({'regular': lambda: hsa_step(regular, q, k, v, False),
-                        'ragged': lambda: hsa_step(ragged, q, k, v, False)},
+        times = rounds({'regular': functools.partial(hsa_step, regular, q, k, v, False),
+                        'ragged': functools.partial(hsa_step, ragged, q, k, v, False)},
                        max(3, args.repeats // 4))
         out.append(dict(workload='ragged', leaves=n, **times))
     return out
@@ -203,7 +213,7 @@ def memory_child(path: str, leaves: int, heads: int, dim: int, threads: int) -> 
     x = torch.randn(256, heads, dim, requires_grad=True)
     hsa(x, x, x, small).sum().backward()     # compile (or load) the kernels first
     hierarchy = Hierarchy.from_parent(*regular_tree(leaves, (16, ) * 8))
-    hierarchy.forest.families if path == 'fused' else hierarchy.layout
+    _ = hierarchy.forest.families if path == 'fused' else hierarchy.layout
     q, k, v = (torch.randn(leaves, heads, dim, requires_grad=True) for _ in range(3))
     grad_out = torch.randn(leaves, heads, dim)
 
@@ -280,7 +290,8 @@ def main(argv=None):
     parser.add_argument('--ragged-sizes', type=int, nargs='+',
                         default=[1024, 4096, 16384, 65536, 262144],
                         help='N of the ragged / regular comparison')
-    parser.add_argument('--out', type=pathlib.Path, default=ROOT / 'results' / 'bench_workloads.json',
+    parser.add_argument('--out', type=pathlib.Path,
+                        default=ROOT / 'results' / 'bench_workloads.json',
                         help='JSON with every measurement (default: results/bench_workloads.json)')
     parser.add_argument('--memory-child', choices=list(PATHS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

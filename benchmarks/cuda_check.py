@@ -28,15 +28,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
-import pathlib
 import sys
 
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _workloads import (attention_batch, dense_step, hsa_step, molecule_batch,  # noqa: E402
-                        news_batch, point_batch, rounds)
+from _workloads import (
+    attention_batch,
+    dense_step,
+    hsa_step,
+    molecule_batch,
+    news_batch,
+    point_batch,
+    rounds,
+)
 
 FLAGS = [(False, False), (True, False), (False, True), (True, True)]
 
@@ -88,10 +94,12 @@ def new_kernels(device, triton: bool) -> None:
         direction = [torch.randn(t.shape, generator=gen).to(device) for t in args]
         eps = 1e-2
         with torch.no_grad():
-            plus = (run(*[t + eps * d for t, d in zip(args, direction)]) * weights).sum()
-            minus = (run(*[t - eps * d for t, d in zip(args, direction)]) * weights).sum()
+            plus = (run(*[t + eps * d for t, d in zip(args, direction, strict=True)])
+                    * weights).sum()
+            minus = (run(*[t - eps * d for t, d in zip(args, direction, strict=True)])
+                     * weights).sum()
         numeric = float(plus - minus) / (2 * eps)
-        analytic = sum(float((t.grad * d).sum()) for t, d in zip(args, direction))
+        analytic = sum(float((t.grad * d).sum()) for t, d in zip(args, direction, strict=True))
         print(f'dropout backward: directional derivative {analytic:.5f}, central '
               f'differences {numeric:.5f}')
         rounded = [t.bfloat16() for t in inputs[:3]]
@@ -137,7 +145,7 @@ def exactness(device, forests: int, triton: bool) -> None:
                 out.sum().backward()
             worst['Triton path'] = max(worst['Triton path'],
                                        float((out.double().cpu() - ref).abs().max()))
-            for a, b in zip(fast, exact):
+            for a, b in zip(fast, exact, strict=True):
                 if b.numel():
                     scale = 1.0 + float(b.grad.abs().max())
                     worst['Triton gradients'] = max(
@@ -165,10 +173,12 @@ def workloads(device, batch_size: int, repeats: int, sync, paths) -> None:
         h, (q, k, v), graph, mask = attention_batch(build(batch_size), 4, 32, device=device)
         for path in paths:
             with engine_path(path == 'Triton'):
-                t = rounds({'hsa_fwd': lambda: hsa_step(h, q, k, v, False),
-                            'hsa_fwd_bwd': lambda: hsa_step(h, q, k, v, True),
-                            'dense_fwd': lambda: dense_step(q, k, v, graph, mask, False),
-                            'dense_fwd_bwd': lambda: dense_step(q, k, v, graph, mask, True)},
+                t = rounds({'hsa_fwd': functools.partial(hsa_step, h, q, k, v, False),
+                            'hsa_fwd_bwd': functools.partial(hsa_step, h, q, k, v, True),
+                            'dense_fwd': functools.partial(dense_step, q, k, v, graph, mask,
+                                                           False),
+                            'dense_fwd_bwd': functools.partial(dense_step, q, k, v, graph, mask,
+                                                               True)},
                            repeats, sync)
             print(f"| {name} | {h.num_leaves:,} ({h.num_roots}, {mask.size(1)}) | {path} | "
                   f"{1e3 * t['hsa_fwd']:.2f} | {1e3 * t['hsa_fwd_bwd']:.2f} | "
@@ -183,8 +193,8 @@ def scaling(device, sizes, repeats: int, sync, paths, dense_max: int) -> None:
     if device.type == 'cuda':
         from torch.nn.attention import SDPBackend, sdpa_kernel
         flash = sdpa_kernel(SDPBackend.FLASH_ATTENTION)
-    print('\n| N | path | HSA fwd ms (float32) | HSA fwd+bwd ms | HSA peak GB | SDPA fwd ms (flash, float16) '
-          '| SDPA / HSA fwd |')
+    print('\n| N | path | HSA fwd ms (float32) | HSA fwd+bwd ms | HSA peak GB | '
+          'SDPA fwd ms (flash, float16) | SDPA / HSA fwd |')
     print('|---|---|---|---|---|---|---|')
     for n in sizes:
         h = Hierarchy.from_parent(*regular_tree(n, (16, ) * 8)).to(device)
@@ -195,7 +205,7 @@ def scaling(device, sizes, repeats: int, sync, paths, dense_max: int) -> None:
                                                            'cuda' else torch.float32)
                           for t in (q, k, v))
 
-            def sdpa():
+            def sdpa(qd=qd, kd=kd, vd=vd):
                 with torch.no_grad(), flash:
                     torch.nn.functional.scaled_dot_product_attention(qd, kd, vd)
             dense = rounds({'sdpa': sdpa}, repeats, sync)['sdpa']
@@ -203,8 +213,9 @@ def scaling(device, sizes, repeats: int, sync, paths, dense_max: int) -> None:
             with engine_path(path == 'Triton'):
                 if device.type == 'cuda':
                     torch.cuda.reset_peak_memory_stats()
-                t = rounds({'fwd': lambda: hsa_step(h, q, k, v, False),
-                            'fwd_bwd': lambda: hsa_step(h, q, k, v, True)}, repeats, sync)
+                t = rounds({'fwd': functools.partial(hsa_step, h, q, k, v, False),
+                            'fwd_bwd': functools.partial(hsa_step, h, q, k, v, True)},
+                           repeats, sync)
                 peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == 'cuda' else 0
             cells = ['-', '-'] if dense is None else [f'{1e3 * dense:.2f}',
                                                       f"{dense / t['fwd']:.1f}x"]

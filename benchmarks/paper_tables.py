@@ -16,14 +16,16 @@ Example::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os.path as osp
+import subprocess
 import sys
 from typing import List, Optional
 
+from hsa_geo.experiments import markdown_table, summarise
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'examples'))
-from _experiment import markdown_table, summarise  # noqa: E402
 
 # The paper's numbers (camera-ready PDF of arXiv 2509.15448): mean +- its 95%
 # interval over training runs (the number of runs is not stated).
@@ -73,12 +75,34 @@ def _load(folder: str, name: str) -> Optional[dict]:
         return json.load(f)
 
 
+#: The parsers whose defaults :func:`_command` compares with: (script, preset flags)
+PARSERS = [('hierarchical_text.py', ()), ('hierarchical_text.py', ('--paper-config', )),
+           ('multimodal.py', ())]
+# run in examples/, where an example finds its helper module as when it runs
+_READ_DEFAULTS = """
+import json, sys
+parsers = json.loads(sys.argv[1])
+print(json.dumps([vars(__import__(script[:-3]).parse_args(flags))
+                  for script, flags in parsers]))
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _all_defaults() -> dict:
+    r"""The defaults of the :data:`PARSERS` of the examples, ``(script,
+    flags) -> {argument: default}``, read from their ``parse_args`` by one
+    child Python in ``examples/`` (the result files record the arguments,
+    not the command, so the defaults tell which arguments were given)."""
+    out = subprocess.run([sys.executable, '-c', _READ_DEFAULTS, json.dumps(PARSERS)],
+                         cwd=osp.join(ROOT, 'examples'), capture_output=True, text=True,
+                         check=True)
+    return dict(zip(PARSERS, json.loads(out.stdout.splitlines()[-1]), strict=True))
+
+
 def _command(script: str, args: dict) -> str:
     r"""The command that made a result file: the script's flags that differ
     from its defaults (the preset's, for ``--paper-config``)."""
-    sys.argv = ['x']
-    module = __import__(script[:-3])
-    defaults = vars(module.parse_args(['--paper-config'] if args.get('paper_config') else []))
+    defaults = _all_defaults()[script, ('--paper-config', ) if args.get('paper_config') else ()]
     parts = [f'python examples/{script}']
     if args.get('paper_config'):  # the preset the defaults above were read from
         parts.append('--paper-config')

@@ -1,62 +1,79 @@
-r"""What the from-scratch experiments (hierarchical_text.py, multimodal.py)
-share: one training run with model selection on validation, the metrics, the
-results table and the learning-curve plot."""
+r"""What the example scripts share that is specific to them: the offline
+all-MiniLM-L6-v2 they read, the tasks and their metrics, batches compiled
+once, one training run with model selection on validation, and the
+point-cloud and mesh runs.  The summaries, tables, plots and result files
+are the library's (:mod:`hsa_geo.experiments`).
+
+Each script imports this module as ``from _experiment import ...``: run as
+``python examples/<script>.py``, a script has its own folder on the path."""
 from __future__ import annotations
 
 import copy
-import json
-import os
 import os.path as osp
-import statistics
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hsa_geo.experiments import (
+    SPREADS,
+    device_name,
+    markdown_table,
+    measurement_note,
+    plot_curves,
+    save_json,
+    summarise,
+)
 from hsa_geo.hierarchy import hierarchy_node_types
 from hsa_geo.loader import HierarchyCollater
-from hsa_geo.testing import PeakMemory, mean_ci95
+from hsa_geo.testing import PeakMemory
 
 
 # ------------------------------------------------------------------------ models
-def load_minilm():
-    r"""The offline all-MiniLM-L6-v2: ``(tokenizer, model)`` on transformers'
-    SDPA attention (the zero-shot scripts inject HSA into it); exits with the
-    install hint when the ``zeroshot`` extra is missing."""
-    from transformers import AutoModel, AutoTokenizer
-
+def model_dir() -> str:
+    r"""all-MiniLM-L6-v2's files (:func:`hsa_geo.datasets.minilm_dir`); exits
+    with the install hint when the ``zeroshot`` extra is missing."""
     from hsa_geo.datasets import minilm_dir
     try:
-        path = minilm_dir()
+        return minilm_dir()
     except ModuleNotFoundError as error:
-        raise SystemExit(str(error))
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True,
+        raise SystemExit(str(error)) from None
+
+
+def load_tokenizer():
+    r"""all-MiniLM-L6-v2's WordPiece tokenizer."""
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(model_dir(), local_files_only=True)
+
+
+def load_minilm():
+    r"""The offline all-MiniLM-L6-v2: ``(tokenizer, model)`` on transformers'
+    SDPA attention (the zero-shot scripts inject HSA into it)."""
+    from transformers import AutoModel
+    model = AutoModel.from_pretrained(model_dir(), local_files_only=True,
                                       attn_implementation='sdpa')
-    return tokenizer, model
+    return load_tokenizer(), model
 
 
-# ------------------------------------------------------------------------ metrics
-def macro_f1(pred: Tensor, target: Tensor, num_classes: int) -> float:
-    r"""Unweighted mean over classes of the F1 score (a class absent from both
-    prediction and target counts as 0, as scikit-learn's default does)."""
-    scores = []
-    for c in range(num_classes):
-        tp = ((pred == c) & (target == c)).sum().item()
-        fp = ((pred == c) & (target != c)).sum().item()
-        fn = ((pred != c) & (target == c)).sum().item()
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(scores) / num_classes
+def frozen_embeddings() -> Tensor:
+    r"""all-MiniLM-L6-v2's input token embedding table ``[30522, 384]``."""
+    from safetensors.torch import load_file
+    weights = load_file(osp.join(model_dir(), 'model.safetensors'))
+    key = next(k for k in weights if k.endswith('embeddings.word_embeddings.weight'))
+    return weights[key]
 
 
+# ------------------------------------------------------------------------ tasks
 class Task:
-    r"""Classification (cross entropy; accuracy, macro-F1; selected on
-    accuracy), regression (MSE on the standardised target; RMSE in the
-    original unit; selected on RMSE) or segmentation (a class per leaf, read
-    by :obj:`target` from the batch; cross entropy; accuracy over leaves and
-    mean IoU over classes; selected on mIoU)."""
+    r"""Classification (cross entropy; accuracy, macro-F1 over all
+    :obj:`num_classes`; selected on accuracy), regression (MSE on the
+    standardised target; RMSE in the original unit; selected on RMSE) or
+    segmentation (a class per leaf, read by :obj:`target` from the batch;
+    cross entropy; accuracy over leaves and mean IoU over the classes present
+    in prediction or target; selected on mIoU).  The F1 and IoU are
+    scikit-learn's."""
     def __init__(self, kind: str, num_classes: int = 0, train_targets: Tensor = None,
                  target: Callable = None):
         if kind not in ('classification', 'regression', 'segmentation'):
@@ -85,12 +102,17 @@ class Task:
         if self.kind == 'regression':
             pred = out.view(-1) * self.std + self.mean
             return {'rmse': (pred - y.float()).pow(2).mean().sqrt().item()}
+        from sklearn.metrics import f1_score, jaccard_score
         pred = out.argmax(dim=-1)
         scores = {'accuracy': (pred == y).float().mean().item()}
+        y, pred = y.cpu().numpy(), pred.cpu().numpy()
         if self.kind == 'classification':
-            scores['macro_f1'] = macro_f1(pred, y, self.num_classes)
+            # the mean over all classes: one absent from prediction and target scores 0
+            scores['macro_f1'] = float(f1_score(y, pred, labels=list(range(self.num_classes)),
+                                                average='macro', zero_division=0))
         else:
-            scores['miou'] = mean_iou(pred, y, self.num_classes)
+            # the mean over the classes present in prediction or target
+            scores['miou'] = float(jaccard_score(y, pred, average='macro'))
         return scores
 
     def better(self, a: float, b: float) -> bool:
@@ -137,17 +159,6 @@ class OGBTask:
 def higher_is_better(metric: str) -> bool:
     r"""Whether a larger value of an OGB metric is better."""
     return metric not in ('rmse', 'mae')
-
-
-def mean_iou(pred: Tensor, target: Tensor, num_classes: int) -> float:
-    r"""Mean over the classes present in prediction or target of the
-    intersection over union."""
-    ious = []
-    for c in range(num_classes):
-        union = ((pred == c) | (target == c)).sum().item()
-        if union:
-            ious.append(((pred == c) & (target == c)).sum().item() / union)
-    return sum(ious) / max(len(ious), 1)
 
 
 # ------------------------------------------------------------------------ batches
@@ -266,139 +277,6 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
         'seconds_per_epoch': epoch_times[len(epoch_times) // 2],
         'peak_mib': peak / 2**20,
     }
-
-
-# ------------------------------------------------------------------------ reports
-def device_name(device) -> str:
-    device = torch.device(device)
-    if device.type == 'cuda':
-        return torch.cuda.get_device_name(device)
-    threads = torch.get_num_threads()
-    return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
-
-
-def measurement_note(device) -> str:
-    r"""What the time and memory columns mean on :obj:`device`."""
-    device = torch.device(device)
-    if device.type == 'cuda':
-        return (f's/epoch = median training epoch on {device_name(device)}; '
-                f'peak MiB = peak CUDA memory allocated during training')
-    return (f's/epoch = median training epoch on the {device_name(device)}; peak MiB = '
-            f'largest activation memory (tensors saved for backward) of one training step')
-
-
-def mean_std(values) -> tuple:
-    r"""Mean and sample standard deviation (0 for a single value)."""
-    values = [float(v) for v in values]
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def mean_std_text(values) -> str:
-    r"""``'mean ± std'`` with three decimals."""
-    mean, std = mean_std(values)
-    return f'{mean:.3f} ± {std:.3f}'
-
-
-SPREADS = {'ci95': (mean_ci95, '± = 95% interval over seeds (Student t)'),
-           'std': (mean_std, '± = standard deviation over seeds')}
-
-
-def summarise(results: List[dict], keys: List[str], metrics: List[str],
-              extra: tuple = (), spread: str = 'ci95') -> List[dict]:
-    r"""Groups runs by :obj:`keys` and gives each metric's mean and spread
-    over the seeds (:data:`SPREADS`: 95% interval or standard deviation),
-    with the median time and peak memory."""
-    groups: Dict[tuple, List[dict]] = {}
-    for r in results:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
-    rows = []
-    for group_key, runs in groups.items():
-        row = dict(zip(keys, group_key))
-        row['seeds'] = len(runs)
-        for m in metrics:
-            row[m] = SPREADS[spread][0]([r[f'test_{m}'] for r in runs])
-        row['params'] = runs[0]['params']
-        row['seconds_per_epoch'] = sorted(r['seconds_per_epoch'] for r in runs)[len(runs) // 2]
-        row['peak_mib'] = max(r['peak_mib'] for r in runs)
-        for key in extra:  # the same for every seed, e.g. leaves per sample
-            row[key] = runs[0][key]
-        rows.append(row)
-    return rows
-
-
-def markdown_table(rows: List[dict], keys: List[str], metrics: List[str],
-                   extra: Dict[str, str] = None) -> str:
-    r"""A markdown table: the group keys, each metric as ``mean ± 95% CI``,
-    seeds, parameters, the :obj:`extra` columns (key -> heading), s/epoch,
-    peak MiB."""
-    extra = extra or {}
-    head = keys + [f'test {m}' for m in metrics] + ['seeds', 'params'] + \
-        list(extra.values()) + ['s/epoch', 'peak MiB']
-    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    for r in rows:
-        cells = [str(r[k]) for k in keys]
-        for m in metrics:
-            mean, half = r[m]
-            # one seed has no interval: say so rather than print '± 0.000'
-            cells.append(f'{mean:.3f} ± {half:.3f}' if r['seeds'] > 1 else f'{mean:.3f} (one seed)')
-        cells += [str(r['seeds']), f"{r['params']:,}"]
-        cells += [f'{r[key]:.0f}' for key in extra]
-        cells += [f"{r['seconds_per_epoch']:.2f}", f"{r['peak_mib']:.0f}"]
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
-
-
-def plot_curves(results: List[dict], panel_keys: List[str], line_key: str, metric: str,
-                path: str, title: str, series: Optional[tuple] = None) -> Optional[str]:
-    r"""Per-epoch curves, mean over seeds (with a band of one standard
-    deviation when there are several): one panel per value of
-    :obj:`panel_keys` and per history key of :obj:`series` (default: the
-    validation :obj:`metric`; a ``'loss'`` panel is drawn on a log scale), one
-    line per value of :obj:`line_key`."""
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    series = tuple(series or (f'valid_{metric}', ))
-    panels: Dict[tuple, Dict[str, List[dict]]] = {}
-    for r in results:
-        panels.setdefault(tuple(r[k] for k in panel_keys), {}).setdefault(
-            r[line_key], []).append(r['history'])
-    columns = [(panel, key) for panel in panels for key in series]
-    fig, axes = plt.subplots(1, len(columns), figsize=(4.6 * len(columns), 3.6), squeeze=False)
-    for ax, (panel, key) in zip(axes[0], columns):
-        for name, histories in panels[panel].items():
-            length = min(len(h) for h in histories)
-            curves = torch.tensor([[row[key] for row in h[:length]] for h in histories])
-            mean = curves.mean(0)
-            epochs = range(1, length + 1)
-            line, = ax.plot(epochs, mean.tolist(), label=name)
-            if len(histories) > 1:
-                std = curves.std(0)
-                ax.fill_between(epochs, (mean - std).tolist(), (mean + std).tolist(),
-                                color=line.get_color(), alpha=0.2)
-        if key == 'loss':
-            ax.set_yscale('log')
-        ax.set_title(' / '.join(str(p) for p in panel + (key.replace('_', ' '), )),
-                     fontsize=9)
-        ax.set_xlabel('epoch')
-        ax.set_ylabel(key.replace('_', ' '))
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def save_json(obj, path: str) -> None:
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(obj, f, indent=1)
 
 
 # ------------------------------------------------------- point-cloud and mesh runs

@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import argparse
 import os.path as osp
-import sys
 import time
 from typing import Dict, List, Optional, Union
 
@@ -74,17 +73,21 @@ from torch import Tensor
 from torch.nn import Embedding, Module
 from torch_geometric.data import Data, HeteroData
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import (SCHEDULES, CompiledBatches, Task,  # noqa: E402
-                         markdown_table, measurement_note, plot_curves, save_json,
-                         summarise, train_run)
+from hsa_geo import Hierarchy
+from hsa_geo.datasets import NEWS_FIELDS, TEXT_CORPORA, text_corpus, text_split
+from hsa_geo.experiments import markdown_table, measurement_note, plot_curves, save_json, summarise
+from hsa_geo.hierarchy import hierarchy_node_types
+from hsa_geo.nn import HTEPredictor
+from hsa_geo.transforms import FlatHierarchy, TextHierarchy, nest
 
-from hsa_geo import Hierarchy  # noqa: E402
-from hsa_geo.datasets import (NEWS_FIELDS, TEXT_CORPORA, minilm_dir,  # noqa: E402
-                              text_corpus, text_split)
-from hsa_geo.hierarchy import hierarchy_node_types  # noqa: E402
-from hsa_geo.nn import HTEPredictor  # noqa: E402
-from hsa_geo.transforms import FlatHierarchy, TextHierarchy, nest  # noqa: E402
+from _experiment import (
+    SCHEDULES,
+    CompiledBatches,
+    Task,
+    frozen_embeddings,
+    load_tokenizer,
+    train_run,
+)
 
 MODELS = ('hsa', 'fsa512', 'fsa', 'deepset')
 EMBEDDINGS = ('frozen', 'trainable')
@@ -96,27 +99,6 @@ PRESETS = {
                   lr=2e-5, schedule='linear', batch_size=64, epochs=30),
 }
 EMPTY_FIELD = '[PAD]'  # a missing title or subtitle: one padding token
-
-
-def model_dir() -> str:
-    r"""all-MiniLM-L6-v2's files (:func:`hsa_geo.datasets.minilm_dir`)."""
-    try:
-        return minilm_dir()
-    except ModuleNotFoundError as error:
-        raise SystemExit(str(error))
-
-
-def load_tokenizer():
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(model_dir(), local_files_only=True)
-
-
-def frozen_embeddings() -> Tensor:
-    r"""all-MiniLM-L6-v2's input token embedding table ``[30522, 384]``."""
-    from safetensors.torch import load_file
-    weights = load_file(osp.join(model_dir(), 'model.safetensors'))
-    key = next(k for k in weights if k.endswith('embeddings.word_embeddings.weight'))
-    return weights[key]
 
 
 # ------------------------------------------------------------------------ data
@@ -134,7 +116,7 @@ def build_samples(texts: list, labels: Tensor, args, progress: bool) -> list:
                          paragraph_sentences=args.paragraph_sentences,
                          pos_kind=args.pos_kind)
     out = []
-    for item, label in tqdm(list(zip(texts, labels.tolist())), desc='hierarchies',
+    for item, label in tqdm(list(zip(texts, labels.tolist(), strict=True)), desc='hierarchies',
                             disable=not progress, leave=False):
         y = torch.tensor([label])
         if isinstance(item, dict):
@@ -158,7 +140,7 @@ def flat_samples(texts: list, hierarchical: list, args, max_leaves: Optional[int
                          pos_kind=args.pos_kind)
     return [flat(_light(text(Data(text='\n\n'.join(r[f] for f in NEWS_FIELDS if r[f]),
                                   y=d.y))))
-            for r, d in zip(texts, hierarchical)]
+            for r, d in zip(texts, hierarchical, strict=True)]
 
 
 def position_groups(sample: HeteroData, per_type: bool, pos_dim: int

@@ -31,21 +31,26 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-import sys
 import time
 
 import torch
 from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeRotation
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import (GEOMETRY_MODELS, Task, add_training_arguments,  # noqa: E402
-                         geometry_blocks, geometry_loaders, geometry_report,
-                         run_geometry_models, split)
+from hsa_geo.nn import HSAMeshTransformer
+from hsa_geo.transforms import FlatHierarchy, MeshHierarchy
+from hsa_geo.utils import knn_graph
 
-from hsa_geo.nn import HSAMeshTransformer  # noqa: E402
-from hsa_geo.transforms import FlatHierarchy, MeshHierarchy  # noqa: E402
-from hsa_geo.utils import knn_graph  # noqa: E402
+from _experiment import (
+    GEOMETRY_MODELS,
+    Task,
+    add_training_arguments,
+    geometry_blocks,
+    geometry_loaders,
+    geometry_report,
+    run_geometry_models,
+    split,
+)
 
 TASKS = ('classification', 'parts')
 
@@ -74,6 +79,7 @@ def draw_mesh_clusters(path: str, name: str = 'airplane', depth: int = 2) -> str
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
     from hsa_geo import Hierarchy
     from hsa_geo.datasets import read_mesh
     from hsa_geo.viz import leaf_clusters
@@ -146,7 +152,7 @@ def main(argv=None):
         else:
             task = Task('segmentation', classes, target=lambda batch: batch['face'].face_part)
 
-        def make_model(model_name):
+        def make_model(model_name, task_name=task_name):
             return HSAMeshTransformer(
                 classes, args.channels, num_layers=args.layers, heads=args.heads,
                 **geometry_blocks(model_name, args.channels),

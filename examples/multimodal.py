@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import os.path as osp
-import sys
 import time
 from typing import Dict, List
 
@@ -53,17 +52,13 @@ from torch import Tensor
 from torch.nn import Module
 from torch_geometric.data import Data
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import (CompiledBatches, Task, markdown_table,  # noqa: E402
-                         measurement_note, plot_curves, save_json, summarise,
-                         train_run)
-from hierarchical_text import frozen_embeddings, load_tokenizer  # noqa: E402
+from hsa_geo import Hierarchy
+from hsa_geo.datasets import published_split, read_molecules, scaffold_split
+from hsa_geo.experiments import markdown_table, measurement_note, plot_curves, save_json, summarise
+from hsa_geo.nn import HTEPredictor
+from hsa_geo.transforms import FlatHierarchy, MoleculeHierarchy, TextHierarchy, nest
 
-from hsa_geo import Hierarchy  # noqa: E402
-from hsa_geo.datasets import published_split, read_molecules, scaffold_split  # noqa: E402
-from hsa_geo.nn import HTEPredictor  # noqa: E402
-from hsa_geo.transforms import (FlatHierarchy, MoleculeHierarchy,  # noqa: E402
-                                TextHierarchy, nest)
+from _experiment import CompiledBatches, Task, frozen_embeddings, load_tokenizer, train_run
 
 MODELS = ('hsa', 'fsa', 'deepset', 'graph', 'name')
 DATASETS = {

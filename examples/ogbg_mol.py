@@ -43,13 +43,13 @@ from torch.utils.data.distributed import DistributedSampler
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn import GINEConv, GPSConv, global_add_pool, global_mean_pool
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import OGBTask, higher_is_better, mean_std_text, plot_curves  # noqa: E402
-
 from hsa_geo.datasets import OFFLINE_DATASETS, evaluator, ogb_dataset
+from hsa_geo.experiments import mean_std_text, plot_curves
 from hsa_geo.loader import HierarchyLoader
 from hsa_geo.nn import HSAGPSConv
 from hsa_geo.transforms import MoleculeHierarchy
+
+from _experiment import OGBTask, higher_is_better
 
 MODELS = ('gin', 'gps', 'hsa')
 MODEL_NAMES = {'gin': 'GIN-VN', 'gps': 'GPS (dense attention)', 'hsa': 'HSA-GPS (junction tree)'}
@@ -112,7 +112,7 @@ class MolModel(Module):
         graph = atom.batch
         if self.kind == 'gin':
             vn = self.virtual_node.weight.expand(batch.num_graphs, -1)
-            for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
                 x = x + vn[graph]
                 h = norm(conv(x, bonds.edge_index, self.bond_encoders[i](bonds.edge_attr)))
                 if i < len(self.convs) - 1:
@@ -121,14 +121,14 @@ class MolModel(Module):
                                         self.dropout, self.training)
                 x = x + F.dropout(h, self.dropout, self.training)
         elif self.kind == 'gps':
-            for conv, bond_encoder in zip(self.convs, self.bond_encoders):
+            for conv, bond_encoder in zip(self.convs, self.bond_encoders, strict=True):
                 x = conv(x, bonds.edge_index, graph,
                          edge_attr=bond_encoder(bonds.edge_attr))
         else:
             hierarchy = batch.hierarchy  # compiled once by the loader, used by every layer
             pos = ({t: batch[t].hsa_pos for t in ('atom', 'cluster', 'molecule')}
                    if self.use_pos else None)
-            for conv, bond_encoder in zip(self.convs, self.bond_encoders):
+            for conv, bond_encoder in zip(self.convs, self.bond_encoders, strict=True):
                 x = conv(x, bonds.edge_index, graph, hierarchy=hierarchy, pos=pos,
                          edge_attr=bond_encoder(bonds.edge_attr))
         return self.head(global_mean_pool(x, graph, size=batch.num_graphs))

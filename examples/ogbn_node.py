@@ -48,9 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import os.path as osp
-import sys
 import time
 from typing import List
 
@@ -59,68 +57,18 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import (markdown_table, measurement_note, plot_curves,  # noqa: E402
-                         save_json, summarise)
+from hsa_geo import Hierarchy
+from hsa_geo.experiments import markdown_table, measurement_note, save_json, summarise
+from hsa_geo.loader import SubtreeLoader
+from hsa_geo.nn import HSAGraphTransformer
+from hsa_geo.testing import PeakMemory
 
-from hsa_geo import Hierarchy  # noqa: E402
-from hsa_geo.loader import SubtreeLoader  # noqa: E402
-from hsa_geo.nn import HSAGraphTransformer  # noqa: E402
-from hsa_geo.testing import PeakMemory  # noqa: E402
-from hsa_geo.transforms import GraphHierarchy  # noqa: E402
+from _ogbn import add_common_arguments, build_hierarchy, load_graph, write_report
 
 MODELS = ('hsa', 'hsa_subtrees', 'sgformer', 'polynormer', 'gps_performer', 'graphsage')
 NAMES = {'hsa': 'HSA (full batch)', 'hsa_subtrees': 'HSA (subtree mini-batches)',
          'sgformer': 'SGFormer', 'polynormer': 'Polynormer',
          'gps_performer': 'GPS + Performer', 'graphsage': 'GraphSAGE'}
-DATASETS = ('planted', 'ogbn-arxiv', 'ogbn-products')
-
-
-# ------------------------------------------------------------------------ data
-def load_graph(args) -> Data:
-    r"""The graph with ``x``, ``y`` ``[N]``, ``edge_index`` (undirected) and
-    train / val / test masks."""
-    if args.dataset == 'planted':
-        from hsa_geo.datasets import planted_node_dataset
-        data = planted_node_dataset(args.num_nodes, seed=0)
-        del data.planted
-        return data
-    from torch_geometric.utils import to_undirected
-    folder = osp.join(args.root, args.dataset.replace('-', '_'))
-    if not osp.isdir(folder) and not args.download:
-        raise SystemExit(
-            f'{args.dataset} is not in {folder!r}: copy OGB\'s folder there, or pass '
-            f'--download to let OGB fetch it (a network is needed); the default --dataset '
-            f'planted needs no download.')
-    try:
-        from ogb.nodeproppred import PygNodePropPredDataset
-        dataset = PygNodePropPredDataset(args.dataset, root=args.root)
-    except Exception as error:  # noqa: BLE001  (OGB's download: URLError, EOFError, ...)
-        raise SystemExit(f'OGB could not load or fetch {args.dataset} into {args.root!r} '
-                         f'({type(error).__name__}: {error})') from None
-    data = dataset[0]
-    split = dataset.get_idx_split()
-    masks = {}
-    for name, key in (('train_mask', 'train'), ('val_mask', 'valid'), ('test_mask', 'test')):
-        mask = torch.zeros(data.num_nodes, dtype=torch.bool)
-        mask[split[key]] = True
-        masks[name] = mask
-    return Data(x=data.x.float(), y=data.y.view(-1),
-                edge_index=to_undirected(data.edge_index, num_nodes=data.num_nodes), **masks)
-
-
-def build_hierarchy(data: Data, args):
-    if args.hierarchy == 'plm':
-        builder = GraphHierarchy(method='plm', num_levels=args.levels, pos_dim=args.pos_dim)
-    else:
-        builder = GraphHierarchy(method='metis', num_parts=tuple(args.num_parts),
-                                 pos_dim=args.pos_dim)
-    start = time.perf_counter()
-    tree = builder(data)
-    seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    hierarchy = Hierarchy.from_hetero(tree)
-    return tree, hierarchy, builder, seconds, time.perf_counter() - start
 
 
 # ----------------------------------------------------------------------- models
@@ -254,35 +202,6 @@ def train(kind: str, seed: int, data: Data, tree, hierarchy: Hierarchy, loader, 
 
 
 # -------------------------------------------------------------------------- main
-def add_common_arguments(parser) -> None:
-    r"""The data, hierarchy, model and training options this script shares
-    with ``ogbn_node_ddp.py``."""
-    parser.add_argument('--dataset', default='planted', choices=DATASETS)
-    parser.add_argument('--num-nodes', type=int, default=100_000,
-                        help='nodes of the SYNTHETIC planted graph')
-    parser.add_argument('--root', default='data/ogb', help="OGB's dataset folder")
-    parser.add_argument('--download', action='store_true',
-                        help='let OGB download an ogbn dataset missing from --root')
-    parser.add_argument('--seeds', type=int, default=3)
-    parser.add_argument('--epochs', type=int, default=50)
-    parser.add_argument('--hidden', type=int, default=64)
-    parser.add_argument('--layers', type=int, default=2)
-    parser.add_argument('--heads', type=int, default=4)
-    parser.add_argument('--dropout', type=float, default=0.2)
-    parser.add_argument('--lr', type=float, default=1e-2)
-    parser.add_argument('--weight-decay', type=float, default=1e-4)
-    parser.add_argument('--hierarchy', default='plm', choices=('plm', 'metis'),
-                        help='communities: Louvain levels (networkit) or nested METIS cuts')
-    parser.add_argument('--levels', type=int, default=3, help='community levels (plm)')
-    parser.add_argument('--num-parts', type=int, nargs='+', default=[16, 16, 16],
-                        help='parts per cluster, top-down (metis)')
-    parser.add_argument('--pos-dim', type=int, default=8)
-    parser.add_argument('--threads', type=int, default=1,
-                        help='torch threads per process (on a shared 2-core machine 1 is '
-                        'fastest)')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars')
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Node property prediction on one large graph: HSA (full batch and '
@@ -338,19 +257,6 @@ def report(results: List[dict], args, build_s: float) -> None:
             f'{build_s:.1f} s (not in s/epoch).\n\n' + markdown_table(rows, ['name'],
                                                                       ['accuracy']))
     write_report(text, results, args.out, label)
-
-
-def write_report(text: str, results: List[dict], out: str, label: str) -> None:
-    r"""Prints the table, writes it to ``results.md`` and draws the validation
-    curves of the runs (one line per ``name``) to ``curves.png``."""
-    print('\n' + text)
-    os.makedirs(out, exist_ok=True)
-    with open(osp.join(out, 'results.md'), 'w') as f:
-        f.write(text + '\n')
-    path = plot_curves(results, [], 'name', 'accuracy', osp.join(out, 'curves.png'),
-                       f'{label}: validation accuracy', series=('valid_accuracy', 'loss'))
-    if path:
-        print(f'learning curves: {path}')
 
 
 if __name__ == '__main__':

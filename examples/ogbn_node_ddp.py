@@ -40,7 +40,6 @@ import argparse
 import os
 import os.path as osp
 import statistics
-import sys
 import time
 from typing import List
 
@@ -48,14 +47,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import mean_ci95, save_json  # noqa: E402
-from ogbn_node import (add_common_arguments, build_hierarchy, load_graph,  # noqa: E402
-                       write_report)
+from hsa_geo import Hierarchy
+from hsa_geo.distributed import ShardedHierarchy, communicated_bytes, shard_hierarchy
+from hsa_geo.experiments import mean_ci95, save_json
+from hsa_geo.nn import HSAGraphTransformer
 
-from hsa_geo import Hierarchy  # noqa: E402
-from hsa_geo.distributed import ShardedHierarchy, communicated_bytes, shard_hierarchy  # noqa: E402,E501
-from hsa_geo.nn import HSAGraphTransformer  # noqa: E402
+from _ogbn import add_common_arguments, build_hierarchy, load_graph, write_report
 
 
 def parse_args(argv=None):

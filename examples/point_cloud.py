@@ -41,7 +41,6 @@ import json
 import os
 import os.path as osp
 import pathlib
-import sys
 import time
 from typing import List
 
@@ -49,14 +48,20 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeRotation
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import (GEOMETRY_MODELS, Task, add_training_arguments,  # noqa: E402
-                         geometry_blocks, geometry_loaders, geometry_report,
-                         run_geometry_models, split)
+from hsa_geo.nn import HSAPointTransformer
+from hsa_geo.transforms import FlatHierarchy, VoxelHierarchy
+from hsa_geo.utils import knn_graph
 
-from hsa_geo.nn import HSAPointTransformer  # noqa: E402
-from hsa_geo.transforms import FlatHierarchy, VoxelHierarchy  # noqa: E402
-from hsa_geo.utils import knn_graph  # noqa: E402
+from _experiment import (
+    GEOMETRY_MODELS,
+    Task,
+    add_training_arguments,
+    geometry_blocks,
+    geometry_loaders,
+    geometry_report,
+    run_geometry_models,
+    split,
+)
 
 # name: (spatial dim, feature size, classes, tree depth, k of the kNN graph, lr)
 DATASETS = {'digits': (2, 1, 10, 2, 8, 1e-3), 'shapes': (3, 0, 7, 3, 16, 2e-3)}
@@ -95,6 +100,7 @@ def draw_figures(out_dir: str, seed: int = 0) -> List[str]:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     from hsa_geo import Hierarchy
     from hsa_geo.datasets import read_bunny
     from hsa_geo.viz import draw_clusters
@@ -197,7 +203,7 @@ def main(argv=None):
         print(f'{dataset}: {len(clouds)} clouds, {sizes.min():.0f}-{sizes.max():.0f} points '
               f'(mean {sizes.mean():.1f}), prepared in {time.perf_counter() - start:.1f} s')
 
-        def make_model(model_name):
+        def make_model(model_name, features=features, classes=classes, dim=dim):
             return HSAPointTransformer(features, args.channels, classes, args.layers,
                                        args.heads, dim=dim, pool=args.pool,
                                        **geometry_blocks(model_name, args.channels, dim))

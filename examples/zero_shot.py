@@ -60,13 +60,12 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import load_minilm  # noqa: E402
+from hsa_geo.datasets import news_sentence_pairs, text_corpus, text_split
+from hsa_geo.experiments import mean_ci95
+from hsa_geo.zero_shot import attention_flops, inject, restore
+from hsa_geo.zero_shot.tokens import SegmentForest
 
-from hsa_geo.datasets import news_sentence_pairs, text_corpus, text_split  # noqa: E402
-from hsa_geo.testing import mean_ci95  # noqa: E402
-from hsa_geo.zero_shot import attention_flops, inject, restore  # noqa: E402
-from hsa_geo.zero_shot.tokens import SegmentForest  # noqa: E402
+from _experiment import load_minilm
 
 #: task: (corpus, max tokens, training subset, test subset, epochs); the
 #: subsets are drawn from the fixed split's train and test parts
@@ -222,24 +221,19 @@ def configs(task: str, sep_token_id: int, sweep: bool) -> List[dict]:
     return out
 
 
-def scores(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> Dict[str, float]:
-    r"""Accuracy and the macro (unweighted mean over classes) precision and
-    recall; a class never predicted has precision 0 (scikit-learn's
-    convention)."""
-    precision, recall = [], []
-    for c in range(num_classes):
-        tp = int(((pred == c) & (target == c)).sum())
-        predicted, actual = int((pred == c).sum()), int((target == c).sum())
-        if actual == 0 and predicted == 0:
-            continue
-        precision.append(tp / predicted if predicted else 0.0)
-        recall.append(tp / actual if actual else 0.0)
+def scores(pred: torch.Tensor, target: torch.Tensor) -> Dict[str, float]:
+    r"""Accuracy and the macro precision and recall: scikit-learn's
+    unweighted means over the classes present in prediction or target, a
+    class never predicted with precision 0."""
+    from sklearn.metrics import precision_recall_fscore_support
+    precision, recall, _, _ = precision_recall_fscore_support(
+        target.numpy(), pred.numpy(), average='macro', zero_division=0)
     return dict(accuracy=float((pred == target).float().mean()),
-                precision=statistics.fmean(precision), recall=statistics.fmean(recall))
+                precision=float(precision), recall=float(recall))
 
 
 @torch.no_grad()
-def evaluate(model: Classifier, batches: Batches, todo: List[dict], num_classes: int,
+def evaluate(model: Classifier, batches: Batches, todo: List[dict],
              progress, desc: str) -> List[dict]:
     r"""Every configuration on every batch, the configurations taking turns
     batch by batch (so their times share the machine's load)."""
@@ -263,7 +257,7 @@ def evaluate(model: Classifier, batches: Batches, todo: List[dict], num_classes:
     bar.close()
     target = torch.cat(targets)
     return [dict({k: v for k, v in c.items() if k != 'forest'},
-                 **scores(torch.cat(preds[c['name']]), target, num_classes),
+                 **scores(torch.cat(preds[c['name']]), target),
                  seconds=seconds[c['name']]) for c in todo]
 
 
@@ -299,7 +293,8 @@ def table3(results: Dict[str, dict]) -> str:
             rows = [next(c for c in run['configs'] if c['name'] == name) for run in runs]
             base = [next(c for c in run['configs'] if c['name'] == 'original (softmax)')
                     for run in runs]
-            ratio = statistics.fmean(r['seconds'] / b['seconds'] for r, b in zip(rows, base))
+            ratio = statistics.fmean(r['seconds'] / b['seconds']
+                                     for r, b in zip(rows, base, strict=True))
             fl = flops['softmax_mflops'] if name.startswith('original') else \
                 flops['hsa_mflops']
             label = 'original' if name.startswith('original') else \
@@ -319,7 +314,7 @@ def plot_sweep(results: Dict[str, dict], path: str) -> Optional[str]:
         return None
     tasks = list(results)
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes[0], tasks, strict=True):
         runs = results[task]['runs']
         labels = list(dict.fromkeys(c['hierarchy_label'] for c in runs[0]['configs']
                                     if c.get('group') == 'sweep'))
@@ -416,7 +411,7 @@ def main(argv=None) -> dict:
         for seed in range(args.seeds):
             model = fine_tuned(task, seed, train, classes, args, progress)
             runs.append(dict(seed=seed, configs=evaluate(
-                model, batches, todo, len(classes), progress, f'evaluate {task} seed {seed}')))
+                model, batches, todo, progress, f'evaluate {task} seed {seed}')))
         results[task] = dict(runs=runs, flops=flops_row(task, batches.lengths),
                              train=len(train), test=len(test), classes=len(classes))
         original = [r['configs'][0]['accuracy'] for r in runs]

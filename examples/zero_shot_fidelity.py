@@ -44,13 +44,12 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _experiment import load_minilm  # noqa: E402
+from hsa_geo import hsa
+from hsa_geo.datasets import text_corpus, text_split
+from hsa_geo.testing import median_time
+from hsa_geo.zero_shot import attention_flops, inject, restore, token_forest
 
-from hsa_geo import hsa  # noqa: E402
-from hsa_geo.datasets import text_corpus, text_split  # noqa: E402
-from hsa_geo.testing import median_time  # noqa: E402
-from hsa_geo.zero_shot import attention_flops, inject, restore, token_forest  # noqa: E402
+from _experiment import load_minilm
 
 HIERARCHIES = {'(2,2,2,2)': (2, 2, 2, 2), '(2,4,8,16)': (2, 4, 8, 16),
                '(7,7,7,7)': (7, 7, 7, 7), '(8,4,2)': (8, 4, 2)}
@@ -96,7 +95,7 @@ def flops_saved(lengths: torch.Tensor, layers: Sequence[int], hierarchy,
                 include_self: bool) -> float:
     r"""Fraction of the model's attention FLOPs (all layers, all texts) saved."""
     softmax_total, injected_total = 0, 0
-    for n, count in zip(*torch.unique(lengths, return_counts=True)):
+    for n, count in zip(*torch.unique(lengths, return_counts=True), strict=True):
         f = attention_flops(int(n), WIDTH, HEADS, hierarchy, special_tokens=True,
                             include_self=include_self)
         softmax_total += NUM_LAYERS * f.softmax * int(count)
@@ -226,12 +225,12 @@ def attention_alone(lengths=(512, 2048, 8192), repeats=5) -> List[dict]:
         q, k, v = (torch.randn(n, HEADS, WIDTH // HEADS) for _ in range(3))
         h = token_forest(torch.ones(1, n, dtype=torch.bool), (2, 4, 8, 16), True)
 
-        def run_hsa():
+        def run_hsa(q=q, k=k, v=v, h=h):
             hsa(q, k, v, h, include_self=True)
 
         qs, ks, vs = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
 
-        def run_sdpa():
+        def run_sdpa(qs=qs, ks=ks, vs=vs):
             F.scaled_dot_product_attention(qs, ks, vs)
 
         row = dict(length=n)
@@ -279,8 +278,8 @@ def plot_sweep(results: dict, path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
-    colors = dict(zip(HIERARCHIES, ('tab:blue', 'tab:orange', 'tab:green', 'tab:red')))
-    for ax, (name, result) in zip(axes[0], results.items()):
+    colors = dict(zip(HIERARCHIES, ('tab:blue', 'tab:orange', 'tab:green', 'tab:red'), strict=True))
+    for ax, (name, result) in zip(axes[0], results.items(), strict=True):
         base = result['rows'][0]['accuracy']
         ax.axhline(base, color='k', lw=1, ls='--', label='original')
         for r in result['rows'][1:]:

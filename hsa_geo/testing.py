@@ -1,16 +1,18 @@
 r"""Synthetic forests for tests and benchmarks, and the measuring tools that
-the benchmark and example scripts share."""
+the benchmark and example scripts share (the summaries of their results are
+in :mod:`hsa_geo.experiments`)."""
 from __future__ import annotations
 
-import math
 import os
 import statistics
-import time
 from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
+
+# mean_ci95 lives with the other summaries of results; kept importable from here
+from hsa_geo.experiments.summary import mean_ci95
 
 __all__ = ['random_forest', 'regular_tree', 'random_ragged_tree', 'flat_tree',
            'degenerate_forests', 'hetero_forest', 'median_time',
@@ -151,15 +153,33 @@ def hetero_forest(seed: int, channels: int = 8, pos_channels: Optional[int] = No
 
 
 def median_time(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:
-    r"""Median wall time in seconds of :obj:`repeats` calls of :obj:`fn` (after
-    one untimed warm-up call), for the benchmark and example scripts."""
+    r"""Median wall time in seconds of :obj:`repeats` calls of :obj:`fn`, for
+    the benchmark and example scripts.
+
+    The clock is :mod:`torch.utils.benchmark`'s (``timer``: it waits for the
+    accelerator, then reads :func:`time.perf_counter`).  Not its ``Timer``:
+    ``Timer.timeit`` makes at least two untimed calls before every
+    measurement and ``Timer.blocked_autorange`` chooses how many calls to make
+    (a search for the block size, then calls until ``min_run_time``), on one
+    thread unless told; the benchmark workers time an expensive call a fixed
+    number of times, in a fresh process per measurement.
+
+    Args:
+        fn (Callable): The call timed, without arguments.
+        repeats (int): How many calls are timed.
+        warmup (bool, optional): Make one untimed call first. (default: :obj:`True`)
+
+    Returns:
+        The median of the :obj:`repeats` times, in seconds.
+    """
+    from torch.utils.benchmark import timer
     if warmup:
         fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = timer()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(timer() - start)
     return statistics.median(times)
 
 
@@ -223,40 +243,32 @@ class PeakMemory:
         return False
 
 
-# two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201,
-         2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074,
-         2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def mean_ci95(values: Sequence[float]) -> Tuple[float, float]:
-    r"""Mean and half-width of its 95% confidence interval (Student's t over
-    the values, e.g. one per seed; half-width 0 for a single value)."""
-    values = [float(v) for v in values]
-    if not values:
-        raise ValueError("'values' is empty")
-    mean = statistics.fmean(values)
-    if len(values) == 1:
-        return mean, 0.0
-    dof = len(values) - 1
-    t = _T975[dof - 1] if dof <= len(_T975) else 1.96
-    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
-
-
 class CompileCounter:
-    r"""A ``torch.compile`` backend: inductor, counting the frame compilations
-    dynamo asks for (distinct compile ids: a recompile is a new id; dynamo
-    restarting an analysis, e.g. to specialise a float, is the same
-    compilation)."""
+    r"""A ``torch.compile`` backend that counts compilations: PyTorch's
+    ``torch._dynamo.testing.CompileCounterWithBackend('inductor')``
+    (:attr:`counter`: inductor compiles every graph, ``frame_count`` counts
+    the backend's calls) with :attr:`count`, the distinct compilations
+    dynamo asked for: a recompile is a new compile id, while dynamo
+    restarting an analysis (e.g. to specialise a float) calls the backend
+    again under the same id, which ``frame_count`` counts and :attr:`count`
+    does not::
+
+        counter = CompileCounter()
+        compiled = torch.compile(model, backend=counter, dynamic=True)
+        ...
+        print(counter.count)
+    """
     def __init__(self):
-        from torch._dynamo.backends.registry import lookup_backend
-        self.inductor, self.ids = lookup_backend('inductor'), set()
+        from torch._dynamo.testing import CompileCounterWithBackend
+        self.counter = CompileCounterWithBackend('inductor')
+        self.ids = set()
 
     @property
     def count(self) -> int:
+        r"""The compilations so far (distinct compile ids)."""
         return len(self.ids)
 
     def __call__(self, graph_module, example_inputs):
         from torch._guards import CompileContext
         self.ids.add(str(CompileContext.current_compile_id()))
-        return self.inductor(graph_module, example_inputs)
+        return self.counter(graph_module, example_inputs)

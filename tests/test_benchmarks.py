@@ -102,3 +102,14 @@ def test_compile_benchmark_smoke_run(tmp_path):
     row = next(line for line in out.stdout.splitlines() if line.startswith('| molecules |'))
     assert row.split(' | ')[3] == '1'  # three batch shapes, one compilation
     assert (tmp_path / 'c.json').exists()
+
+
+@pytest.mark.slow
+def test_paper_tables_regenerate_the_committed_tables(tmp_path):
+    # the result files in benchmarks/paper_results/ give benchmarks/paper_tables.md as committed
+    out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'paper_tables.py'), '--out',
+                          str(tmp_path / 'tables.md')], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / 'tables.md').read_text() == \
+        (ROOT / 'benchmarks' / 'paper_tables.md').read_text()

@@ -61,14 +61,13 @@ def test_key_value_records_smoke_run(tmp_path):
     assert runs['fsa512']['tokens'] <= 512
 
 
-def _script():
-    sys.path.insert(0, str(ROOT / 'examples'))
+@pytest.fixture
+def script(examples_on_path):
     import hierarchical_text
     return hierarchical_text
 
 
-def test_presets_fill_what_is_not_given():
-    script = _script()
+def test_presets_fill_what_is_not_given(script):
     ours, paper = script.parse_args([]), script.parse_args(['--paper-config'])
     for key, value in script.PRESETS['ours'].items():
         assert getattr(ours, key) == value
@@ -81,11 +80,10 @@ def test_presets_fill_what_is_not_given():
     assert not ours.words and ours.paragraph_sentences is None
 
 
-def test_position_projections_per_position_type():
+def test_position_projections_per_position_type(script):
     from torch_geometric.data import Data
 
     from hsa_geo.transforms import FlatHierarchy, TextHierarchy, nest
-    script = _script()
     text = TextHierarchy(pos_dim=4, words=False)
     plain = text(Data(text='One two. Three.'))
     # every level is a 1D grid: one projection; the root has no positions
@@ -102,9 +100,9 @@ def test_position_projections_per_position_type():
     assert script.position_groups(flat, True, 4) == {('token', ): 4}
 
 
-def test_linear_schedule_decays_to_zero():
+def test_linear_schedule_decays_to_zero(examples_on_path):
     import torch
-    sys.path.insert(0, str(ROOT / 'examples'))
+
     from _experiment import lr_schedule
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))], lr=0.1)
     scheduler = lr_schedule(optimizer, 'linear', 8)

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import pathlib
 import re
@@ -18,11 +17,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / 'examples' / 'ogbg_mol.py'
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location('ogbg_mol', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def example(examples_on_path):
+    import ogbg_mol
+    return ogbg_mol
 
 
 @pytest.fixture(scope='module')
@@ -42,8 +40,7 @@ def test_help():
 
 
 @pytest.mark.parametrize('kind', ['gin', 'gps', 'hsa'])
-def test_model_loss_decreases(kind, data_root):
-    example = load_example()
+def test_model_loss_decreases(kind, data_root, example):
     dataset = ogb_dataset('ogbg-molfreesolv', data_root,
                           pre_transform=MoleculeHierarchy(pos_dim=16))
     task = example.OGBTask(dataset, torch.arange(64))
@@ -62,8 +59,7 @@ def test_model_loss_decreases(kind, data_root):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_models_differ_only_in_the_global_part():
-    example = load_example()
+def test_models_differ_only_in_the_global_part(example):
     gps = example.MolModel('gps', hidden=32, layers=2, out_channels=1)
     hsa = example.MolModel('hsa', hidden=32, layers=2, out_channels=1)
     # HSA adds only the per-layer projection of the junction-tree positions
