@@ -37,8 +37,13 @@ def main(argv=None):
     from tqdm import tqdm
 
     from hsa_geo import Hierarchy
-    from hsa_geo.transforms import (GraphHierarchy, SequenceHierarchy, TextHierarchy,
-                                    VoxelHierarchy, auto_depth)
+    from hsa_geo.transforms import (
+        GraphHierarchy,
+        SequenceHierarchy,
+        TextHierarchy,
+        VoxelHierarchy,
+        auto_depth,
+    )
 
     rows = []
     random.seed(0)

@@ -53,6 +53,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from queue import Empty
 from typing import Dict, List
 
@@ -88,16 +89,7 @@ def builders(parts, num_nodes: int, louvain_max: int) -> Dict[str, object]:
 
 def partition_labels(builder, edge_index, num_nodes: int) -> list:
     r"""The builder's cluster labels of every level, finest first."""
-    from hsa_geo.transforms.graph import _spectral_labels
-    from hsa_geo.utils import metis_levels, plm_levels
-    if builder.method == 'spectral':
-        return _spectral_labels(edge_index, num_nodes, builder.branching, builder.seed)
-    if builder.method == 'metis':
-        return metis_levels(edge_index, num_nodes, builder.num_parts, builder.seed)
-    if builder.method == 'plm':
-        return plm_levels(edge_index, num_nodes, builder.num_levels, builder.resolution,
-                          builder.seed)
-    return builder._louvain_labels(edge_index, num_nodes)
+    return builder.levels(edge_index, num_nodes)
 
 
 def builders_section(args) -> str:
@@ -187,6 +179,10 @@ def _global(model):
     return model
 
 
+def _call(model, args):
+    return model(*args)
+
+
 def step_section(args) -> str:
     import torch
     import torch.nn.functional as F
@@ -210,12 +206,11 @@ def step_section(args) -> str:
         pos, batch = tree.hsa_pos_dict, torch.zeros(n, dtype=torch.long)
         torch.manual_seed(0)
         models = step_models()
-        calls = {
-            'HSA': lambda m: m(data.x, data.edge_index, hierarchy, pos),
-            'SGFormer': lambda m: m(data.x, data.edge_index, batch),
-            'Polynormer': lambda m: m(data.x, data.edge_index, batch),
-            'GPS + Performer': lambda m: m(data.x, data.edge_index),
-        }
+        x, edge_index = data.x, data.edge_index
+        inputs = {'HSA': (x, edge_index, hierarchy, pos), 'SGFormer': (x, edge_index, batch),
+                  'Polynormer': (x, edge_index, batch), 'GPS + Performer': (x, edge_index)}
+        calls = {name: partial(_call, args=given) for name, given in inputs.items()}
+        mask, target = data.train_mask, data.y[data.train_mask]
         steps, skipped = {}, {}
         chosen = [name for name in STEP_MODELS if name in args.step_models]
         for name in chosen:
@@ -228,9 +223,9 @@ def step_section(args) -> str:
             model, call = models[name], calls[name]
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
-            def step(model=model, call=call, optimizer=optimizer):
+            def step(model=model, call=call, optimizer=optimizer, mask=mask, target=target):
                 optimizer.zero_grad()
-                loss = F.cross_entropy(call(model)[data.train_mask], data.y[data.train_mask])
+                loss = F.cross_entropy(call(model)[mask], target)
                 loss.backward()
                 optimizer.step()
             with PeakMemory('cpu') as memory:   # the warm-up step, measured
@@ -278,7 +273,6 @@ HEADS, DIM = 4, 16
 def _tree(num_leaves: int):
     r"""Regular tree with families of 16 and at least 2 top-level subtrees,
     as a forest of its top-level subtrees and the whole tree."""
-    import torch
 
     from hsa_geo import Hierarchy
     from hsa_geo.testing import regular_tree
@@ -310,11 +304,11 @@ def _distributed_worker(rank: int, world: int, sizes: List[int], repeats: int, p
         mine = [t[leaf_ids].clone().requires_grad_() for t in (q, k, v)]
         full = [t.clone().requires_grad_() for t in (q, k, v)]
 
-        def sharded():
+        def sharded(mine=mine, local=local):
             out = distributed_hsa(*mine, local)
             out.sum().backward()
 
-        def single():
+        def single(full=full, whole=whole):
             out = hsa(*full, whole)
             out.sum().backward()
         sharded()                                            # warm-up

@@ -295,7 +295,7 @@ def geometry_blocks(model_name: str, channels: int, dim: int = 3) -> dict:
     :class:`~hsa_geo.nn.HSAPointTransformer` (as modules: the default HSA
     block or none, a :class:`~hsa_geo.nn.PointTransformerBlock` or none)."""
     from hsa_geo.nn import PointTransformerBlock
-    from hsa_geo.nn.point import DEFAULT
+    from hsa_geo.nn.models import DEFAULT
     attention, local, _ = GEOMETRY_MODELS[model_name]
     return dict(attention=DEFAULT if attention else None,
                 local=PointTransformerBlock(channels, dim) if local else None)

@@ -254,15 +254,7 @@ class GraphHierarchy(HierarchyTransform):
         num_nodes = self.num_nodes_of(data, 'graph',
                                       'nodes: an empty graph has no hierarchy')
         edge_index = edge_index_of(data, num_nodes)
-        if self.method == 'louvain':
-            labels = self._louvain_labels(edge_index, num_nodes)
-        elif self.method == 'plm':
-            labels = plm_levels(edge_index, num_nodes, self.num_levels, self.resolution,
-                                self.seed)
-        elif self.method == 'spectral':
-            labels = _spectral_labels(edge_index, num_nodes, self.branching, self.seed)
-        else:
-            labels = metis_levels(edge_index, num_nodes, self.num_parts, self.seed)
+        labels = self.levels(edge_index, num_nodes)
 
         out = HeteroData()
         copy_attributes(data, out, self.leaf_type, 'to')
@@ -283,6 +275,25 @@ class GraphHierarchy(HierarchyTransform):
             member = parent[member]
         out['root'].hsa_pos = torch.zeros(1, self.pos_dim)
         return out
+
+    def levels(self, edge_index: Tensor, num_nodes: int) -> List[Tensor]:
+        r"""The cluster label of every node at every level of the hierarchy
+        this builder makes of a graph, **finest first** (what :meth:`forward`
+        turns into node types and positions), by the builder's method.
+
+        Args:
+            edge_index (LongTensor): The graph's edges ``[2, E]`` (either
+                direction), node indices in ``[0, num_nodes)``.
+            num_nodes (int): Number of nodes.
+        """
+        if self.method == 'louvain':
+            return self._louvain_labels(edge_index, num_nodes)
+        if self.method == 'plm':
+            return plm_levels(edge_index, num_nodes, self.num_levels, self.resolution,
+                              self.seed)
+        if self.method == 'spectral':
+            return _spectral_labels(edge_index, num_nodes, self.branching, self.seed)
+        return metis_levels(edge_index, num_nodes, self.num_parts, self.seed)
 
     def _louvain_labels(self, edge_index: Tensor, num_nodes: int) -> List[Tensor]:
         graph = nx.Graph()

@@ -197,7 +197,7 @@ def test_unknown_and_unreachable_names(tmp_path, monkeypatch):
 def test_read_molecules_errors(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="'name'"):
         read_molecules('ogbg-molhiv')
-    monkeypatch.setattr('hsa_geo.datasets.molecules.DATA_DIR', str(tmp_path))
+    monkeypatch.setattr('hsa_geo.datasets.files.DATA_DIR', str(tmp_path))
     with pytest.raises(FileNotFoundError, match='HSA_GEO_DATA'):
         read_molecules('ogbg-molfreesolv')
 
