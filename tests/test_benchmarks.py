@@ -17,6 +17,7 @@ def test_benchmark_help(script):
     assert 'usage:' in out.stdout
 
 
+@pytest.mark.slow
 def test_builders_benchmark_smoke_run():
     out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_builders.py'),
                           '--points', '500', '--words', '50', '--sequence', '500',
@@ -26,6 +27,7 @@ def test_builders_benchmark_smoke_run():
     assert '| octree, 500 points' in out.stdout
 
 
+@pytest.mark.slow
 def test_large_graphs_benchmark_smoke_run(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_large_graphs.py'),
                           '--sizes', '2000', '--seeds', '1', '--repeats', '1', '--parts', '4',
@@ -48,6 +50,7 @@ def test_large_graphs_benchmark_smoke_run(tmp_path):
     assert distributed.split(' | ')[5] == '4,224'  # 8 top-level nodes x 4 heads x 33 x 4 B
 
 
+@pytest.mark.slow
 def test_points_benchmark_smoke_run(tmp_path):
     # 1,000 points take the approximate kNN graph and skip dense attention:
     # both branches run, with one fresh worker process per measured row
@@ -69,6 +72,7 @@ def test_points_benchmark_smoke_run(tmp_path):
     assert (tmp_path / 'points.json').exists() and (tmp_path / 'points.png').stat().st_size
 
 
+@pytest.mark.slow
 def test_workloads_benchmark_smoke_run(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_workloads.py'),
                           '--workloads', 'molecules', 'ragged', 'memory', '--batch', '4',
@@ -84,6 +88,7 @@ def test_workloads_benchmark_smoke_run(tmp_path):
     assert min(found['fused_peak'], found['pytorch_peak']) >= 0
 
 
+@pytest.mark.slow
 def test_cuda_check_dry_run_on_the_cpu():
     # the GPU script cannot run in CI; its dry run walks every step on the CPU
     out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'cuda_check.py'),
@@ -93,6 +98,7 @@ def test_cuda_check_dry_run_on_the_cpu():
     assert '| molecules |' in out.stdout and '| 4,096 |' in out.stdout
 
 
+@pytest.mark.slow
 def test_compile_benchmark_smoke_run(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_compile.py'),
                           '--workloads', 'molecules', '--batches', '3', '--rounds', '1',

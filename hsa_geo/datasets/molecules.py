@@ -4,16 +4,8 @@ the dataset class and its evaluator.
 No machine this project runs on may download data at run time, so hsa_geo ships
 small real molecular sets as CSV files (SMILES and labels, top-level
 ``datasets/`` with their provenance) and writes them into the directory layout
-of the Open Graph Benchmark::
-
-    {root}/{ogbg_molname}/
-        RELEASE_v1.txt
-        mapping/mol.csv.gz          labels and SMILES, one row per graph
-        raw/edge.csv.gz, edge-feat.csv.gz, node-feat.csv.gz,
-            num-node-list.csv.gz, num-edge-list.csv.gz, graph-label.csv.gz
-        split/scaffold/{train,valid,test}.csv.gz
-
-with :func:`ogb.utils.smiles2graph` features, so that OGB's own
+of the Open Graph Benchmark (:mod:`hsa_geo.datasets.ogb_writer`), with
+:func:`ogb.utils.smiles2graph` features, so that OGB's own
 :class:`~ogb.graphproppred.PygGraphPropPredDataset` loads them and OGB's
 :class:`~ogb.graphproppred.Evaluator` scores them.  ``ogbg-molfreesolv``
 reproduces OGB's dataset of that name (MoleculeNet's FreeSolv, the same 642

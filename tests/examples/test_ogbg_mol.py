@@ -39,6 +39,7 @@ def test_help():
         assert flag in out.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['gin', 'gps', 'hsa'])
 def test_model_loss_decreases(kind, data_root, example):
     dataset = ogb_dataset('ogbg-molfreesolv', data_root,

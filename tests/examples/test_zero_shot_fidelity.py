@@ -10,6 +10,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / 'examples' / 'zero_shot_fidelity.py'
 
 
+@pytest.mark.slow
 def test_help():
     out = subprocess.run([sys.executable, str(SCRIPT), '--help'], capture_output=True,
                          text=True, timeout=120)
