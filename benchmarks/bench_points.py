@@ -1,6 +1,6 @@
 r"""Scaling of HSA on point clouds against kNN and dense attention.
 
-Points are surface samples of a real mesh (``datasets/airplane.ply``, drawn
+Points are surface samples of a real mesh (``hsa_geo/datasets/data/airplane.ply``, drawn
 with ``trimesh.sample.sample_surface``) at N = 10^4, 10^5, 10^6 points.  The
 features are ``[xyz, normal of the sampled face]`` (xyz centred and scaled to
 a unit bounding box) mapped to ``--channels`` by a fixed random Linear layer in
@@ -78,9 +78,11 @@ import sys
 import tempfile
 import time
 
+from hsa_geo.datasets.files import DATA_DIR
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-MESH = ROOT / 'datasets' / 'airplane.ply'
+MESH = pathlib.Path(DATA_DIR) / 'airplane.ply'
 DEFAULT_SIZES = [10_000, 100_000, 1_000_000]
 LAYERS = ['hsa', 'point_transformer', 'dense']
 LABELS = {'hsa': 'HSA (octree)', 'point_transformer': 'PointTransformerConv (kNN)',

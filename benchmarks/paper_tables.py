@@ -158,7 +158,7 @@ def main(argv=None):
         '',
         '**The datasets differ from the paper\'s.** The paper used IMDB and Elec (Table 1) '
         'and N24News (Table 2), which cannot be installed offline; we use the real corpora '
-        'that ship in `datasets/` (see datasets/README.md). Compare the *design*: the same '
+        'that ship in `hsa_geo/datasets/data/` (see its README.md). Compare the *design*: the same '
         'model (one HTE encoder layer, mean pooling, an MLP head) with HSA over the data\'s '
         'hierarchy, with flat softmax attention over the same leaves (FSA; `fsa512` '
         'truncated to 512 tokens as the paper\'s FSA and a standard transformer are, `fsa` '

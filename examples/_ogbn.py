@@ -97,6 +97,8 @@ def add_common_arguments(parser) -> None:
                         help='torch threads per process (on a shared 2-core machine 1 is '
                         'fastest)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='where models, graph and hierarchy live')
 
 
 def write_report(text: str, results: List[dict], out: str, label: str) -> None:

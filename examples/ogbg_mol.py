@@ -10,7 +10,7 @@ readout and the head; they differ only in what is global: a virtual node, dense
 attention, or hierarchical attention.
 
 With no arguments the script trains all three on the offline
-``ogbg-molfreesolv`` (built from the repository's ``datasets/`` in OGB's own
+``ogbg-molfreesolv`` (built from the data shipped in ``hsa_geo/datasets/data/`` in OGB's own
 format; scored by OGB's Evaluator) for 3 seeds x 30 epochs, seed-major (the
 three models take turns, so their times per epoch share the machine's load),
 on one CPU thread per process, prints a results table and writes learning
@@ -310,7 +310,8 @@ def parse_args(argv=None):
     parser.add_argument('--epochs', type=int, default=30, help='(default: %(default)s)')
     parser.add_argument('--seeds', type=int, default=3,
                         help='seeds 0..N-1 per model; OGB asks for 10 (default: %(default)s)')
-    parser.add_argument('--device', default='cpu', help='(default: %(default)s)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='(default: CUDA when available, else the CPU)')
     parser.add_argument('--threads', type=int, default=1,
                         help='CPU threads per process: one is the fastest and steadiest on '
                         'small molecule batches, and on a shared machine two threads can '

@@ -119,7 +119,8 @@ def run_model(kind: str, model, data: Data, tree, hierarchy: Hierarchy) -> Tenso
     if kind == 'hsa':
         return model(data.x, edge_index, hierarchy, tree.hsa_pos_dict)
     if kind in ('sgformer', 'polynormer'):
-        return model(data.x, edge_index, torch.zeros(data.num_nodes, dtype=torch.long))
+        return model(data.x, edge_index, torch.zeros(data.num_nodes, dtype=torch.long,
+                                                     device=data.x.device))
     return model(data.x, edge_index)
 
 
@@ -128,7 +129,9 @@ def predict_by_subtrees(model, loader: SubtreeLoader, num_nodes: int) -> Tensor:
     attention limited to a batch, as training does (the root's family holds
     a batch's subtrees only)."""
     logits = None
+    device = next(model.parameters()).device
     for batch in SubtreeLoader(loader.data, batch_size=loader.batch_size):
+        batch = batch.to(device)
         nodes = batch['node']
         out = model(nodes.x, batch['node', 'to', 'node'].edge_index, batch.hierarchy,
                     batch.hsa_pos_dict)
@@ -150,7 +153,7 @@ def accuracy(logits: Tensor, y: Tensor, mask: Tensor, evaluator) -> float:
 def train(kind: str, seed: int, data: Data, tree, hierarchy: Hierarchy, loader, args,
           evaluator, num_classes: int, progress) -> dict:
     torch.manual_seed(seed)
-    model = make_model(kind, data.num_features, num_classes, args)
+    model = make_model(kind, data.num_features, num_classes, args).to(args.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr,
                                   weight_decay=args.weight_decay)
     warmup = args.epochs // 4 if kind == 'polynormer' else 0
@@ -160,7 +163,7 @@ def train(kind: str, seed: int, data: Data, tree, hierarchy: Hierarchy, loader, 
             model._global = epoch > warmup     # PyG's switch to the global attention
         model.train()
         total = 0.0
-        with PeakMemory('cpu') as memory:
+        with PeakMemory(torch.device(args.device).type) as memory:
             start = time.perf_counter()
             batches = loader if kind == 'hsa_subtrees' else [None]
             for batch in batches:
@@ -169,6 +172,7 @@ def train(kind: str, seed: int, data: Data, tree, hierarchy: Hierarchy, loader, 
                     out = run_model(kind, model, data, tree, hierarchy)
                     loss = F.cross_entropy(out[data.train_mask], data.y[data.train_mask])
                 else:
+                    batch = batch.to(args.device)
                     nodes = batch['node']
                     out = model(nodes.x, batch['node', 'to', 'node'].edge_index,
                                 batch.hierarchy, batch.hsa_pos_dict)
@@ -227,11 +231,14 @@ def main(argv=None) -> List[dict]:
         from ogb.nodeproppred import Evaluator
         evaluator = Evaluator(args.dataset)
     tree, hierarchy, builder, build_s, compile_s = build_hierarchy(data, args)
+    # the subtree loader cuts the CPU copy; the full-batch models run where --device says
+    loader_tree = tree
+    data, tree, hierarchy = data.to(args.device), tree.to(args.device), hierarchy.to(args.device)
     print(f'{args.dataset}{" (SYNTHETIC)" if args.dataset == "planted" else ""}: '
           f'{data.num_nodes:,} nodes, {data.edge_index.size(1) // 2:,} edges, '
           f'{num_classes} classes; {builder} in {build_s:.1f} s, compiled in '
           f'{compile_s:.1f} s: {hierarchy}')
-    loader = SubtreeLoader(tree, batch_size=args.subtrees_per_batch, shuffle=True) \
+    loader = SubtreeLoader(loader_tree, batch_size=args.subtrees_per_batch, shuffle=True) \
         if 'hsa_subtrees' in args.models else None
     results = []
     runs = [(seed, kind) for seed in range(args.seeds) for kind in args.models]
@@ -253,7 +260,7 @@ def report(results: List[dict], args, build_s: float) -> None:
     label = f'{args.dataset} (SYNTHETIC, {args.num_nodes:,} nodes)' \
         if args.dataset == 'planted' else args.dataset
     text = (f'{label}: test accuracy at the best-validation epoch, mean ± 95% interval '
-            f'over seeds; {measurement_note("cpu")}; hierarchy built once in '
+            f'over seeds; {measurement_note(args.device)}; hierarchy built once in '
             f'{build_s:.1f} s (not in s/epoch).\n\n' + markdown_table(rows, ['name'],
                                                                       ['accuracy']))
     write_report(text, results, args.out, label)

@@ -67,12 +67,13 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------- set-up
-def init_process_group() -> tuple:
+def init_process_group(device: str = 'cpu') -> tuple:
     r"""``(rank, world_size, device)``: torchrun's environment when there is
-    one (nccl on GPUs, gloo on CPUs), else a single process."""
+    one (nccl on GPUs, one per local rank, when :obj:`device` is CUDA; gloo on
+    CPUs), else a single process on :obj:`device`."""
+    cuda = torch.device(device).type == 'cuda' and torch.cuda.is_available()
     if 'RANK' not in os.environ:
-        return 0, 1, torch.device('cpu')
-    cuda = torch.cuda.is_available()
+        return 0, 1, torch.device(device if cuda else 'cpu')
     dist.init_process_group('nccl' if cuda else 'gloo')
     device = torch.device('cpu')
     if cuda:
@@ -174,7 +175,7 @@ def main(argv=None) -> List[dict]:
     args = parse_args(argv)
     from tqdm import tqdm
     torch.set_num_threads(args.threads)
-    rank, world_size, device = init_process_group()
+    rank, world_size, device = init_process_group(args.device)
     info = [save_shards(args, world_size) if rank == 0 else None]
     if world_size > 1:
         dist.broadcast_object_list(info, src=0)     # also waits for the shards

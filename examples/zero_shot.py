@@ -149,14 +149,19 @@ def recipe_key(task: str, seed: int, train_size: int) -> str:
     return hashlib.sha1(spec.encode()).hexdigest()[:12]
 
 
+def on_device(enc: dict, labels: torch.Tensor, device) -> tuple:
+    r"""A batch's encoding and labels on :obj:`device`."""
+    return {k: v.to(device) for k, v in enc.items()}, labels.to(device)
+
+
 def fine_tuned(task: str, seed: int, train, classes, args, progress) -> Classifier:
     r"""The task model of :obj:`seed`, from the cache or fine-tuned now."""
     tokenizer, encoder = load_minilm()
-    model = Classifier(encoder, len(classes), RECIPE['dropout'])
+    model = Classifier(encoder, len(classes), RECIPE['dropout']).to(args.device)
     key = recipe_key(task, seed, len(train))
     path = osp.join(args.cache, f'{task}_seed{seed}_{key}.pt')
     if osp.exists(path):
-        model.load_state_dict(torch.load(path, weights_only=True))
+        model.load_state_dict(torch.load(path, weights_only=True, map_location=args.device))
         return model.eval()
     torch.manual_seed(seed)
     model.head.reset_parameters()
@@ -174,7 +179,7 @@ def fine_tuned(task: str, seed: int, train, classes, args, progress) -> Classifi
     bar = progress(total=total, desc=f'fine-tune {task} seed {seed}', leave=False)
     for _ in range(epochs):
         for i in torch.randperm(len(batches), generator=generator).tolist():
-            enc, labels = batches.batches[i]
+            enc, labels = on_device(*batches.batches[i], args.device)
             loss = F.cross_entropy(model(**enc), labels)
             optimizer.zero_grad()
             loss.backward()
@@ -241,8 +246,10 @@ def evaluate(model: Classifier, batches: Batches, todo: List[dict],
     seconds = {c['name']: 0.0 for c in todo}
     targets = []
     bar = progress(total=len(batches), desc=desc, leave=False)
+    device = next(model.parameters()).device
     for enc, labels in batches:
         targets.append(labels)
+        enc, _ = on_device(enc, labels, device)
         for config in todo:
             if config['layers'] is not None:
                 inject(model.encoder, layers=list(config['layers']),
@@ -252,7 +259,7 @@ def evaluate(model: Classifier, batches: Batches, todo: List[dict],
             logits = model(**enc)
             seconds[config['name']] += time.perf_counter() - start
             restore(model.encoder)
-            preds[config['name']].append(logits.argmax(-1))
+            preds[config['name']].append(logits.argmax(-1).cpu())
         bar.update(1)
     bar.close()
     target = torch.cat(targets)
@@ -370,6 +377,8 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='results/zero_shot',
                         help='tables, plot and JSON (default: results/zero_shot)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='where the models run (default: CUDA when available)')
     parser.add_argument('--report', metavar='RESULTS_JSON',
                         help='only write the table and the plot (to --out) from the '
                              'results.json of an earlier run')

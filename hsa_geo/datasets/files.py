@@ -1,5 +1,8 @@
-r"""Where the shipped data files live: the folder :data:`DATA_DIR` and the
-path of a file in it, with a clear error when it is missing."""
+r"""Where the shipped data files live: the folder :data:`DATA_DIR` (inside
+the installed package, ``hsa_geo/datasets/data/``, where
+``hsa_geo/datasets/data/README.md`` gives every file's provenance and
+licence) and the path of a file in it, with a clear error when it is
+missing."""
 from __future__ import annotations
 
 import os
@@ -7,11 +10,10 @@ import os.path as osp
 
 __all__ = ['DATA_DIR', 'data_path']
 
-#: The folder holding the shipped CSV files (the repository's ``datasets/``);
-#: the environment variable ``HSA_GEO_DATA`` overrides it.
-DATA_DIR = os.environ.get(
-    'HSA_GEO_DATA', osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
-                             'datasets'))
+#: The folder holding the shipped data files: ``hsa_geo/datasets/data/``, package
+#: data of the installed package (the wheel ships it); the environment variable
+#: ``HSA_GEO_DATA`` overrides it.
+DATA_DIR = os.environ.get('HSA_GEO_DATA', osp.join(osp.dirname(osp.abspath(__file__)), 'data'))
 
 
 def data_path(file: str) -> str:
@@ -19,6 +21,7 @@ def data_path(file: str) -> str:
     when it is missing."""
     path = osp.join(DATA_DIR, file)
     if not osp.exists(path):
-        raise FileNotFoundError(f"missing data file {path} (the repository's datasets/ "
-                                f"folder; set HSA_GEO_DATA to the folder holding {file})")
+        raise FileNotFoundError(f"missing data file {path} (the data shipped in "
+                                f"hsa_geo/datasets/data/; set HSA_GEO_DATA to the folder "
+                                f"holding {file})")
     return path

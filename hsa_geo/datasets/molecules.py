@@ -3,7 +3,7 @@ the dataset class and its evaluator.
 
 No machine this project runs on may download data at run time, so hsa_geo ships
 small real molecular sets as CSV files (SMILES and labels, top-level
-``datasets/`` with their provenance) and writes them into the directory layout
+``hsa_geo/datasets/data/`` with their provenance) and writes them into the directory layout
 of the Open Graph Benchmark (:mod:`hsa_geo.datasets.ogb_writer`), with
 :func:`ogb.utils.smiles2graph` features, so that OGB's own
 :class:`~ogb.graphproppred.PygGraphPropPredDataset` loads them and OGB's
@@ -20,7 +20,12 @@ import warnings
 from typing import Callable, List
 
 import torch
-from ogb.graphproppred import Evaluator, PygGraphPropPredDataset
+
+try:
+    from ogb.graphproppred import Evaluator, PygGraphPropPredDataset
+except ImportError as error:  # the optional extra
+    raise ImportError("OGB's molecule datasets need the 'ogb' package: pip install "
+                      "'hsa_geo[ogb]' (or pip install ogb rdkit)") from error
 
 from hsa_geo.datasets.files import DATA_DIR, data_path
 from hsa_geo.datasets.molecule_sets import (

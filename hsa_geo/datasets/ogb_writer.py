@@ -43,7 +43,11 @@ def build_ogb_layout(name: str, root: str, force: bool = False) -> str:
     OGB stores its molecule sets (one row per bond in ``edge.csv.gz``; OGB's
     loader adds the reverse edges, ``add_inverse_edge=True``).
     """
-    from ogb.utils import smiles2graph
+    try:
+        from ogb.utils import smiles2graph
+    except ImportError as error:  # the optional extra
+        raise ImportError("writing OGB's format needs the 'ogb' package (and rdkit): pip "
+                          "install 'hsa_geo[ogb]'") from error
     spec = molecule_spec(name)
     folder = osp.join(root, ogb_dir_name(name))
     release = osp.join(folder, 'RELEASE_v1.txt')

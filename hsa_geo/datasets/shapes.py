@@ -6,7 +6,7 @@ r"""Meshes and point clouds for the point-cloud and mesh hierarchies
 function                        what                                         size
 ==============================  ===========================================  ==============
 :func:`read_mesh`               real triangle meshes shipped in              airplane 2,452
-                                ``datasets/`` (pyvista 0.49.1's examples)    faces, ant 912,
+                                ``data/`` (pyvista 0.49.1's examples)        faces, ant 912,
                                                                              nut 1,046
 :func:`read_bunny`              the Stanford bunny as a point cloud          2,503 points
                                 (pygsp 0.6.1's ``bunny.mat``)
@@ -16,7 +16,7 @@ function                        what                                         siz
                                 as meshes and noisy surface samples          number
 ==============================  ===========================================  ==============
 
-The shipped files are the packages' own, copied unchanged; ``datasets/README.md``
+The shipped files are the packages' own, copied unchanged; ``hsa_geo/datasets/data/README.md``
 gives their provenance and licences.  Nothing is downloaded.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from hsa_geo.datasets.files import data_path
 __all__ = ['MESHES', 'read_mesh', 'read_bunny', 'digits_point_clouds', 'SYNTHETIC_SHAPES',
            'synthetic_shapes']
 
-#: The meshes :func:`read_mesh` loads (``datasets/{name}.ply``).
+#: The meshes :func:`read_mesh` loads (``hsa_geo/datasets/data/{name}.ply``).
 MESHES = ('airplane', 'ant', 'nut')
 
 #: The primitive classes of :func:`synthetic_shapes`; ``y`` and ``face_part``
@@ -43,7 +43,7 @@ SYNTHETIC_SHAPES = ('sphere', 'box', 'cylinder', 'capsule', 'cone', 'torus', 'an
 
 def read_mesh(name: str) -> Data:
     r"""Loads one of the real triangle meshes :data:`MESHES` shipped in
-    ``datasets/`` (pyvista 0.49.1's built-in examples, read with trimesh
+    ``hsa_geo/datasets/data/`` (pyvista 0.49.1's built-in examples, read with trimesh
     without any processing) as ``Data(pos=[V, 3], face=[3, F])``.
 
     =========  ========  =======  ==========================================

