@@ -47,7 +47,8 @@ def share_of(hierarchy) -> Optional[Share]:
     built by hand, or moved with :meth:`Hierarchy.to`, which keeps no
     metadata)."""
     if isinstance(hierarchy, Hierarchy):
-        return hierarchy.__dict__.get('_hsa_share')
+        share = hierarchy.__dict__.get('_hsa_share')  # a plain triple once loaded from a file
+        return None if share is None else Share(*share)
     # a ShardedHierarchy records it in its own slot
     return getattr(hierarchy, '_share', None) if isinstance(hierarchy, HierarchyLike) else None
 
