@@ -10,7 +10,6 @@ padded size classes; see :mod:`hsa_geo.engine.layout`).
 """
 from __future__ import annotations
 
-from multiprocessing.reduction import ForkingPickler
 from types import MappingProxyType
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -141,17 +140,6 @@ class Hierarchy(HierarchyLike):
     def pair_hierarchy(self, num_leaves: int, device: torch.device) -> 'Hierarchy':
         r"""This hierarchy (see :class:`~hsa_geo.hierarchy_like.HierarchyLike`)."""
         return self
-
-    def __reduce__(self):
-        # what a Hierarchy is saved as: its parent vector, leaf count, node types
-        # and distributed share, no compiled form.  Loading compiles and checks
-        # the vector again, so a file (torch.load with weights_only=True, for
-        # which the loader is registered as a safe global) cannot smuggle a
-        # malformed forest into the compiled kernels.
-        self.check_intact()
-        share = self.__dict__.get('_hsa_share')
-        return (_load_hierarchy, (self.parent, self.num_leaves, dict(self.node_slices),
-                                  None if share is None else tuple(int(x) for x in share)))
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -374,44 +362,3 @@ class Hierarchy(HierarchyLike):
         return (f'{self.__class__.__name__}(num_nodes={self.num_nodes}, '
                 f'num_leaves={self.num_leaves}, num_roots={self.num_roots}, '
                 f'depth={self.depth}, max_branching={self.max_branching})')
-
-
-def _load_hierarchy(parent: Tensor, num_leaves: int, node_slices: Dict[str, Tuple[int, int]],
-                    share: Optional[Tuple[int, int, int]] = None) -> Hierarchy:
-    r"""A saved :class:`Hierarchy` compiled and checked again (see
-    ``Hierarchy.__reduce__``)."""
-    out = Hierarchy.from_parent(parent, num_leaves)
-    if node_slices:
-        out = out.with_node_types(node_slices)
-    if share is not None:  # recorded by hsa_geo.distributed
-        out._hsa_share = tuple(share)
-    return out
-
-
-def _send_hierarchy(h: Hierarchy):
-    r"""A Hierarchy sent between the processes of one program (a DataLoader
-    worker to the main process): its checked fields as they are, so that the
-    receiving process does not compile it again (the engine's forms are
-    rebuilt on first use there)."""
-    h.check_intact()
-    state = dict(h.__dict__)
-    state['node_slices'] = dict(h.node_slices)  # a mapping proxy does not pickle
-    state.pop('_token', None)  # a serial of this process: a new one on arrival
-    return (_receive_hierarchy, (state, ))
-
-
-def _receive_hierarchy(state: dict) -> Hierarchy:
-    out = Hierarchy.__new__(Hierarchy)
-    state['node_slices'] = MappingProxyType(state['node_slices'])
-    out.__dict__.update(state)
-    out._versions = versions(out.parent, out.roots, out.leaf_tree)
-    out._register()
-    return out
-
-
-# a Hierarchy can be read by torch.load(..., weights_only=True); between the
-# processes of one program (multiprocessing's pickler, which DataLoader workers
-# use) it travels without being compiled again
-if hasattr(torch.serialization, 'add_safe_globals'):
-    torch.serialization.add_safe_globals([_load_hierarchy])
-ForkingPickler.register(Hierarchy, _send_hierarchy)

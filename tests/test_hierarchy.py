@@ -219,31 +219,6 @@ def test_node_types_are_read_only_and_given_by_with_node_types():
         again.check_intact()
 
 
-def test_a_saved_hierarchy_loads_with_weights_only(tmp_path):
-    h = Hierarchy.from_parent(torch.tensor([4, 4, 5, 5, 6, 6, -1]), 4).with_node_types(
-        {'a': (0, 2), 'b': (2, 4), 'group': (4, 6), 'root': (6, 7)})
-    path = tmp_path / 'h.pt'
-    torch.save({'hierarchy': h, 'step': 3}, path)
-    loaded = torch.load(path, weights_only=True)['hierarchy']
-    assert loaded == h and loaded.leaf_types == ('a', 'b')
-    assert dict(loaded.node_slices) == dict(h.node_slices)
-    assert torch.equal(loaded.sibling_index, h.sibling_index)
-
-
-def test_a_file_cannot_smuggle_a_malformed_forest(tmp_path):
-    # loading compiles and checks the parent vector again
-    from hsa_geo.hierarchy import _load_hierarchy
-
-    class Forged:
-        def __reduce__(self):
-            return (_load_hierarchy, (torch.tensor([2, 2, 3, 2]), 2, {}, None))  # 2 <-> 3
-
-    path = tmp_path / 'forged.pt'
-    torch.save(Forged(), path)
-    with pytest.raises(ValueError, match='cycle'):
-        torch.load(path, weights_only=True)
-
-
 def test_hierarchy_and_a_layer_on_the_meta_device():
     from hsa_geo.nn import HSAConv
     h = Hierarchy.from_parent(torch.tensor([4, 4, 5, 5, 6, 6, -1]), 4).to('meta')
@@ -251,21 +226,3 @@ def test_hierarchy_and_a_layer_on_the_meta_device():
     conv = HSAConv(8, 4, heads=2).to('meta')
     out = conv(torch.randn(4, 8, device='meta'), h)
     assert out.shape == (4, 8) and out.device.type == 'meta'
-
-
-def test_between_processes_a_hierarchy_is_not_compiled_again(monkeypatch):
-    # DataLoader workers send batches through multiprocessing's pickler
-    import io
-    import pickle
-    from multiprocessing.reduction import ForkingPickler
-    h = Hierarchy.from_parent(torch.tensor([4, 4, 5, 5, 6, 6, -1]), 4)
-    buffer = io.BytesIO()
-    ForkingPickler(buffer).dump(h)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError('compiled again')
-
-    monkeypatch.setattr(Hierarchy, 'from_parent', refuse)
-    received = pickle.loads(buffer.getvalue())
-    assert received == h and received is not h
-    assert Hierarchy.of(received.parent) is received
