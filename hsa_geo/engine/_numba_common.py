@@ -147,6 +147,17 @@ def cut(lo, hi, blocks, x):
 
 
 @njit(cache=True, inline='always')
+def family_scratch(width, d, dv, cp, dtype):
+    r"""The blocks both passes gather one family into (allocated once per
+    block of families, for its widest): queries, keys, values, :math:`\nu`,
+    positions, keys and positions transposed, a row's scores and weights."""
+    return (np.empty((width, d), dtype), np.empty((width, d), dtype),
+            np.empty((width, dv), dtype), np.empty(width, np.float64),
+            np.empty((width, cp), dtype), np.empty((d, width), dtype),
+            np.empty((cp, width), dtype), np.empty(width, dtype), np.empty(width, np.float64))
+
+
+@njit(cache=True, inline='always')
 def widest(child_ptr, f_lo, f_hi):
     w = 1
     for f in range(f_lo, f_hi):

@@ -8,6 +8,7 @@ from numba import njit, prange
 from hsa_geo.engine._numba_common import (
     FAST,
     cut,
+    family_scratch,
     gather,
     logaddexp,
     pair_id,
@@ -29,15 +30,7 @@ def _families_forward(f_lo, f_hi, parent, child_ptr, pair_ptr, ref, node, weight
     dv = v.shape[2]
     cp = p.shape[2]
     width = widest(child_ptr, f_lo, f_hi)
-    Q = np.empty((width, d), q.dtype)
-    K = np.empty((width, d), q.dtype)
-    V = np.empty((width, dv), q.dtype)
-    NU = np.empty(width, np.float64)
-    PS = np.empty((width, cp), q.dtype)
-    KT = np.empty((d, width), q.dtype)
-    PT = np.empty((cp, width), q.dtype)
-    S = np.empty(width, q.dtype)
-    E = np.empty(width, np.float64)
+    Q, K, V, NU, PS, KT, PT, S, E = family_scratch(width, d, dv, cp, q.dtype)
     th = np.empty(dv, np.float64)
     aq = np.empty(d, np.float64)
     ak = np.empty(d, np.float64)
