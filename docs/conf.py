@@ -53,7 +53,8 @@ napoleon_use_ivar = True
 # so that the documentation builds with only the core requirements.
 _OPTIONAL = ['ogb', 'rdkit', 'transformers', 'trimesh', 'numba', 'triton', 'networkit',
              'pymetis', 'sklearn', 'scipy', 'matplotlib', 'tqdm', 'torch_scatter']
-autodoc_mock_imports = [name for name in _OPTIONAL if importlib.util.find_spec(name) is None]
+autodoc_mock_imports = [name for name in _OPTIONAL if importlib.util.find_spec(name) is None
+                        or os.environ.get('HSA_GEO_DOCS_MOCK') == 'all']   # to check the mocks
 
 # --- HTML --------------------------------------------------------------------
 html_theme = 'furo'
