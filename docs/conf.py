@@ -5,8 +5,8 @@ Build (warnings are errors)::
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 """
 import importlib.util
-import re
 import os
+import re
 import sys
 
 # the package of this checkout, whatever is installed

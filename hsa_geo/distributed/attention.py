@@ -83,9 +83,10 @@ def distributed_hsa(q: Tensor, k: Tensor, v: Tensor, hierarchy: Hierarchy,
             process alone (then the ranks' subtrees are all here).
 
     Before anything else the ranks all-gather a small fingerprint of their
-    call (whether its input was refused, the :class:`~hsa_geo.distributed.
-    shard.Share` that a share from :func:`~hsa_geo.distributed.shard_forest`
-    or :func:`~hsa_geo.distributed.shard_hierarchy` records: its index, the
+    call (whether its input was refused, the
+    :class:`~hsa_geo.distributed.share.Share` that a share from
+    :func:`~hsa_geo.distributed.shard_forest` or
+    :func:`~hsa_geo.distributed.shard_hierarchy` records: its index, the
     world size it was made for, a digest of the whole hierarchy; the options,
     ``scale``, shapes, dtypes and whether positions are given), and every rank
     raises the same :class:`ValueError` when they would not compute one

@@ -74,8 +74,9 @@ class SubtreeLoader(torch.utils.data.DataLoader):
     r"""Yields sub-hierarchies of one large hierarchy: :obj:`batch_size`
     top-level subtrees (children of the root, e.g. the coarsest communities of
     :class:`~hsa_geo.transforms.GraphHierarchy`) with all their leaves, pruned
-    to a valid hierarchy under the root by :func:`~hsa_geo.utils.
-    hierarchy_subgraph` (node and edge attributes sliced, ``n_id`` / ``e_id``
+    to a valid hierarchy under the root by
+    :func:`~hsa_geo.utils.hierarchy_subgraph` (node and edge attributes sliced,
+    ``n_id`` / ``e_id``
     giving the original indices, the graph's edges inside the batch kept), with
     the compiled forest as ``batch.hierarchy``, like
     :class:`~hsa_geo.loader.HierarchyLoader`'s batches.

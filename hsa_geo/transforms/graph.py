@@ -159,8 +159,8 @@ class GraphHierarchy(HierarchyTransform):
       orthonormalised) interleaved into a Morton code.  Vectorised torch,
       linear in the number of edges, for large graphs; the windows follow the
       graph's geometry, not its communities.
-    * ``'metis'``: nested k-way partitions by METIS (:func:`~hsa_geo.utils.
-      metis_levels`): the graph is cut into ``num_parts[0]`` parts, each part
+    * ``'metis'``: nested k-way partitions by METIS
+      (:func:`~hsa_geo.utils.metis_levels`): the graph is cut into ``num_parts[0]`` parts, each part
       into ``num_parts[1]``, and so on, every cut minimising the edges between
       parts, so clusters follow the communities.  C code (``pymetis``, the
       ``graphs`` extra); a few seconds per level at 10^6 nodes.
