@@ -61,8 +61,15 @@ def test_a_batch_on_the_fused_kernels_never_builds_the_padded_layout(monkeypatch
 def test_a_forest_pickles_and_moves_without_its_compiled_forms():
     h = Hierarchy.from_parent(*random_forest(2, 2, 3, 5))
     h.layout, h.forest.families  # noqa: B018 (build both)
-    loaded = pickle.loads(pickle.dumps(h))
-    assert loaded.forest._layout is None and loaded.forest._families is None
+    # a Forest alone is saved without its compiled forms (rebuilt on first use) ...
+    forest = pickle.loads(pickle.dumps(h.forest))
+    assert forest._layout is None and forest._families is None
+    assert torch.equal(forest.sibling_index(), h.sibling_index)
+    # ... and a Hierarchy as its parent vector, compiled and checked again on loading
+    saved = pickle.dumps(h)
+    assert len(saved) < len(pickle.dumps((h.forest.families, h.layout)))
+    loaded = pickle.loads(saved)
+    assert loaded.forest._layout is None
     assert loaded == h and torch.equal(loaded.sibling_index, h.sibling_index)
     moved = h.forest.to('cpu')
     assert moved._families is None and moved._layout is not None

@@ -28,7 +28,7 @@ def test_help():
 def test_one_epoch_smoke_run(tmp_path):
     out = subprocess.run(
         [sys.executable, str(SCRIPT), '--limit', '45', '--epochs', '1', '--seeds', '1',
-         '--max-tokens', '64', '--quiet', '--out', str(tmp_path)],
+         '--max-tokens', '64', '--quiet', '--device', 'cpu', '--out', str(tmp_path)],
         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     runs = json.loads((tmp_path / 'results.json').read_text())['runs']
@@ -52,7 +52,7 @@ def test_key_value_records_smoke_run(tmp_path):
     out = subprocess.run(
         [sys.executable, str(SCRIPT), '--corpus', 'news_fields', '--limit', '45',
          '--embeddings', 'frozen', '--models', 'hsa', 'fsa512', '--paragraph-sentences', '2',
-         '--epochs', '1', '--seeds', '1', '--quiet', '--out', str(tmp_path)],
+         '--epochs', '1', '--seeds', '1', '--quiet', '--device', 'cpu', '--out', str(tmp_path)],
         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     runs = {r['model']: r for r in json.loads((tmp_path / 'results.json').read_text())['runs']}

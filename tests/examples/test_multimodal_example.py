@@ -26,7 +26,7 @@ def test_help():
 def test_one_epoch_smoke_run(tmp_path):
     out = subprocess.run(
         [sys.executable, str(SCRIPT), '--limit', '80', '--epochs', '1', '--seeds', '1',
-         '--quiet', '--out', str(tmp_path)],
+         '--quiet', '--device', 'cpu', '--out', str(tmp_path)],
         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     runs = json.loads((tmp_path / 'results.json').read_text())['runs']

@@ -91,7 +91,8 @@ def test_torchrun_two_processes_agree(data_root, tmp_path):
     out = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--standalone',
          '--nproc_per_node=2', str(SCRIPT), '--epochs', '1', '--seeds', '1', '--limit',
-         '96', '--hidden', '16', '--layers', '1', '--model', 'hsa', '--quiet', '--root',
+         '96', '--hidden', '16', '--layers', '1', '--model', 'hsa', '--quiet', '--device',
+         'cpu', '--root',
          data_root, '--out', str(tmp_path)],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -108,7 +109,8 @@ def test_multiclass_dataset_smoke_run(tmp_path):
     out = subprocess.run(
         [sys.executable, str(SCRIPT), '--dataset', 'ogbg-molsolubility-class', '--split',
          'published', '--epochs', '1', '--seeds', '1', '--limit', '64', '--hidden', '16',
-         '--layers', '1', '--model', 'gin', 'hsa', '--quiet', '--root', str(tmp_path / 'data'),
+         '--layers', '1', '--model', 'gin', 'hsa', '--quiet', '--device', 'cpu', '--root',
+         str(tmp_path / 'data'),
          '--out', str(tmp_path / 'out')],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -24,7 +24,7 @@ def test_two_ranks_train_on_their_shares(tmp_path):
     out = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
          '--master_port=29519', str(SCRIPT), '--num-nodes', '3000', '--epochs', '2',
-         '--seeds', '1', '--quiet', '--out', str(tmp_path)],
+         '--seeds', '1', '--quiet', '--device', 'cpu', '--out', str(tmp_path)],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'SYNTHETIC' in out.stdout

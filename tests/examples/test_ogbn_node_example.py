@@ -28,7 +28,8 @@ def test_help_and_offline_ogb_message(tmp_path):
 def test_every_model_trains_on_a_small_planted_graph(tmp_path):
     out = subprocess.run(
         [sys.executable, str(SCRIPT), '--num-nodes', '3000', '--epochs', '2', '--seeds', '1',
-         '--quiet', '--out', str(tmp_path)], capture_output=True, text=True, timeout=900)
+         '--quiet', '--device', 'cpu', '--out', str(tmp_path)], capture_output=True, text=True,
+        timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'SYNTHETIC' in out.stdout
     runs = json.loads((tmp_path / 'results.json').read_text())['runs']

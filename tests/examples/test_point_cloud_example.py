@@ -26,7 +26,7 @@ def _smoke_run(tmp_path, script, *flags):
     :obj:`tmp_path`; returns its runs keyed by ((dataset or task, ), model)."""
     out = subprocess.run(
         [sys.executable, str(EXAMPLES / script), '--epochs', '1', '--seeds', '1',
-         '--channels', '16', '--out', str(tmp_path), *flags],
+         '--channels', '16', '--device', 'cpu', '--out', str(tmp_path), *flags],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return {(tuple(r[k] for k in ('dataset', 'task') if k in r), r['model']): r

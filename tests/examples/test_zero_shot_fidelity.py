@@ -25,7 +25,8 @@ def test_help():
 def test_smoke_run(tmp_path):
     out = subprocess.run(
         [sys.executable, str(SCRIPT), '--datasets', 'rotten_tomatoes', '--train-size', '40',
-         '--test-size', '20', '--skip-timing', '--quiet', '--out', str(tmp_path)],
+         '--test-size', '20', '--skip-timing', '--quiet', '--device', 'cpu', '--out',
+         str(tmp_path)],
         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((tmp_path / 'results.json').read_text())
