@@ -341,10 +341,11 @@ def main(argv=None):
     if ragged:
         print('\nragged (families 2-32) / regular (b = 16) forward time per leaf: ' + ', '.join(
             f"N={r['leaves']:,}: {r['ragged'] / r['regular']:.2f}x" for r in ragged))
+    from hsa_geo.experiments.results import provenance
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(args={k: (str(v) if isinstance(v, pathlib.Path) else v)
                                               for k, v in vars(args).items()},
-                                        results=results), indent=1))
+                                        **provenance(), results=results), indent=1))
     print(f'\nwrote {args.out}')
 
 

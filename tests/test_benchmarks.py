@@ -82,7 +82,11 @@ def test_workloads_benchmark_smoke_run(tmp_path):
     assert out.returncode == 0, out.stderr
     assert '| molecules | ' in out.stdout and 'N=256:' in out.stdout
     assert 'GiB on the fused CPU kernels' in out.stdout
-    found = json.loads((tmp_path / 'w.json').read_text())['results'][-1]
+    written = json.loads((tmp_path / 'w.json').read_text())
+    # the result file records what made it: the command, versions, machine and threads
+    assert 'bench_workloads.py' in written['command'] and written['versions']['torch']
+    assert written['machine']['torch_threads'] == 1
+    found = written['results'][-1]
     # small buffers may reuse freed heap pages, so only the form is checked here
     assert found['input_bytes'] == 4 * 4096 * 4 * 32 * 4
     assert min(found['fused_peak'], found['pytorch_peak']) >= 0
