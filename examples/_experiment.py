@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import os.path as osp
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -223,9 +223,13 @@ def lr_schedule(optimizer, schedule: str, total_steps: int):
 
 def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
               epochs: int, lr: float, device, weight_decay: float = 0.0,
-              progress=None, schedule: str = 'constant') -> dict:
+              progress=None, schedule: str = 'constant',
+              patience: Optional[int] = None) -> dict:
     r"""Trains with AdamW for :obj:`epochs`, scores valid and test after every
-    epoch and reports test at the best validation epoch.  :obj:`schedule`
+    epoch and reports test at the best validation epoch.  With
+    :obj:`patience`, training stops early once the validation score has not
+    improved for that many epochs (the linear schedule still decays over
+    :obj:`epochs`).  :obj:`schedule`
     (:data:`SCHEDULES`): ``'constant'`` learning rate, or ``'linear'`` decay
     from :obj:`lr` to zero over all training steps (torch's ``LinearLR``
     with ``end_factor=0``; the paper names a LinearLR schedule without its
@@ -239,6 +243,8 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scheduler = lr_schedule(optimizer, schedule, epochs * len(loaders['train']))
+    if patience is not None and patience < 1:
+        raise ValueError(f"'patience' must be a positive number of epochs, got {patience}")
     history, best, epoch_times, peak = [], None, [], 0
     for epoch in range(1, epochs + 1):
         model.train()
@@ -268,9 +274,11 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
             best = copy.copy(row)
         if progress is not None:
             progress.set_postfix(epoch=epoch, valid=f"{row[f'valid_{task.metric}']:.3f}")
+        if patience is not None and epoch - best['epoch'] >= patience:
+            break
     epoch_times.sort()
     return {
-        'history': history, 'best_epoch': best['epoch'],
+        'history': history, 'best_epoch': best['epoch'], 'epochs_run': len(history),
         **{k: v for k, v in best.items() if k.startswith(('valid_', 'test_'))},
         'params': sum(p.numel() for p in params),
         'device': device_name(device),

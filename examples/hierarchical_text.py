@@ -49,7 +49,16 @@ learnt key, like the paper's N24News; ``fsa``/``fsa512`` see the fields'
 text concatenated, as the paper's FSA did), ``health_tweets``.  One fixed
 stratified 80/10/10 split (seed 0); the seeds vary the model's
 initialisation and the batch order.  Test scores are taken at the epoch of
-best validation accuracy.
+best validation accuracy; ``--patience P`` stops a run once validation
+accuracy has not improved for P epochs (``--epochs`` is then the most).
+
+``--match-params`` gives every model other than HSA the encoder width whose
+parameter count is closest to HSA's, as the paper matched its models (on
+``news_fields`` HSA has one set of projections per field, so at equal width it
+has 2.5 times FSA's parameters).  The report ends with HSA against every
+other model seed by seed: the per-seed difference of test accuracy, its mean
+with a 95% interval, and the paired t and Wilcoxon tests
+(:func:`hsa_geo.experiments.paired_comparison`).
 
 Example::
 
@@ -66,19 +75,21 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import time
-from typing import Dict, List, Optional, Union
+from typing import List
 
 import torch
-from torch import Tensor
-from torch.nn import Embedding, Module
-from torch_geometric.data import Data, HeteroData
 
-from hsa_geo import Hierarchy
-from hsa_geo.datasets import NEWS_FIELDS, TEXT_CORPORA, text_corpus, text_split
-from hsa_geo.experiments import markdown_table, measurement_note, plot_curves, save_json, summarise
-from hsa_geo.hierarchy import hierarchy_node_types
-from hsa_geo.nn import HTEPredictor
-from hsa_geo.transforms import FlatHierarchy, TextHierarchy, nest
+from hsa_geo.datasets import TEXT_CORPORA, text_corpus, text_split
+from hsa_geo.experiments import (
+    markdown_table,
+    measurement_note,
+    paired_comparison,
+    paired_table,
+    plot_curves,
+    provenance,
+    save_json,
+    summarise,
+)
 
 from _experiment import (
     SCHEDULES,
@@ -87,6 +98,15 @@ from _experiment import (
     frozen_embeddings,
     load_tokenizer,
     train_run,
+)
+from _text import (
+    build_model,
+    build_samples,
+    flat_samples,
+    forward,
+    model_widths,
+    num_tokens,
+    training_vocabulary,
 )
 
 MODELS = ('hsa', 'fsa512', 'fsa', 'deepset')
@@ -98,130 +118,6 @@ PRESETS = {
     'paper': dict(hidden=128, heads=3, head_channels=128, pos_dim=768, pos_kind='fourier',
                   lr=2e-5, schedule='linear', batch_size=64, epochs=30),
 }
-EMPTY_FIELD = '[PAD]'  # a missing title or subtitle: one padding token
-
-
-# ------------------------------------------------------------------------ data
-def _light(data: HeteroData) -> HeteroData:
-    del data.text, data.tokens  # strings stay out of the batches
-    return data
-
-
-def build_samples(texts: list, labels: Tensor, args, progress: bool) -> list:
-    r"""One hierarchy per text (token ids on the leaves); for records
-    (``news_fields``) one tree per field nested under a key-value root."""
-    from tqdm import tqdm
-    tokenizer = load_tokenizer()
-    text = TextHierarchy(tokenizer=tokenizer, pos_dim=args.pos_dim, words=args.words,
-                         paragraph_sentences=args.paragraph_sentences,
-                         pos_kind=args.pos_kind)
-    out = []
-    for item, label in tqdm(list(zip(texts, labels.tolist(), strict=True)), desc='hierarchies',
-                            disable=not progress, leave=False):
-        y = torch.tensor([label])
-        if isinstance(item, dict):
-            fields = {f: _light(text(Data(text=item[f] or EMPTY_FIELD))) for f in NEWS_FIELDS}
-            data = nest(fields, args.pos_dim)
-            data.y = y
-        else:
-            data = _light(text(Data(text=item, y=y)))
-        out.append(data)
-    return out
-
-
-def flat_samples(texts: list, hierarchical: list, args, max_leaves: Optional[int]) -> list:
-    r"""The FSA baselines: every token under one root, in text order; for
-    records, the fields' text concatenated (title, subtitle, body), as the
-    paper's FSA."""
-    flat = FlatHierarchy(args.pos_dim, max_leaves, pos_kind=args.pos_kind)
-    if not isinstance(texts[0], dict):
-        return [flat(d) for d in hierarchical]
-    text = TextHierarchy(tokenizer=load_tokenizer(), pos_dim=args.pos_dim, words=args.words,
-                         pos_kind=args.pos_kind)
-    return [flat(_light(text(Data(text='\n\n'.join(r[f] for f in NEWS_FIELDS if r[f]),
-                                  y=d.y))))
-            for r, d in zip(texts, hierarchical, strict=True)]
-
-
-def position_groups(sample: HeteroData, per_type: bool, pos_dim: int
-                    ) -> Union[int, Dict[tuple, int]]:
-    r"""The model's ``pos_channels`` for samples like :obj:`sample`: one
-    projection per position type (the paper, Appendix F): the 1D-grid
-    positions of every text level share one, the one-hot keys of a record's
-    fields (the field roots under the record's root, see :func:`nest`) have
-    their own; roots have zero positions and need none.  ``per_type=False``:
-    one projection for all."""
-    if not per_type:
-        return pos_dim
-    _, clusters = hierarchy_node_types(sample.edge_types, sample.node_types)
-    parents = {src: dst for src, rel, dst in sample.edge_types if rel == 'in'}
-    roots = [t for t in clusters if t not in parents]
-    keys = [f'{f}_document' for f in NEWS_FIELDS if f'{f}_document' in parents]
-    grid = [t for t in sample.node_types if t not in roots and t not in keys]
-    return {tuple(grid): pos_dim, **({tuple(keys): pos_dim} if keys else {})}
-
-
-def positioned_types(pos_channels) -> Optional[List[str]]:
-    return None if isinstance(pos_channels, int) else [t for g in pos_channels for t in g]
-
-
-class TextModel(Module):
-    r"""Leaf embeddings -> :class:`HTEPredictor`; several leaf types (the
-    fields of a record) share the embeddings and get their own
-    projections."""
-    def __init__(self, leaves: str, leaf_types: List[str], num_classes: int, args,
-                 attention: bool, pos_channels, table: Tensor = None,
-                 vocabulary: Tensor = None):
-        super().__init__()
-        if leaves == 'frozen':
-            self.register_buffer('table', table, persistent=False)
-            self.embedding, width = None, table.size(1)
-        else:
-            # ids outside the training vocabulary share row 0
-            self.register_buffer('vocabulary', vocabulary, persistent=False)
-            self.embedding = Embedding(int(vocabulary.max()) + 1, args.embedding_dim)
-            width = args.embedding_dim
-        self.leaf_types = list(leaf_types)
-        in_channels = width if len(leaf_types) == 1 else {t: width for t in leaf_types}
-        self.pos_types = positioned_types(pos_channels)
-        self.predictor = HTEPredictor(in_channels, args.hidden, num_classes, heads=args.heads,
-                                      head_channels=args.head_channels,
-                                      pos_channels=pos_channels, attention=attention,
-                                      dropout=args.dropout)
-
-    def embed(self, input_ids: Tensor) -> Tensor:
-        if self.embedding is None:
-            return self.table[input_ids]
-        return self.embedding(self.vocabulary[input_ids])
-
-    def forward(self, batch, hierarchy: Hierarchy) -> Tensor:
-        x = {t: self.embed(batch[t].input_ids) for t in self.leaf_types}
-        if len(x) == 1:
-            x = next(iter(x.values()))
-        types = self.pos_types or [t for t in batch.node_types
-                                   if t in hierarchy.node_slices]
-        pos = {t: batch[t].hsa_pos for t in types}
-        return self.predictor(x, hierarchy, pos)
-
-
-def forward(model: TextModel, batch, hierarchy: Hierarchy) -> Tensor:
-    return model(batch, hierarchy)
-
-
-def training_vocabulary(samples: list, vocab_size: int) -> Tensor:
-    r"""Maps every token id to 1..V for the ids seen in training, else 0."""
-    seen = torch.zeros(vocab_size, dtype=torch.bool)
-    for data in samples:
-        for t in data.node_types:
-            if 'input_ids' in data[t]:
-                seen[data[t].input_ids] = True
-    out = torch.zeros(vocab_size, dtype=torch.long)
-    out[seen] = torch.arange(1, int(seen.sum()) + 1)
-    return out
-
-
-def num_tokens(data: HeteroData) -> int:
-    return sum(int(data[t].num_nodes) for t in data.node_types if 'input_ids' in data[t])
 
 
 # ------------------------------------------------------------------------ main
@@ -264,6 +160,12 @@ def parse_args(argv=None):
     parser.add_argument('--shared-pos-projection', action='store_true',
                         help='one position projection for every node type (an '
                         'ablation: the paper has one per position type)')
+    parser.add_argument('--patience', type=int, default=None,
+                        help='stop a run once validation accuracy has not improved for '
+                        'this many epochs (default: train all --epochs)')
+    parser.add_argument('--match-params', action='store_true',
+                        help="give every other model the encoder width whose parameter "
+                        "count is closest to HSA's (the paper matched its models)")
     parser.add_argument('--embedding-dim', type=int, default=64,
                         help='width of the trainable embeddings')
     parser.add_argument('--dropout', type=float, default=0.1)
@@ -283,6 +185,8 @@ def parse_args(argv=None):
     for key, value in PRESETS['paper' if args.paper_config else 'ours'].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.match_params and 'hsa' not in args.models:
+        parser.error("--match-params matches the other models to 'hsa': add it to --models")
     return args
 
 
@@ -319,6 +223,7 @@ def main(argv=None) -> List[dict]:
                                                 shuffle=part == 'train')
                           for part, index in split.items()}
                    for kind in args.models}
+        widths = model_widths(args, datasets, len(corpus.classes), table, vocabulary)
         # seeds outermost: a run cut short by --time-budget has whole seeds
         runs = [(e, m, s) for s in range(args.first_seed, args.first_seed + args.seeds)
                 for e in args.embeddings
@@ -331,27 +236,41 @@ def main(argv=None) -> List[dict]:
                 break
             progress.set_description(f'{name} {leaves} {kind} seed {seed}')
             samples = datasets[kind]
-            leaf_types, _ = hierarchy_node_types(samples[0].edge_types,
-                                                 samples[0].node_types)
-            pos_channels = position_groups(samples[0], not args.shared_pos_projection,
-                                           args.pos_dim)
             torch.manual_seed(seed)
-            model = TextModel(leaves, leaf_types, len(corpus.classes), args,
-                              kind != 'deepset', pos_channels, table=table,
-                              vocabulary=vocabulary)
+            model = build_model(kind, leaves, widths[leaves, kind], samples,
+                                len(corpus.classes), args, table, vocabulary)
             try:
                 run = train_run(model, loaders[kind], forward, task, args.epochs, args.lr,
-                                device, args.weight_decay, progress, args.schedule)
+                                device, args.weight_decay, progress, args.schedule,
+                                args.patience)
             except torch.OutOfMemoryError:
                 print(f'{name} {leaves} {kind} seed {seed}: out of memory, skipped')
                 continue
             run.update(corpus=name, leaves=leaves, model=kind, seed=seed,
+                       hidden=widths[leaves, kind], documents=len(corpus),
                        tokens=sum(num_tokens(samples[i]) for i in split['test'])
                        / len(split['test']))
             results.append(run)
-            save_json({'args': vars(args), 'runs': results}, osp.join(args.out, 'results.json'))
+            save_json({'args': vars(args), 'provenance': provenance(device),
+                       'runs': results}, osp.join(args.out, 'results.json'))
     report(results, args)
     return results
+
+
+def paired_rows(results: List[dict]) -> List[dict]:
+    r"""HSA against every other model, per corpus and leaves, on the seeds
+    both have (at least two)."""
+    rows = []
+    groups = sorted({(r['corpus'], r['leaves']) for r in results})
+    for corpus, leaves in groups:
+        where = {'corpus': corpus, 'leaves': leaves}
+        for other in MODELS[1:]:
+            try:
+                row = paired_comparison(results, 'hsa', other, 'accuracy', where=where)
+            except ValueError:  # fewer than two seeds of both
+                continue
+            rows.append({**row, 'b': f'{other} ({corpus}, {leaves})'})
+    return rows
 
 
 def report(results: List[dict], args) -> None:
@@ -361,6 +280,10 @@ def report(results: List[dict], args) -> None:
             f'seeds; tokens = tokens the model sees per test text; '
             f'{measurement_note(args.device)}.\n\n'
             + markdown_table(rows, keys, metrics, extra={'tokens': 'tokens'}))
+    paired = paired_rows(results)
+    if paired:
+        text += ('\n\nHSA against each other model, seed by seed (test accuracy):\n\n'
+                 + paired_table(paired))
     print('\n' + text)
     with open(osp.join(args.out, 'results.md'), 'w') as f:
         f.write(text + '\n')

@@ -53,8 +53,10 @@ def provenance(device=None) -> dict:
             measured on, named under ``'machine'``. (default: :obj:`None`)
 
     Returns:
-        ``{'command': str, 'versions': {...}, 'machine': {...}}``, JSON
-        types only.
+        ``{'command': str, 'commit': str or None, 'versions': {...},
+        'machine': {...}}``, JSON types only; ``'commit'`` is the git commit
+        of the running script's checkout, with ``'+changes'`` when its
+        tracked files were edited.
     """
     import numpy
     import torch_geometric
@@ -73,4 +75,23 @@ def provenance(device=None) -> dict:
     if device is not None:
         machine['device'] = device_name(device)
     command = ' '.join(shlex.quote(a) for a in [osp.basename(sys.executable)] + sys.argv)
-    return {'command': command, 'versions': versions, 'machine': machine}
+    return {'command': command, 'commit': _git_commit(), 'versions': versions,
+            'machine': machine}
+
+
+def _git_commit():
+    r"""The commit of the checkout the running script lives in (with
+    ``'+changes'`` when its tracked files differ from it), or :obj:`None`
+    outside a git checkout."""
+    import subprocess
+    folder = osp.dirname(osp.abspath(sys.argv[0])) if sys.argv and sys.argv[0] else os.getcwd()
+    try:
+        head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=folder, capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                               cwd=folder, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ('+changes' if dirty.stdout.strip() else '')

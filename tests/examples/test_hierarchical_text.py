@@ -57,8 +57,26 @@ def test_key_value_records_smoke_run(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     runs = {r['model']: r for r in json.loads((tmp_path / 'results.json').read_text())['runs']}
     # three fields with their own projections (and a key projection) vs one text
-    assert runs['hsa']['params'] > runs['fsa512']['params']
+    assert runs['hsa']['params'] > 2 * runs['fsa512']['params']
     assert runs['fsa512']['tokens'] <= 512
+    assert 40 <= runs['hsa']['documents'] <= 45 and runs['hsa']['epochs_run'] == 1
+
+
+def test_matched_models_have_hsa_parameter_count_and_a_paired_report(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), '--corpus', 'news_fields', '--limit', '45',
+         '--embeddings', 'frozen', '--models', 'hsa', 'fsa512', '--paragraph-sentences', '2',
+         '--match-params', '--epochs', '2', '--patience', '1', '--seeds', '2', '--quiet',
+         '--device', 'cpu', '--out', str(tmp_path)],
+        capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / 'results.json').read_text())
+    runs = {(r['model'], r['seed']): r for r in result['runs']}
+    hsa, fsa = runs['hsa', 0], runs['fsa512', 0]
+    assert abs(fsa['params'] - hsa['params']) < 0.02 * hsa['params']
+    assert fsa['hidden'] > hsa['hidden'] == 64
+    assert result['provenance']['versions']['torch'] and result['provenance']['commit']
+    assert '| hsa - fsa512 (news_fields, frozen) | accuracy | 2 |' in out.stdout
 
 
 @pytest.fixture
@@ -80,10 +98,12 @@ def test_presets_fill_what_is_not_given(script):
     assert not ours.words and ours.paragraph_sentences is None
 
 
-def test_position_projections_per_position_type(script):
+def test_position_projections_per_position_type(examples_on_path):
     from torch_geometric.data import Data
 
     from hsa_geo.transforms import FlatHierarchy, TextHierarchy, nest
+
+    import _text as script
     text = TextHierarchy(pos_dim=4, words=False)
     plain = text(Data(text='One two. Three.'))
     # every level is a 1D grid: one projection; the root has no positions
@@ -98,6 +118,41 @@ def test_position_projections_per_position_type(script):
                          for t in ('token', 'sentence', 'paragraph')}
     flat = FlatHierarchy(4)(plain)
     assert script.position_groups(flat, True, 4) == {('token', ): 4}
+
+
+def test_matched_width_is_the_closest_parameter_count(examples_on_path):
+    from torch.nn import Linear
+
+    from _text import matched_width, num_parameters
+
+    def build(width):
+        return Linear(10, width)  # 11 * width parameters
+    assert matched_width(build, 11 * 48, heads=4, widest=256) == 48
+    assert matched_width(build, 11 * 50, heads=4, widest=256) == 48  # 48 and 52 tie: narrower
+    assert matched_width(build, 10**6, heads=4, widest=256) == 256
+    assert num_parameters(build(8)) == 88
+
+
+def test_early_stopping_stops_after_patience_epochs(examples_on_path):
+    import torch
+
+    from _experiment import Task, train_run
+
+    class Batches(list):
+        pass
+    x = torch.randn(16, 3)
+    batch = type('B', (), {'y': torch.randint(0, 2, (16, )), 'num_graphs': 16})()
+    loaders = {part: Batches([(batch, None)]) for part in ('train', 'valid', 'test')}
+    model = torch.nn.Linear(3, 2)
+    run = train_run(model, loaders, lambda m, b, h: m(x), Task('classification', 2), epochs=50,
+                    lr=0.0, device='cpu', patience=2)
+    # lr 0: validation never improves on epoch 1, so epochs 2 and 3 run and it stops
+    assert run['best_epoch'] == 1 and run['epochs_run'] == 3 and len(run['history']) == 3
+    assert train_run(model, loaders, lambda m, b, h: m(x), Task('classification', 2), epochs=4,
+                     lr=0.0, device='cpu')['epochs_run'] == 4
+    with pytest.raises(ValueError, match="'patience' must be a positive"):
+        train_run(model, loaders, lambda m, b, h: m(x), Task('classification', 2), epochs=4,
+                  lr=0.0, device='cpu', patience=0)
 
 
 def test_linear_schedule_decays_to_zero(examples_on_path):
