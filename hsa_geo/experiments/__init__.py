@@ -14,10 +14,16 @@ scripts share to turn runs into numbers, tables, plots and result files
 """
 from hsa_geo.experiments.paired import paired_comparison, paired_table
 from hsa_geo.experiments.plots import plot_curves
-from hsa_geo.experiments.results import device_name, provenance, save_json
+from hsa_geo.experiments.results import (
+    device_name,
+    load_result,
+    provenance,
+    provenance_note,
+    save_json,
+)
 from hsa_geo.experiments.summary import SPREADS, mean_ci95, mean_std, summarise
 from hsa_geo.experiments.tables import markdown_table, mean_std_text, measurement_note
 
 __all__ = ['mean_std', 'mean_ci95', 'SPREADS', 'summarise', 'mean_std_text', 'markdown_table',
            'measurement_note', 'plot_curves', 'save_json', 'device_name', 'provenance',
-           'paired_comparison', 'paired_table']
+           'paired_comparison', 'paired_table', 'load_result', 'provenance_note']

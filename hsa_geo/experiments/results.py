@@ -8,10 +8,11 @@ import os.path as osp
 import platform
 import shlex
 import sys
+import time
 
 import torch
 
-__all__ = ['save_json', 'device_name', 'provenance']
+__all__ = ['save_json', 'device_name', 'provenance', 'load_result', 'provenance_note']
 
 
 def save_json(obj, path: str) -> None:
@@ -53,8 +54,8 @@ def provenance(device=None) -> dict:
             measured on, named under ``'machine'``. (default: :obj:`None`)
 
     Returns:
-        ``{'command': str, 'commit': str or None, 'versions': {...},
-        'machine': {...}}``, JSON types only; ``'commit'`` is the git commit
+        ``{'command': str, 'commit': str or None, 'date': 'YYYY-MM-DD',
+        'versions': {...}, 'machine': {...}}``, JSON types only; ``'commit'`` is the git commit
         of the running script's checkout, with ``'+changes'`` when its
         tracked files were edited.
     """
@@ -68,14 +69,19 @@ def provenance(device=None) -> dict:
                 'cuda': torch.version.cuda}
     machine = {'platform': platform.platform(),
                'processor': platform.processor() or platform.machine(),
-               'cpus': os.cpu_count(), 'torch_threads': torch.get_num_threads()}
+               'cpus': os.cpu_count(), 'torch_threads': torch.get_num_threads(),
+               # how busy the machine was (1, 5 and 15 minutes): other
+               # processes beside a timed run
+               'load_average': [round(x, 2) for x in os.getloadavg()]
+               if hasattr(os, 'getloadavg') else None}
     if torch.cuda.is_available():
         machine['gpus'] = [torch.cuda.get_device_name(i)
                            for i in range(torch.cuda.device_count())]
     if device is not None:
         machine['device'] = device_name(device)
-    command = ' '.join(shlex.quote(a) for a in [osp.basename(sys.executable)] + sys.argv)
-    return {'command': command, 'commit': _git_commit(), 'versions': versions,
+    command = ' '.join(shlex.quote(a) for a in ['python'] + sys.argv)
+    date = time.strftime('%Y-%m-%d', time.gmtime())
+    return {'command': command, 'commit': _git_commit(), 'date': date, 'versions': versions,
             'machine': machine}
 
 
@@ -95,3 +101,57 @@ def _git_commit():
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ('+changes' if dirty.stdout.strip() else '')
+
+
+def load_result(path: str) -> dict:
+    r"""Reads a result file written by :func:`save_json`.
+
+    Args:
+        path (str): The file.
+
+    Raises:
+        ValueError: If :obj:`path` does not exist or does not hold a JSON
+            object.
+    """
+    if not osp.isfile(path):
+        raise ValueError(f"'path' must be a result file, found nothing at {path!r}")
+    with open(path) as f:
+        try:
+            out = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"'path' must hold JSON, {path!r} does not: {error}") from None
+    if not isinstance(out, dict):
+        raise ValueError(f"'path' must hold a JSON object, {path!r} holds a "
+                         f"{type(out).__name__}")
+    return out
+
+
+def provenance_note(result: dict, path: str) -> str:
+    r"""The line a generated results table carries under it: the result file
+    it comes from and, from the file's ``'provenance'`` (:func:`provenance`),
+    the command that made it, the commit, the device and the date.
+
+    Args:
+        result (dict): The result file's content.
+        path (str): The file, as the reader should find it (relative to the
+            repository root).
+
+    Returns:
+        A markdown line in italics.
+    """
+    facts = result.get('provenance')
+    if not facts:
+        return f'*From `{path}` (the file records no provenance).*'
+    parts = [f"`{facts['command']}`"]
+    machine = facts.get('machine', {})
+    if machine.get('device'):
+        parts.append(machine['device'])
+    if facts.get('commit'):
+        commit = facts['commit']
+        parts.append(f"commit {commit[:10]}{'+changes' if commit.endswith('+changes') else ''}")
+    if facts.get('date'):
+        parts.append(facts['date'])
+    load = machine.get('load_average')
+    if load:
+        parts.append(f'load average {load[0]:.1f} when written')
+    return f"*From `{path}`: {', '.join(parts)}.*"
