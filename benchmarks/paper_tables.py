@@ -141,13 +141,127 @@ def _section(folder: str, specs: List[tuple], script: str, keys: List[str],
     return out
 
 
+# ------------------------------------------------- the condensed tables of the docs
+MODEL_NAMES = {'hsa': 'HSA', 'fsa512': 'FSA-512', 'fsa': 'FSA (all tokens)',
+               'deepset': 'DeepSet'}
+MOLECULE_MODELS = {'hsa': 'HSA (graph + name)', 'fsa': 'FSA (graph + name, flat)',
+                   'deepset': 'DeepSet (graph + name)', 'graph': 'graph alone (HSA)',
+                   'name': 'name alone (HSA)'}
+#: table name -> (columns, [(result folder, setup label, models shown)])
+DOCS_TABLES = {
+    'movies': (['setup', 'model', 'tokens seen', 'test accuracy', 'macro-F1', 's/epoch'], [
+        ('rtm_paper', "paper's configuration", ['hsa', 'fsa512']),
+        ('rtm_ours', 'ours', ['hsa', 'fsa512', 'fsa', 'deepset']),
+        ('rtm_words', 'ours + word level', ['hsa'])]),
+    'news_400': (['news articles (400)', 'model', 'test accuracy', 'macro-F1'], [
+        ('news_plain', 'no paragraph breaks: one paragraph per article', ['hsa']),
+        ('news_windows', 'paragraphs of 3 sentences', ['hsa'])]),
+    'news_fields_400': (['model', 'tokens seen', 'test accuracy', 'macro-F1', 'params'], [
+        ('news_fields', None, ['hsa', 'fsa512', 'deepset'])]),
+    'molecules': (['variant', 'model', 'FreeSolv test RMSE', 'params'], [
+        ('mm_freesolv', 'defaults: per-type position projections, atoms on a 1D grid',
+         ['hsa', 'fsa', 'deepset', 'graph', 'name']),
+        ('mm_laplacian', "atoms: Laplacian of the cluster's bonds", ['hsa', 'graph']),
+        ('mm_none', 'atoms: no positions (unordered sets)', ['hsa', 'graph']),
+        ('mm_shared', 'one shared position projection', ['hsa']),
+        ('mm_pool', 'mean of per-modality means', ['hsa'])]),
+    'news_fields_matched': (['model', 'width', 'params', 'tokens seen', 'test accuracy',
+                             'macro-F1', 'epochs run', 'best epoch', 's/epoch'], [
+        ('news_fields_matched', None, ['hsa', 'fsa512', 'fsa', 'deepset'])]),
+    'movies_matched': (['model', 'width', 'params', 'tokens seen', 'test accuracy',
+                        'macro-F1', 'epochs run', 'best epoch', 's/epoch'], [
+        ('rtm_matched', None, ['hsa', 'fsa512', 'fsa', 'deepset'])]),
+}
+PAIRED_TABLES = {'news_fields_paired': 'news_fields_matched', 'movies_paired': 'rtm_matched'}
+
+
+def _cell(column: str, model: str, runs: List[dict], names: dict) -> str:
+    from hsa_geo.experiments import mean_ci95
+
+    def interval(key):
+        mean, half = mean_ci95([r[key] for r in runs])
+        return f'{mean:.3f} ± {half:.3f}'
+
+    def median(key):
+        values = sorted(r[key] for r in runs)
+        return values[len(values) // 2]
+    if column == 'model':
+        return names[model]
+    if column in ('test accuracy', 'macro-F1', 'FreeSolv test RMSE'):
+        return interval({'test accuracy': 'test_accuracy', 'macro-F1': 'test_macro_f1',
+                         'FreeSolv test RMSE': 'test_rmse'}[column])
+    if column == 'tokens seen':
+        return f"{runs[0]['tokens']:.0f}"
+    if column == 'params':
+        return f"{runs[0]['params']:,}"
+    if column == 'width':
+        return str(runs[0].get('hidden', '-'))
+    if column == 's/epoch':
+        return f"{median('seconds_per_epoch'):.1f}"
+    if column in ('epochs run', 'best epoch'):
+        key = 'epochs_run' if column == 'epochs run' else 'best_epoch'
+        values = [r.get(key, len(r['history'])) for r in runs]
+        return f'{min(values)}-{max(values)}' if min(values) != max(values) else str(values[0])
+    raise ValueError(f'unknown column {column!r}')
+
+
+def _files_note(folder: str, names: List[str]) -> str:
+    from hsa_geo.experiments import load_result, provenance_note
+    paths = [osp.relpath(osp.join(folder, n, 'results.json'), ROOT) for n in names]
+    if len(paths) == 1:
+        return provenance_note(load_result(osp.join(ROOT, paths[0])), paths[0])
+    files = ', '.join(f'`{p}`' for p in paths)
+    return (f'*From {files}; the command of each is quoted in '
+            '`benchmarks/paper_tables.md`.*')
+
+
+def docs_table(name: str, folder: str = DEFAULT_RESULTS) -> str:
+    r"""One of the condensed tables of docs/experiments/from_scratch.md
+    (:data:`DOCS_TABLES`, :data:`PAIRED_TABLES`), computed from the runs of
+    its result files, with the line naming them under it."""
+    from hsa_geo.experiments import load_result, paired_comparison, paired_table
+    if name in PAIRED_TABLES:
+        source = PAIRED_TABLES[name]
+        runs = load_result(osp.join(folder, source, 'results.json'))['runs']
+        rows = [paired_comparison(runs, 'hsa', other, 'accuracy')
+                for other in ('fsa512', 'fsa', 'deepset')
+                if any(r['model'] == other for r in runs)]
+        for row in rows:
+            row['b'] = MODEL_NAMES[row['b']]
+            row['a'] = 'HSA'
+        return paired_table(rows) + '\n\n' + _files_note(folder, [source])
+    if name not in DOCS_TABLES:
+        raise ValueError(f"'--table' must be one of {sorted(DOCS_TABLES) + sorted(PAIRED_TABLES)},"
+                         f' got {name!r}')
+    columns, parts = DOCS_TABLES[name]
+    lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+    for source, label, models in parts:
+        runs = load_result(osp.join(folder, source, 'results.json'))['runs']
+        names = MOLECULE_MODELS if name == 'molecules' else MODEL_NAMES
+        for model in models:
+            mine = [r for r in runs if r['model'] == model]
+            if not mine:
+                continue
+            cells = [label] if label is not None else []
+            cells += [_cell(c, model, mine, names) for c in columns[len(cells):]]
+            lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n\n' + _files_note(folder, [p[0] for p in parts])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--results', default=DEFAULT_RESULTS,
                         help='folder holding one sub-folder per run (names as in '
                         'TABLE_1_RUNS, TABLE_2_*_RUNS) with its results.json')
     parser.add_argument('--out', default=osp.join(ROOT, 'benchmarks', 'paper_tables.md'))
+    parser.add_argument('--table', default=None,
+                        help='print only this condensed table of the docs (one of '
+                        f'{", ".join(list(DOCS_TABLES) + list(PAIRED_TABLES))}) and write '
+                        'nothing')
     args = parser.parse_args(argv)
+    if args.table:
+        print(docs_table(args.table, args.results))
+        return
     text_keys = ['corpus', 'leaves', 'model']
     tokens = {'tokens': 'tokens'}
     lines = [
