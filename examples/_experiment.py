@@ -227,9 +227,9 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
               patience: Optional[int] = None) -> dict:
     r"""Trains with AdamW for :obj:`epochs`, scores valid and test after every
     epoch and reports test at the best validation epoch.  With
-    :obj:`patience`, training stops early once the validation score has not
-    improved for that many epochs (the linear schedule still decays over
-    :obj:`epochs`).  :obj:`schedule`
+    :obj:`patience`, training stops early once neither the validation score
+    nor the validation loss has improved for that many epochs (the linear
+    schedule still decays over :obj:`epochs`).  :obj:`schedule`
     (:data:`SCHEDULES`): ``'constant'`` learning rate, or ``'linear'`` decay
     from :obj:`lr` to zero over all training steps (torch's ``LinearLR``
     with ``end_factor=0``; the paper names a LinearLR schedule without its
@@ -245,7 +245,7 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
     scheduler = lr_schedule(optimizer, schedule, epochs * len(loaders['train']))
     if patience is not None and patience < 1:
         raise ValueError(f"'patience' must be a positive number of epochs, got {patience}")
-    history, best, epoch_times, peak = [], None, [], 0
+    history, best, lowest_loss, epoch_times, peak = [], None, None, [], 0
     for epoch in range(1, epochs + 1):
         model.train()
         total, count = 0.0, 0
@@ -266,15 +266,21 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
         peak = max(peak, memory.peak)
         row = {'epoch': epoch, 'loss': total / max(count, 1)}
         for split in ('valid', 'test'):
-            scores = task.scores(*predict(model, loaders[split], forward, task.target))
-            row.update({f'{split}_{k}': v for k, v in scores.items()})
+            out, y = predict(model, loaders[split], forward, task.target)
+            row.update({f'{split}_{k}': v for k, v in task.scores(out, y).items()})
+            row[f'{split}_loss'] = float(task.loss(out, y))
         history.append(row)
         if best is None or task.better(row[f'valid_{task.metric}'],
                                        best[f'valid_{task.metric}']):
             best = copy.copy(row)
         if progress is not None:
             progress.set_postfix(epoch=epoch, valid=f"{row[f'valid_{task.metric}']:.3f}")
-        if patience is not None and epoch - best['epoch'] >= patience:
+        if lowest_loss is None or row['valid_loss'] < lowest_loss[1]:
+            lowest_loss = (epoch, row['valid_loss'])
+        # stop once neither the validation score nor the validation loss has
+        # improved for `patience` epochs (a small validation set's score can
+        # sit at the majority class for the first epochs while the loss falls)
+        if patience is not None and epoch - max(best['epoch'], lowest_loss[0]) >= patience:
             break
     epoch_times.sort()
     return {

@@ -49,8 +49,9 @@ learnt key, like the paper's N24News; ``fsa``/``fsa512`` see the fields'
 text concatenated, as the paper's FSA did), ``health_tweets``.  One fixed
 stratified 80/10/10 split (seed 0); the seeds vary the model's
 initialisation and the batch order.  Test scores are taken at the epoch of
-best validation accuracy; ``--patience P`` stops a run once validation
-accuracy has not improved for P epochs (``--epochs`` is then the most).
+best validation accuracy; ``--patience P`` stops a run once neither the
+validation accuracy nor the validation loss has improved for P epochs
+(``--epochs`` is then the most).
 
 ``--match-params`` gives every model other than HSA the encoder width whose
 parameter count is closest to HSA's, as the paper matched its models (on
@@ -161,8 +162,9 @@ def parse_args(argv=None):
                         help='one position projection for every node type (an '
                         'ablation: the paper has one per position type)')
     parser.add_argument('--patience', type=int, default=None,
-                        help='stop a run once validation accuracy has not improved for '
-                        'this many epochs (default: train all --epochs)')
+                        help='stop a run once neither validation accuracy nor validation '
+                        'loss has improved for this many epochs (default: train all '
+                        '--epochs)')
     parser.add_argument('--match-params', action='store_true',
                         help="give every other model the encoder width whose parameter "
                         "count is closest to HSA's (the paper matched its models)")

@@ -150,6 +150,19 @@ def test_early_stopping_stops_after_patience_epochs(examples_on_path):
     assert run['best_epoch'] == 1 and run['epochs_run'] == 3 and len(run['history']) == 3
     assert train_run(model, loaders, lambda m, b, h: m(x), Task('classification', 2), epochs=4,
                      lr=0.0, device='cpu')['epochs_run'] == 4
+    # separable data, predicted right from the start: accuracy stays 1.0 (best
+    # epoch 1) while the loss keeps falling, so training does not stop
+    y = (x[:, 0] > 0).long()
+    batch = type('B', (), {'y': y, 'num_graphs': 16})()
+    loaders = {part: Batches([(batch, None)]) for part in ('train', 'valid', 'test')}
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[-1.0, 0, 0], [1.0, 0, 0]]))
+        model.bias.zero_()
+    run = train_run(model, loaders, lambda m, b, h: m(x), Task('classification', 2), epochs=8,
+                    lr=0.01, device='cpu', patience=2)
+    assert run['best_epoch'] == 1 and run['epochs_run'] == 8
+    losses = [row['valid_loss'] for row in run['history']]
+    assert losses == sorted(losses, reverse=True)
     with pytest.raises(ValueError, match="'patience' must be a positive"):
         train_run(model, loaders, lambda m, b, h: m(x), Task('classification', 2), epochs=4,
                   lr=0.0, device='cpu', patience=0)
