@@ -29,22 +29,34 @@ Times are medians of ``--repeats`` rounds; in each round every competitor runs
 once, in turn, so they share the machine's load.  One thread by default (on a
 shared 2-core machine, two threads can run 10x slower than one).
 
+Every round's time goes to the result file (``--out``); the tables (medians,
+ratios, the targets met) are computed from it, and ``--report RESULT_JSON
+--table NAME`` prints one again from the file alone: ``batches`` (the three
+batches), ``targets`` (the engine's performance targets) or ``details`` (the
+model step, the fused kernels against the PyTorch path, the floor, the memory,
+ragged / regular per N, MiniLM).
+
 Example::
 
     python benchmarks/bench_workloads.py
     python benchmarks/bench_workloads.py --workloads molecules news --repeats 30
+    python benchmarks/bench_workloads.py --report results/bench_workloads.json --table targets
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import json
-import pathlib
+import os.path as osp
 import sys
-from typing import List
+import time
+from typing import Callable, Dict, List
 
 import torch
 
+from hsa_geo.experiments import load_result, provenance, save_json
+
+from _workload_tables import TABLES, report
 from _workloads import (
     attention_batch,
     dense_step,
@@ -55,12 +67,25 @@ from _workloads import (
     op_counts,
     point_batch,
     pytorch_path,
-    rounds,
 )
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 WORKLOADS = ('molecules', 'points', 'news', 'minilm-128', 'minilm-512', 'floor', 'ragged',
              'memory')
+
+
+def rounds(fns: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, List[float]]:
+    r"""The seconds of every call of each function: one warm-up call of each,
+    then :obj:`repeats` rounds in which each runs once, in turn."""
+    for fn in fns.values():
+        fn()
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def model_step(batch, hidden: int = 64, layers: int = 3, heads: int = 4):
@@ -136,7 +161,7 @@ def measure_batch(name: str, batch, args) -> dict:
     return dict(workload=name, leaves=hierarchy.num_leaves, trees=hierarchy.num_roots,
                 max_len=int(mask.size(1)), levels=hierarchy.num_levels, classes=classes,
                 depth=hierarchy.depth, fwd_ops=forward, bwd_ops=backward,
-                compile_ops=compile_ops, **times)
+                compile_ops=compile_ops, times=times)
 
 
 def measure_minilm(length: int, args) -> dict:
@@ -157,7 +182,8 @@ def measure_minilm(length: int, args) -> dict:
 
     times = rounds({'original': lambda: run(original), 'injected': lambda: run(injected)},
                    max(3, args.repeats // 4))
-    return dict(workload=f'minilm-{length}', batch=args.minilm_batch, length=length, **times)
+    return dict(workload=f'minilm-{length}', batch=args.minilm_batch, length=length,
+                times=times)
 
 
 def measure_floor(args) -> dict:
@@ -179,7 +205,7 @@ def measure_floor(args) -> dict:
 
     times = rounds({'hsa_fwd': lambda: hsa_step(hierarchy, q, k, v, False),
                     'floor_reused': reused, 'floor_fresh': fresh}, max(3, args.repeats // 10))
-    return dict(workload='floor', leaves=n, **times)
+    return dict(workload='floor', leaves=n, times=times)
 
 
 def measure_ragged(args) -> List[dict]:
@@ -193,7 +219,7 @@ def measure_ragged(args) -> List[dict]:
         times = rounds({'regular': functools.partial(hsa_step, regular, q, k, v, False),
                         'ragged': functools.partial(hsa_step, ragged, q, k, v, False)},
                        max(3, args.repeats // 4))
-        out.append(dict(workload='ragged', leaves=n, **times))
+        out.append(dict(workload='ragged', leaves=n, times=times))
     return out
 
 
@@ -244,33 +270,6 @@ def measure_memory(args) -> dict:
     return out
 
 
-# ------------------------------------------------------------------ report
-def batch_table(rows: List[dict]) -> str:
-    lines = ['| workload | leaves (trees, L_max) | levels (classes) | HSA fwd ms | dense fwd ms '
-             '| dense / HSA fwd | HSA fwd+bwd ms | dense fwd+bwd ms | dense / HSA fwd+bwd '
-             '| HSA PyTorch path fwd+bwd ms | ops fwd (all) | ops bwd (all) | compile ms (ops) |',
-             '|' + '---|' * 13]
-    for r in rows:
-        per_level = (r['fwd_ops']['top'] - 20) / max(1, r['levels'])
-        lines.append(
-            f"| {r['workload']} | {r['leaves']:,} ({r['trees']}, {r['max_len']}) | "
-            f"{r['levels']} ({r['classes']}) | {1e3 * r['hsa_fwd']:.2f} | "
-            f"{1e3 * r['dense_fwd']:.2f} | {r['dense_fwd'] / r['hsa_fwd']:.2f}x | "
-            f"{1e3 * r['hsa_fwd_bwd']:.2f} | {1e3 * r['dense_fwd_bwd']:.2f} | "
-            f"{r['dense_fwd_bwd'] / r['hsa_fwd_bwd']:.2f}x | "
-            f"{1e3 * r['pytorch_fwd_bwd']:.2f} | "
-            f"{r['fwd_ops']['top']} ({r['fwd_ops']['all']}; {per_level:.1f}/level + 20) | "
-            f"{r['bwd_ops']['top']} ({r['bwd_ops']['all']}) | "
-            f"{1e3 * r['compile']:.2f} ({r['compile_ops']['top']}) |")
-    for r in rows:
-        if 'model_step' in r:
-            lines.append(f"\n{r['workload']}: one training step of the main job's HSA model "
-                         f"(3 HSAGPSConv layers, hidden 64) {1e3 * r['model_step']:.1f} ms, "
-                         f"of which compiling the batch's Hierarchy "
-                         f"{r['compile'] / r['model_step']:.0%}")
-    return '\n'.join(lines)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -290,11 +289,23 @@ def main(argv=None):
     parser.add_argument('--ragged-sizes', type=int, nargs='+',
                         default=[1024, 4096, 16384, 65536, 262144],
                         help='N of the ragged / regular comparison')
-    parser.add_argument('--out', type=pathlib.Path,
-                        default=ROOT / 'results' / 'bench_workloads.json',
-                        help='JSON with every measurement (default: results/bench_workloads.json)')
+    parser.add_argument('--device', choices=['cpu'], default='cpu',
+                        help='where it runs (the CPU only; cuda_check.py is the GPU check)')
+    parser.add_argument('--out', default=osp.join(ROOT, 'results', 'bench_workloads.json'),
+                        help='the result file: every round (default: '
+                             'results/bench_workloads.json)')
+    parser.add_argument('--report', metavar='RESULT_JSON',
+                        help='measure nothing: print a table of this result file')
+    parser.add_argument('--table', choices=TABLES,
+                        help='with --report: which table (the file holds several)')
     parser.add_argument('--memory-child', choices=list(PATHS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.report:
+        if args.table is None:
+            parser.error(f"the file holds several tables: name one with --table "
+                         f"({', '.join(TABLES)})")
+        print(report(load_result(args.report), args.report, args.table))
+        return
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child, args.floor_leaves, args.heads,
                                       args.dim, args.threads)))
@@ -303,7 +314,8 @@ def main(argv=None):
     from tqdm import tqdm
 
     builders = {'molecules': molecule_batch, 'points': point_batch, 'news': news_batch}
-    results: List[dict] = []
+    result = {'args': vars(args), 'results': []}
+    results: List[dict] = result['results']
     for name in tqdm(args.workloads, desc='workloads', file=sys.stderr):
         if name in builders:
             results.append(measure_batch(name, builders[name](args.batch), args))
@@ -315,38 +327,14 @@ def main(argv=None):
             results.append(measure_memory(args))
         else:
             results.extend(measure_ragged(args))
+        save_json(result, args.out)  # an interrupted run keeps what it measured
 
+    result['provenance'] = provenance(args.device)
+    save_json(result, args.out)
     print(f'\nHSA vs dense SDPA over the padded batch; heads={args.heads}, d={args.dim}, '
-          f'float32, {args.threads} thread(s), medians of interleaved rounds\n')
-    batches = [r for r in results if 'hsa_fwd_bwd' in r]
-    if batches:
-        print(batch_table(batches))
-    for r in results:
-        if r['workload'].startswith('minilm'):
-            print(f"\n{r['workload']}: whole model, batch {r['batch']} x {r['length']} tokens, "
-                  f"every layer on HSA: {1e3 * r['injected']:.1f} ms vs original "
-                  f"{1e3 * r['original']:.1f} ms ({r['injected'] / r['original']:.2f}x)")
-        if r['workload'] == 'floor':
-            print(f"\n{r['leaves']:,} leaves, regular b=16, forward: {1e3 * r['hsa_fwd']:.0f} ms; "
-                  f"bandwidth floor (read q, k, v, write out) {1e3 * r['floor_reused']:.0f} ms "
-                  f"into a reused output, {1e3 * r['floor_fresh']:.0f} ms into a fresh one: "
-                  f"{r['hsa_fwd'] / r['floor_reused']:.1f}x / "
-                  f"{r['hsa_fwd'] / r['floor_fresh']:.1f}x the floor")
-        if r['workload'] == 'memory':
-            print(f"\n{r['leaves']:,} leaves, regular b=16, forward+backward peak memory over "
-                  f"q, k, v and the output's gradient ({r['input_bytes'] / 2**30:.2f} GiB): "
-                  f"{r['fused_peak'] / 2**30:.2f} GiB on the fused CPU kernels, "
-                  f"{r['pytorch_peak'] / 2**30:.2f} GiB on the PyTorch path")
-    ragged = [r for r in results if r['workload'] == 'ragged']
-    if ragged:
-        print('\nragged (families 2-32) / regular (b = 16) forward time per leaf: ' + ', '.join(
-            f"N={r['leaves']:,}: {r['ragged'] / r['regular']:.2f}x" for r in ragged))
-    from hsa_geo.experiments.results import provenance
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(dict(args={k: (str(v) if isinstance(v, pathlib.Path) else v)
-                                              for k, v in vars(args).items()},
-                                        **provenance(), results=results), indent=1))
-    print(f'\nwrote {args.out}')
+          f'float32, {args.threads} thread(s), medians of interleaved rounds')
+    for table in TABLES:
+        print('\n' + report(result, args.out, table))
 
 
 if __name__ == '__main__':
