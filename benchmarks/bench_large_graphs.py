@@ -40,24 +40,33 @@ d = 16); forward and backward of :func:`hsa_geo.distributed.distributed_hsa`
 on 2 ranks (one thread each) against :func:`hsa_geo.hsa` over the whole
 tree in one process (one thread), interleaved round by round in rank 0.
 
+Every graph's and every round's numbers go to the result file (``--out``,
+JSON); the tables (medians, means, ratios) are computed from it, and
+``--report RESULT_JSON --table NAME`` prints one again from the file alone.
+
 Example::
 
     python benchmarks/bench_large_graphs.py                          # all three
     python benchmarks/bench_large_graphs.py --sections builders --sizes 10000 --seeds 3
     python benchmarks/bench_large_graphs.py --sections step --sizes 1000000 --models sgformer
+    python benchmarks/bench_large_graphs.py --report results/bench_large_graphs.json --table step
 """
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
+import os.path as osp
 import sys
 import time
 from functools import partial
 from queue import Empty
 from typing import Dict, List
 
-SECTIONS = ('builders', 'step', 'distributed')
+from _large_graphs import SECTIONS, STEP_MODELS, caption, report, step_models
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+MODEL_FLAGS = {'hsa': 'HSA', 'sgformer': 'SGFormer', 'polynormer': 'Polynormer',
+               'gps_performer': 'GPS + Performer'}
 
 
 # ------------------------------------------------------------------ builders
@@ -80,25 +89,22 @@ def builders(parts, num_nodes: int, louvain_max: int) -> Dict[str, object]:
     return {
         'spectral windows': GraphHierarchy(method='spectral',
                                            branching=spectral_branching(num_nodes, parts)),
-        'METIS (nested k-way)': GraphHierarchy(method='metis', num_parts=tuple(parts)),
-        'PLM (networkit Louvain)': GraphHierarchy(method='plm', num_levels=levels),
+        'METIS': GraphHierarchy(method='metis', num_parts=tuple(parts)),     # nested k-way
+        'PLM': GraphHierarchy(method='plm', num_levels=levels),              # networkit
         'Louvain (networkx)': GraphHierarchy(method='louvain', num_levels=levels)
         if num_nodes <= louvain_max else None,
     }
 
 
-def partition_labels(builder, edge_index, num_nodes: int) -> list:
-    r"""The builder's cluster labels of every level, finest first."""
-    return builder.levels(edge_index, num_nodes)
-
-
-def builders_section(args) -> str:
+def builders_section(args, result: dict) -> None:
+    r"""Appends one run per graph and builder to ``result['builders']``."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
     from torch_geometric.data import Data
     from tqdm import tqdm
 
     from hsa_geo.datasets import planted_hierarchy_graph
-    results: Dict[tuple, list] = {}
+    from hsa_geo.experiments import save_json
+    runs = result.setdefault('builders', [])
     jobs = [(n, seed) for n in args.sizes for seed in range(args.seeds)]
     for n, seed in tqdm(jobs, desc='builders', file=sys.stderr):
         edge_index, planted = planted_hierarchy_graph(n, args.degree, args.parts,
@@ -107,83 +113,31 @@ def builders_section(args) -> str:
             if builder is None:
                 continue
             start = time.perf_counter()
-            labels = partition_labels(builder, edge_index, n)
+            labels = builder.levels(edge_index, n)          # every level, finest first
             seconds = time.perf_counter() - start
             start = time.perf_counter()
             builder(Data(edge_index=edge_index, num_nodes=n))
             whole = time.perf_counter() - start
-            ari = [adjusted_rand_score(p.numpy(), f.numpy()) for p, f in zip(planted, labels)]
-            nmi = [normalized_mutual_info_score(p.numpy(), f.numpy())
-                   for p, f in zip(planted, labels)]
-            results.setdefault((n, name), []).append((seconds, whole, ari, nmi))
+            runs.append({
+                'nodes': n, 'edges': edge_index.size(1), 'seed': seed, 'builder': name,
+                'partition_s': seconds, 'hierarchy_s': whole,
+                'ari': [adjusted_rand_score(p.numpy(), f.numpy())
+                        for p, f in zip(planted, labels)],
+                'nmi': [normalized_mutual_info_score(p.numpy(), f.numpy())
+                        for p, f in zip(planted, labels)]})
         del edge_index, planted
-    lines = [f"SYNTHETIC planted graphs: blocks {' x '.join(map(str, args.parts))} (top-down), "
-             f"{args.degree} mean degree, within-block shares {args.within} (finest first); "
-             f"one thread; median times and mean agreement over the graphs.", '',
-             '| nodes | edges | builder | partition s | hierarchy s | ARI per level (finest '
-             'first) | NMI per level | graphs |', '|---|---|---|---|---|---|---|---|']
-    for (n, name), runs in results.items():
-        levels = len(runs[0][2])
-        ari = [statistics.fmean(r[2][i] for r in runs) for i in range(levels)]
-        nmi = [statistics.fmean(r[3][i] for r in runs) for i in range(levels)]
-        lines.append(f"| {n:,} | {n * args.degree // 2:,} | {name} | "
-                     f"{statistics.median(r[0] for r in runs):.2f} | "
-                     f"{statistics.median(r[1] for r in runs):.2f} | "
-                     f"{' / '.join(f'{a:.3f}' for a in ari)} | "
-                     f"{' / '.join(f'{a:.3f}' for a in nmi)} | {len(runs)} |")
-    return '\n'.join(lines)
+        save_json(result, args.out)
 
 
 # ---------------------------------------------------------------------- step
-STEP_MODELS = ('HSA', 'SGFormer', 'Polynormer', 'GPS + Performer')
-MODEL_FLAGS = {'hsa': 'HSA', 'sgformer': 'SGFormer', 'polynormer': 'Polynormer',
-               'gps_performer': 'GPS + Performer'}
-
-
-def step_models(hidden: int = 64, layers: int = 2, heads: int = 4, features: int = 32,
-                classes: int = 8, pos_dim: int = 8) -> Dict[str, object]:
-    import torch
-    from torch_geometric.nn import GPSConv, SAGEConv
-    from torch_geometric.nn.models import Polynormer, SGFormer
-
-    from hsa_geo.nn import HSAGraphTransformer
-
-    class GPSPerformer(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lin_in = torch.nn.Linear(features, hidden)
-            self.layers = torch.nn.ModuleList([
-                GPSConv(hidden, SAGEConv(hidden, hidden), heads=heads,
-                        attn_type='performer') for _ in range(layers)])
-            self.lin_out = torch.nn.Linear(hidden, classes)
-
-        def forward(self, x, edge_index):
-            h = self.lin_in(x)
-            for layer in self.layers:
-                h = layer(h, edge_index)
-            return self.lin_out(h)
-
-    return {
-        'HSA': HSAGraphTransformer(features, hidden, classes, num_layers=layers, heads=heads,
-                                   pos_channels=pos_dim),
-        'SGFormer': SGFormer(features, hidden, classes, trans_num_layers=1,
-                             trans_num_heads=heads, gnn_num_layers=layers),
-        'Polynormer': _global(Polynormer(features, hidden, classes, local_layers=layers,
-                                         global_layers=1, heads=1)),
-        'GPS + Performer': GPSPerformer(),
-    }
-
-
-def _global(model):
-    model._global = True          # PyG's switch from local warm-up to global attention
-    return model
-
-
 def _call(model, args):
     return model(*args)
 
 
-def step_section(args) -> str:
+def step_section(args, result: dict) -> None:
+    r"""Appends one row per size and model to ``result['step']`` (every
+    round's seconds and the activation bytes, or the extrapolated GB that
+    kept it from running) and the untimed setup to ``result['step_setup']``."""
     import torch
     import torch.nn.functional as F
     from torch_geometric.data import Data
@@ -191,18 +145,20 @@ def step_section(args) -> str:
 
     from hsa_geo import Hierarchy
     from hsa_geo.datasets import planted_node_dataset
+    from hsa_geo.experiments import save_json
     from hsa_geo.testing import PeakMemory
     from hsa_geo.transforms import GraphHierarchy
-    rows, memory_gb, setup = [], {}, []      # memory_gb: model -> (nodes, GB) measured
+    rows, setup = result.setdefault('step', []), result.setdefault('step_setup', [])
+    memory_gb = {}                      # model -> (nodes, GB) measured
     for n in tqdm(args.sizes, desc='training steps', file=sys.stderr):
         data = planted_node_dataset(n, args.degree, args.parts, args.within, seed=0)
         start = time.perf_counter()
         tree = GraphHierarchy(method='plm', num_levels=len(args.parts), pos_dim=8)(
             Data(edge_index=data.edge_index, num_nodes=n))
         hierarchy = Hierarchy.from_hetero(tree)
-        setup.append(f'{n:,} nodes: PLM hierarchy with positions and compile '
-                     f'{time.perf_counter() - start:.1f} s, widest family '
-                     f'{hierarchy.max_branching}')
+        setup.append({'nodes': n, 'edges': data.edge_index.size(1),
+                      'setup_s': time.perf_counter() - start,
+                      'widest_family': hierarchy.max_branching})
         pos, batch = tree.hsa_pos_dict, torch.zeros(n, dtype=torch.long)
         torch.manual_seed(0)
         models = step_models()
@@ -211,7 +167,7 @@ def step_section(args) -> str:
                   'Polynormer': (x, edge_index, batch), 'GPS + Performer': (x, edge_index)}
         calls = {name: partial(_call, args=given) for name, given in inputs.items()}
         mask, target = data.train_mask, data.y[data.train_mask]
-        steps, skipped = {}, {}
+        steps, skipped, activation = {}, {}, {}
         chosen = [name for name in STEP_MODELS if name in args.step_models]
         for name in chosen:
             if name in memory_gb:          # linear in the nodes from where it was measured
@@ -230,40 +186,28 @@ def step_section(args) -> str:
                 optimizer.step()
             with PeakMemory('cpu') as memory:   # the warm-up step, measured
                 step()
+            activation[name] = int(memory.peak)
             memory_gb[name] = (n, memory.peak / 2**30)
             steps[name] = step
         times = _interleaved(steps, args.repeats)
         for name in chosen:
             if name in skipped:
-                rows.append((n, name, None, None, f'not run: ~{skipped[name]:.0f} GB of '
-                             f'activations extrapolated'))
+                rows.append({'nodes': n, 'model': name, 'predicted_gb': skipped[name]})
             else:
-                rows.append((n, name, times[name], memory_gb[name][1], ''))
+                rows.append({'nodes': n, 'model': name, 'times': times[name],
+                             'activation_bytes': activation[name]})
         del data, tree, hierarchy, models, steps
-    lines = [f'One training step (forward, backward, AdamW), full batch, SYNTHETIC planted '
-             f'graphs ({args.degree} mean degree), one thread, median of {args.repeats} '
-             f'interleaved rounds; GB = activation memory of a step. Untimed setup: '
-             + '; '.join(setup) + '.', '',
-             '| nodes | model | step s | activation GB | step / HSA step | note |',
-             '|---|---|---|---|---|---|']
-    hsa_time = {n: t for n, name, t, _, _ in rows if name == 'HSA'}
-    for n, name, seconds, gb, note in rows:
-        if seconds is None:
-            lines.append(f'| {n:,} | {name} | - | - | - | {note} |')
-            continue
-        ratio = f'{seconds / hsa_time[n]:.2f}x' if hsa_time.get(n) else '-'
-        lines.append(f'| {n:,} | {name} | {seconds:.3f} | {gb:.2f} | {ratio} | {note} |')
-    return '\n'.join(lines)
+        save_json(result, args.out)
 
 
-def _interleaved(steps: Dict[str, object], repeats: int) -> Dict[str, float]:
+def _interleaved(steps: Dict[str, object], repeats: int) -> Dict[str, List[float]]:
     times: Dict[str, List[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
 # --------------------------------------------------------------- distributed
@@ -328,14 +272,18 @@ def _distributed_worker(rank: int, world: int, sizes: List[int], repeats: int, p
             dist.barrier()
         if rank == 0:
             top = forest.num_roots
-            queue.put((n, top, statistics.median(times['single']),
-                       statistics.median(times['sharded']),
-                       communicated_bytes(top, HEADS, DIM, DIM)))
+            queue.put({'leaves': n, 'top_level': top, 'heads': HEADS, 'dim': DIM,
+                       'single_times': times['single'], 'sharded_times': times['sharded'],
+                       'bytes_per_layer': communicated_bytes(top, HEADS, DIM, DIM)})
     dist.destroy_process_group()
 
 
-def distributed_section(args) -> str:
+def distributed_section(args, result: dict) -> None:
+    r"""Appends one row per size to ``result['distributed']``: every round's
+    seconds of one process and of the 2 ranks (rank 0's clock)."""
     import torch.multiprocessing as mp
+
+    from hsa_geo.experiments import save_json
     context = mp.get_context('spawn')
     queue = context.Queue()
     processes = [context.Process(target=_distributed_worker,
@@ -343,10 +291,11 @@ def distributed_section(args) -> str:
                  for rank in range(2)]
     for p in processes:
         p.start()
-    rows = []
+    rows = result.setdefault('distributed', [])
     while len(rows) < len(args.sizes):
         try:
             rows.append(queue.get(timeout=10))
+            save_json(result, args.out)
         except Empty:          # a worker that died leaves the other at a barrier
             if any(p.exitcode for p in processes):
                 for p in processes:
@@ -355,17 +304,6 @@ def distributed_section(args) -> str:
                                  f'{[p.exitcode for p in processes]})') from None
     for p in processes:
         p.join()
-    lines = [f'Exact HSA over a regular tree (families of 16), heads {HEADS}, d = {DIM}, '
-             f'float32: forward + backward, one process against 2 gloo ranks (one thread '
-             f'each), median of {args.repeats} interleaved rounds. Bytes: what each rank '
-             f'receives per layer in the forward pass (the backward sends as much back); '
-             f'gathering the leaves\' q, k, v instead would move N x heads x 3d x 4 bytes.', '',
-             '| leaves | top-level subtrees | 1 process s | 2 ranks s | speed-up | bytes per '
-             'layer | leaves\' q, k, v bytes |', '|---|---|---|---|---|---|---|']
-    for n, top, single, sharded, sent in rows:
-        lines.append(f'| {n:,} | {top} | {single:.4f} | {sharded:.4f} | '
-                     f'{single / sharded:.2f}x | {sent:,} | {n * HEADS * 3 * DIM * 4:,} |')
-    return '\n'.join(lines)
 
 
 # ---------------------------------------------------------------------- main
@@ -387,22 +325,35 @@ def main(argv=None):
     parser.add_argument('--max-activation-gb', type=float, default=12.0,
                         help='skip a step model whose activations would pass this')
     parser.add_argument('--port', type=int, default=29533, help='gloo port (distributed)')
-    parser.add_argument('--out', default=None, help='also write the tables to this file')
+    parser.add_argument('--device', choices=['cpu'], default='cpu',
+                        help='where it runs (the CPU only: one thread per process)')
+    parser.add_argument('--out', default=osp.join(ROOT, 'results', 'bench_large_graphs.json'),
+                        help='the result file: every graph and round (JSON)')
+    parser.add_argument('--report', metavar='RESULT_JSON',
+                        help='measure nothing: print a table of this result file')
+    parser.add_argument('--table', choices=SECTIONS, default=None,
+                        help='with --report: which table (needed where the file holds several)')
     args = parser.parse_args(argv)
+    from hsa_geo.experiments import load_result, provenance, save_json
+    if args.report:
+        try:
+            print(report(load_result(args.report), args.report, args.table))
+        except ValueError as error:
+            parser.error(str(error))
+        return
     args.step_models = [MODEL_FLAGS[flag] for flag in args.models]
     import torch
     torch.set_num_threads(1)
     sections = {'builders': builders_section, 'step': step_section,
                 'distributed': distributed_section}
-    tables = []
+    result = {'args': vars(args)}
     for name in args.sections:
-        table = sections[name](args)
-        print('\n' + table + '\n', flush=True)
-        tables.append(table)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            f.write('\n\n'.join(tables) + '\n')
+        sections[name](args, result)
+    result['provenance'] = provenance(args.device)
+    save_json(result, args.out)
+    for name in args.sections:
+        print('\n' + caption(result, name) + '\n\n' + report(result, args.out, name) + '\n',
+              flush=True)
 
 
 if __name__ == '__main__':

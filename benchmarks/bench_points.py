@@ -32,17 +32,18 @@ Linear(2C, C)), so only the attention differs:
 For every (layer, N), in a fresh process (this script re-invoked with a
 hidden ``--worker`` flag, returning one JSON line), after building the inputs:
 
-* time: median wall time of ``--repeats`` forwards (``torch.no_grad``,
+* time: the wall time of each of ``--repeats`` forwards (``torch.no_grad``,
   ``model.eval()``) and of ``--repeats`` forward+backward passes (loss = the
-  output's sum, gradients for all parameters); the memory runs below are the
-  warm-up.  A configuration predicted above 10 s per forward+backward runs
-  ``--slow-repeats`` (default 2) repeats instead; the ``reps`` column says.
+  output's sum, gradients for all parameters), the table gives the medians;
+  the memory runs below are the warm-up.  A configuration predicted above
+  10 s per forward+backward runs ``--slow-repeats`` (default 2) repeats
+  instead (the result file holds every run).
 * memory: the peak resident-set growth over the RSS after the inputs were
   built, of one forward and (separately) of one forward+backward.  The RSS
   high-water mark (``VmHWM``, what ``ru_maxrss`` reports) is reset through
   ``/proc/self/clear_refs`` before each, so the setup's own peak (kNN chunks,
   octree) does not hide the layer's; where the reset is not possible the
-  worker falls back to ``ru_maxrss`` and the table says so.  On CUDA:
+  worker falls back to ``ru_maxrss`` and the result file says so.  On CUDA:
   ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, over
   the allocation after setup.
 * untimed setup costs: sampling, octree build (``VoxelHierarchy``), compile
@@ -59,34 +60,37 @@ quadratic, and quadratic memory until two sizes are measured); above
 in the table.  A running worker is killed when its RSS exceeds 1.5x
 ``--max-memory-gb`` or the machine's available memory drops below 1 GiB.
 
+The workers (``_points.py``) measure; every run's time and the memory
+numbers go to the result file (``--out``, JSON), from which the tables
+(medians and ratios) are computed: ``--report RESULT_JSON`` prints one again
+from the file alone (``--table setup``: the untimed setup costs; ``--plot
+PNG``: the plot, in either mode).
+
 Example::
 
     OMP_NUM_THREADS=2 python benchmarks/bench_points.py          # 10^4 .. 10^6
-    python benchmarks/bench_points.py --sizes 2000 10000 --repeats 3 --out /tmp/p.md
+    python benchmarks/bench_points.py --sizes 2000 10000 --repeats 3 --out /tmp/p.json
+    python benchmarks/bench_points.py --report results/bench_points.json --plot p.png
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
 import pathlib
-import resource
-import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from hsa_geo.datasets.files import DATA_DIR
+from _points import MESH, RESULT_TAG, proc_bytes, worker_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-MESH = pathlib.Path(DATA_DIR) / 'airplane.ply'
 DEFAULT_SIZES = [10_000, 100_000, 1_000_000]
 LAYERS = ['hsa', 'point_transformer', 'dense']
-LABELS = {'hsa': 'HSA (octree)', 'point_transformer': 'PointTransformerConv (kNN)',
-          'dense': 'dense SDPA'}
+TABLES = ('scaling', 'setup')
 # growth exponents for extrapolating to a larger N: time (the lower bound on
 # the measured exponent, also assumed from a single size) and memory (the
 # exponent assumed from a single size; the measured one is bounded below by 1)
@@ -94,215 +98,6 @@ TIME_EXPONENT = {'hsa': 1.0, 'point_transformer': 1.0, 'dense': 2.0}
 MEMORY_EXPONENT_SINGLE = {'hsa': 1.0, 'point_transformer': 1.0, 'dense': 2.0}
 SLOW_SECONDS = 10.0          # predicted fwd+bwd above this: --slow-repeats
 MIN_AVAILABLE = 1 << 30      # kill a worker when the machine has less left
-RESULT_TAG = 'BENCH_POINTS_RESULT '
-
-
-# ----------------------------------------------------------------- the worker
-def _high_water_reset() -> bool:
-    r"""Resets this process's peak RSS (VmHWM) to its current RSS (Linux)."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
-
-
-def _proc_kib(path: str, key: str):
-    r"""A ``key: value kB`` field of a /proc file in bytes (None if absent)."""
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(key + ':'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _high_water_bytes() -> int:
-    r"""This process's peak RSS in bytes: VmHWM, else ru_maxrss (kB on Linux)."""
-    value = _proc_kib('/proc/self/status', 'VmHWM')
-    if value is None:
-        value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return value
-
-
-def _device_name(device) -> str:
-    if device.type == 'cuda':
-        import torch
-        return torch.cuda.get_device_name(device)
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return f"CPU: {line.split(':', 1)[1].strip()}"
-    except OSError:
-        pass
-    import platform
-    return f'CPU: {platform.processor() or platform.machine()}'
-
-
-def _sample_points(n: int, seed: int):
-    r"""``n`` surface samples of the mesh: positions centred and scaled to a
-    unit bounding box, and the normal of each sample's face."""
-    import numpy as np
-    import torch
-    import trimesh
-
-    mesh = trimesh.load(str(MESH), force='mesh')
-    xyz, face = trimesh.sample.sample_surface(mesh, n, seed=seed)
-    pos = torch.from_numpy(np.asarray(xyz, dtype=np.float32))
-    low, high = pos.min(0).values, pos.max(0).values
-    pos = (pos - (low + high) / 2) / (high - low).max()
-    normal = torch.from_numpy(np.asarray(mesh.face_normals[face], dtype=np.float32))
-    return pos, normal
-
-
-def _models():
-    r"""The pre-norm block and the two attention layers it wraps (HSA brings
-    its own block, :class:`hsa_geo.nn.HSAEncoderLayer`, of the same shape)."""
-    import torch
-    from torch.nn import GELU, LayerNorm, Linear, Sequential
-
-    class PreNormBlock(torch.nn.Module):
-        def __init__(self, attn: torch.nn.Module, channels: int):
-            super().__init__()
-            self.attn = attn
-            self.norm1, self.norm2 = LayerNorm(channels), LayerNorm(channels)
-            self.ffn = Sequential(Linear(channels, 2 * channels), GELU(),
-                                  Linear(2 * channels, channels))
-
-        def forward(self, x, *args):
-            h = x + self.attn(self.norm1(x), *args)
-            return h + self.ffn(self.norm2(h))
-
-    class DenseAttention(torch.nn.Module):
-        def __init__(self, channels: int, heads: int):
-            super().__init__()
-            self.heads = heads
-            self.qkv = Linear(channels, 3 * channels)
-            self.out = Linear(channels, channels)
-
-        def forward(self, x):
-            n = x.size(0)
-            q, k, v = self.qkv(x).view(n, 3, self.heads, -1).permute(1, 2, 0, 3)
-            out = torch.nn.functional.scaled_dot_product_attention(
-                q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0))      # [1, heads, N, d]
-            return self.out(out[0].transpose(0, 1).reshape(n, -1))
-
-    return PreNormBlock, DenseAttention
-
-
-def _worker(job: dict) -> dict:
-    import torch
-    import trimesh  # noqa: F401  (imported before the sampling is timed)
-    from torch_geometric.data import Data
-    from torch_geometric.nn import MLP, PointTransformerConv
-
-    from hsa_geo import Hierarchy
-    from hsa_geo.nn import HSAEncoderLayer
-    from hsa_geo.testing import median_time, rss_bytes
-    from hsa_geo.transforms import VoxelHierarchy, auto_depth
-    from hsa_geo.utils import knn_graph
-
-    if job['threads']:
-        torch.set_num_threads(job['threads'])
-    device = torch.device(job['device'] or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    cuda = device.type == 'cuda'
-
-    def sync():
-        if cuda:
-            torch.cuda.synchronize(device)
-
-    def timed(fn):
-        sync()
-        start = time.perf_counter()
-        out = fn()
-        sync()
-        return out, time.perf_counter() - start
-
-    PreNormBlock, DenseAttention = _models()
-    result = dict(job, device=str(device), device_name=_device_name(device),
-                  torch=torch.__version__, threads=torch.get_num_threads(),
-                  import_bytes=rss_bytes())
-    torch.manual_seed(0)
-    n, channels, heads, layer = job['n'], job['channels'], job['heads'], job['layer']
-    (pos_cpu, normal), result['sample_s'] = timed(lambda: _sample_points(n, job['seed']))
-    pos = pos_cpu.to(device)
-    with torch.no_grad():
-        x = torch.nn.Linear(6, channels).to(device)(torch.cat([pos, normal.to(device)], 1))
-    args, kwargs = (), {}
-    if layer == 'hsa':  # built and compiled on the CPU, as a pre_transform would
-        depth = auto_depth(n, job['depth_dim'])
-        tree, result['octree_s'] = timed(lambda: VoxelHierarchy(depth)(Data(pos=pos_cpu)))
-        hierarchy, result['compile_s'] = timed(lambda: Hierarchy.from_hetero(tree))
-        args = (hierarchy.to(device), )
-        kwargs = dict(pos={t: tree[t].hsa_pos.to(device) for t in tree.node_types})
-        model = HSAEncoderLayer(channels, channels, heads, style='prenorm', pos_channels=3)
-        result.update(depth=depth, tree_nodes=hierarchy.num_nodes,
-                      max_branching=hierarchy.max_branching)
-    elif layer == 'point_transformer':
-        method = 'exact' if n <= job['exact_knn_max'] else 'morton'
-        edge_index, result['knn_s'] = timed(lambda: knn_graph(pos, job['k'], method=method))
-        args = (pos, edge_index)
-        model = PreNormBlock(PointTransformerConv(
-            channels, channels,
-            pos_nn=MLP([3, 64, channels], norm=None, plain_last=False),
-            attn_nn=MLP([channels, 64, channels], norm=None, plain_last=False)), channels)
-        result.update(knn_method=method, edges=edge_index.size(1) + n)  # + self loops
-    else:
-        model = PreNormBlock(DenseAttention(channels, heads), channels)
-    model = model.to(device).eval()
-    result['params'] = sum(p.numel() for p in model.parameters())
-
-    def forward():
-        with torch.no_grad():
-            model(x, *args, **kwargs)
-        sync()
-
-    def forward_backward():
-        model.zero_grad(set_to_none=True)
-        model(x, *args, **kwargs).sum().backward()
-        sync()
-
-    # peak memory of one call each (also the warm-up of the timings)
-    result['setup_peak_bytes'] = _high_water_bytes()
-    if cuda:
-        sync()
-        base = torch.cuda.memory_allocated(device)
-        for key, fn in (('fwd_peak_bytes', forward), ('fwd_bwd_peak_bytes', forward_backward)):
-            torch.cuda.reset_peak_memory_stats(device)
-            fn()
-            result[key] = torch.cuda.max_memory_allocated(device) - base
-        result['memory_source'] = 'torch.cuda.max_memory_allocated'
-        result['device_peak_bytes'] = base + result['fwd_bwd_peak_bytes']
-        result['worker_peak_bytes'] = _high_water_bytes()
-    else:
-        base = rss_bytes()
-        result['base_bytes'] = base
-        peaks = [result['setup_peak_bytes']]
-        reset = True
-        for key, fn in (('fwd_peak_bytes', forward), ('fwd_bwd_peak_bytes', forward_backward)):
-            reset = _high_water_reset() and reset
-            fn()
-            peaks.append(_high_water_bytes())
-            result[key] = peaks[-1] - base
-        result['memory_source'] = ('VmHWM, reset after setup' if reset else
-                                   'VmHWM, not resettable here: includes the setup peak')
-        result['worker_peak_bytes'] = max(peaks)
-    result['fwd_s'] = median_time(forward, job['repeats'], warmup=False)
-    result['fwd_bwd_s'] = median_time(forward_backward, job['repeats'], warmup=False)
-    return result
-
-
-def _worker_main(job_json: str):
-    job = json.loads(job_json)
-    try:
-        result = _worker(job)
-    except Exception as e:  # noqa: BLE001  (reported in the table)
-        result = dict(job, error=f'{type(e).__name__}: {str(e)[:120]}')
-    print(RESULT_TAG + json.dumps(result), flush=True)
 
 
 # ----------------------------------------------------------------- the parent
@@ -314,9 +109,9 @@ def _run_worker(job: dict, kill_bytes: float, timeout: float) -> dict:
                                 text=True)
         start, reason = time.monotonic(), None
         while proc.poll() is None:
-            if (_proc_kib(f'/proc/{proc.pid}/status', 'VmRSS') or 0) > kill_bytes:
+            if (proc_bytes(f'/proc/{proc.pid}/status', 'VmRSS') or 0) > kill_bytes:
                 reason = f'killed: RSS above {kill_bytes / 1e9:.1f} GB'
-            elif (_proc_kib('/proc/meminfo', 'MemAvailable') or MIN_AVAILABLE) < MIN_AVAILABLE:
+            elif (proc_bytes('/proc/meminfo', 'MemAvailable') or MIN_AVAILABLE) < MIN_AVAILABLE:
                 reason = 'killed: the machine had under 1 GiB available'
             elif time.monotonic() - start > timeout:
                 reason = f'killed: over {timeout:.0f} s'
@@ -347,15 +142,19 @@ def _extrapolate(points, n: int, floor: float, single: float) -> float:
     return max(v2, 0.0) * (n / n2) ** min(exponent, 3.0)
 
 
+def _measured(r: dict) -> bool:
+    return bool(r.get('fwd_bwd_times'))
+
+
 def _predict(done: list, layer: str, n: int):
     r"""Predicted (fwd+bwd seconds, peak bytes) of ``(layer, n)`` from the sizes
     already measured, or None where none was.  The peak is the worker's whole
     RSS (the interpreter's own share kept constant), and on CUDA the larger of
     that and the device's peak allocation."""
-    rows = [r for r in done if r['layer'] == layer and r['n'] < n and 'fwd_bwd_s' in r]
+    rows = [r for r in done if r['layer'] == layer and r['n'] < n and _measured(r)]
     if not rows:
         return None
-    seconds = _extrapolate([(r['n'], r['fwd_bwd_s']) for r in rows], n,
+    seconds = _extrapolate([(r['n'], statistics.median(r['fwd_bwd_times'])) for r in rows], n,
                            TIME_EXPONENT[layer], TIME_EXPONENT[layer])
     fixed = min(r['import_bytes'] for r in rows)
     memory = fixed + _extrapolate([(r['n'], r['worker_peak_bytes'] - fixed) for r in rows],
@@ -371,7 +170,7 @@ def _plan(job: dict, done: list, args) -> dict:
     layer, n = job['layer'], job['n']
     if layer == 'dense' and n > args.dense_max:
         return dict(job, skipped=f'skipped (N > --dense-max {args.dense_max:,})')
-    failed = [r for r in done if r['layer'] == layer and r['n'] < n and 'fwd_bwd_s' not in r]
+    failed = [r for r in done if r['layer'] == layer and r['n'] < n and not _measured(r)]
     if failed:
         return dict(job, skipped=f"skipped (N={failed[-1]['n']:,} was not measured)")
     prediction = _predict(done, layer, n)
@@ -388,84 +187,98 @@ def _plan(job: dict, done: list, args) -> dict:
     return dict(job, repeats=min(args.repeats, args.slow_repeats) if slow else args.repeats)
 
 
-# -------------------------------------------------------------------- output
-def _structure(r: dict, args) -> str:
-    if r['layer'] == 'hsa':
-        if 'depth' not in r:
-            return 'octree'
-        return (f"octree depth {r['depth']}, {r['tree_nodes']:,} nodes, families "
-                f"<= {r['max_branching']}")
-    if r['layer'] == 'point_transformer':
-        if 'knn_method' not in r:
-            return f'k={args.k} kNN'
-        return f"k={args.k} {r['knn_method']} kNN, {r['edges']:,} edges"
-    return 'all N^2 pairs'
+# -------------------------------------------------------------------- report
+def _label(layer: str, k: int) -> str:
+    return {'hsa': 'HSA (octree)', 'point_transformer': f'PointTransformerConv (k={k})',
+            'dense': 'dense SDPA'}[layer]
 
 
-def _table(results: list, args) -> str:
-    hsa = {r['n']: r for r in results if r['layer'] == 'hsa' and 'fwd_s' in r}
-    lines = ['| N | layer | neighbourhood | params | reps | fwd ms | fwd+bwd ms | '
-             'peak MiB fwd / fwd+bwd | fwd / HSA | fwd+bwd / HSA |',
-             '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|']
-    for r in results:
-        cells = [f"{r['n']:,}", LABELS[r['layer']], _structure(r, args)]
-        if 'fwd_s' not in r:
-            cells += ['-', '-', r.get('skipped') or r.get('error', '?'), '-', '-', '-', '-']
+def _mib(r: dict, key: str) -> str:
+    return f"{(r[key] - r['base_bytes']) / 2**20:,.0f}"
+
+
+def scaling_table(result: dict) -> str:
+    r"""Medians of the timed runs, peak memory growth over the memory after
+    setup, and forward+backward against HSA's at the same N."""
+    k = result['args']['k']
+    runs = result['runs']
+    hsa = {r['n']: statistics.median(r['fwd_bwd_times']) for r in runs
+           if r['layer'] == 'hsa' and _measured(r)}
+    lines = ['| N | layer | fwd s | fwd+bwd s | peak MiB fwd / fwd+bwd | fwd+bwd / HSA |',
+             '|---:|---|---:|---:|---:|---:|']
+    for r in runs:
+        cells = [f"{r['n']:,}", _label(r['layer'], k)]
+        if not _measured(r):
+            cells += ['-', '-', r.get('skipped') or r.get('error', '?'), '-']
         else:
-            h = hsa.get(r['n'])
-            cells += [f"{r['params']:,}", str(r['repeats']), f"{r['fwd_s'] * 1e3:,.1f}",
-                      f"{r['fwd_bwd_s'] * 1e3:,.1f}",
-                      f"{r['fwd_peak_bytes'] / 2**20:,.0f} / "
-                      f"{r['fwd_bwd_peak_bytes'] / 2**20:,.0f}"]
-            cells += [f"{r[key] / h[key]:.2f}x" if h else '-' for key in ('fwd_s', 'fwd_bwd_s')]
+            fwd_bwd = statistics.median(r['fwd_bwd_times'])
+            cells += [f"{statistics.median(r['fwd_times']):.2f}", f'{fwd_bwd:.2f}',
+                      f"{_mib(r, 'fwd_high_bytes')} / {_mib(r, 'fwd_bwd_high_bytes')}",
+                      f"{fwd_bwd / hsa[r['n']]:.1f}x" if r['n'] in hsa else '-']
         lines.append('| ' + ' | '.join(cells) + ' |')
-    lines += ['', 'Untimed setup, seconds (each in the worker of its layer; sampling: the '
-              'fastest of the workers):', '',
-              '| N | sampling | octree depth | octree build | compile | kNN method | '
-              'kNN build |', '|---:|---:|---:|---:|---:|---|---:|']
-    for n in sorted({r['n'] for r in results}):
-        row = {r['layer']: r for r in results if r['n'] == n and 'sample_s' in r}
+    return '\n'.join(lines)
+
+
+def setup_table(result: dict) -> str:
+    r"""The untimed setup seconds per N (sampling: the fastest of the workers)."""
+    lines = ['| N | sampling s | octree depth | octree nodes | octree build s | compile s | '
+             'kNN method | kNN build s |', '|---:|---:|---:|---:|---:|---:|---|---:|']
+    for n in sorted({r['n'] for r in result['runs']}):
+        row = {r['layer']: r for r in result['runs'] if r['n'] == n and 'sample_s' in r}
         if not row:
             continue
         h, p = row.get('hsa', {}), row.get('point_transformer', {})
         cells = [f'{n:,}', min(r['sample_s'] for r in row.values()), h.get('depth', '-'),
-                 h.get('octree_s'), h.get('compile_s'), p.get('knn_method', '-'),
-                 p.get('knn_s')]
+                 f"{h['tree_nodes']:,}" if 'tree_nodes' in h else '-', h.get('octree_s'),
+                 h.get('compile_s'), p.get('knn_method', '-'), p.get('knn_s')]
         lines.append('| ' + ' | '.join('-' if c is None else f'{c:.3f}'
                                        if isinstance(c, float) else str(c)
                                        for c in cells) + ' |')
     return '\n'.join(lines)
 
 
-def _plot(results: list, path: pathlib.Path, title: str):
+def report(result: dict, path: str, table: str = 'scaling') -> str:
+    r"""The table :obj:`table` of a result file, and the line saying where it
+    comes from."""
+    from hsa_geo.experiments import provenance_note
+    text = scaling_table(result) if table == 'scaling' else setup_table(result)
+    return text + '\n\n' + provenance_note(result, path)
+
+
+def plot(result: dict, path) -> None:
+    r"""Median time and peak memory growth against N, per layer."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
+    args = result['args']
     fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.5))
     for i, layer in enumerate(LAYERS):
-        rows = sorted((r for r in results if r['layer'] == layer and 'fwd_s' in r),
+        rows = sorted((r for r in result['runs'] if r['layer'] == layer and _measured(r)),
                       key=lambda r: r['n'])
         if not rows:
             continue
-        ns, color = [r['n'] for r in rows], f'C{i}'
-        ax_time.loglog(ns, [r['fwd_bwd_s'] for r in rows], 'o-', color=color,
-                       label=f'{LABELS[layer]} fwd+bwd')
-        ax_time.loglog(ns, [r['fwd_s'] for r in rows], 's--', color=color, alpha=0.6,
-                       label=f'{LABELS[layer]} fwd')
-        ax_mem.loglog(ns, [max(r['fwd_bwd_peak_bytes'], 2**20) / 2**20 for r in rows], 'o-',
-                      color=color, label=LABELS[layer])
+        ns, color, label = [r['n'] for r in rows], f'C{i}', _label(layer, args['k'])
+        ax_time.loglog(ns, [statistics.median(r['fwd_bwd_times']) for r in rows], 'o-',
+                       color=color, label=f'{label} fwd+bwd')
+        ax_time.loglog(ns, [statistics.median(r['fwd_times']) for r in rows], 's--',
+                       color=color, alpha=0.6, label=f'{label} fwd')
+        ax_mem.loglog(ns, [max(r['fwd_bwd_high_bytes'] - r['base_bytes'], 2**20) / 2**20
+                           for r in rows], 'o-', color=color, label=label)
     ax_time.set_ylabel('seconds (median)')
     ax_mem.set_ylabel('peak memory growth, fwd+bwd (MiB)')
     for ax in (ax_time, ax_mem):
         ax.set_xlabel('number of points N')
         ax.grid(True, which='both', alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    device = result.get('provenance', {}).get('machine', {}).get('device', '?')
+    fig.suptitle(f"One pre-norm block on airplane surface samples: C={args['channels']}, "
+                 f"heads={args['heads']}, k={args['k']}; {device}", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, metadata={'Software': None})
     plt.close(fig)
+    print(f'plot written to {path}', file=sys.stderr)
 
 
 # ---------------------------------------------------------------------- main
@@ -508,68 +321,64 @@ def main(argv=None):
                              'follows OMP_NUM_THREADS)')
     parser.add_argument('--seed', type=int, default=0, help='surface sampling seed')
     parser.add_argument('--out', type=pathlib.Path,
-                        default=ROOT / 'results' / 'bench_points.md',
-                        help='markdown table; the JSON goes beside it with .json '
-                             '(default: results/bench_points.md)')
-    parser.add_argument('--plot', type=pathlib.Path,
-                        default=ROOT / 'results' / 'bench_points.png',
-                        help='PNG: time and memory against N '
-                             '(default: results/bench_points.png)')
+                        default=ROOT / 'results' / 'bench_points.json',
+                        help='the result file: every run (default: results/bench_points.json)')
+    parser.add_argument('--plot', type=pathlib.Path, default=None,
+                        help='PNG: time and memory against N (default: the --out file with '
+                             '.png when measuring, none with --report)')
+    parser.add_argument('--report', metavar='RESULT_JSON',
+                        help='measure nothing: print the table of this result file')
+    parser.add_argument('--table', choices=TABLES, default='scaling',
+                        help='with --report: which table (default: scaling)')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        return _worker_main(args.worker)
+        return worker_main(args.worker)
+    from hsa_geo.experiments import load_result, provenance, save_json
+    if args.report:
+        result = load_result(args.report)
+        print(report(result, args.report, args.table))
+        if args.plot:
+            plot(result, args.plot)
+        return
     if not MESH.exists():
         parser.error(f'{MESH} is missing (the mesh the points are sampled from)')
 
-    from importlib.metadata import version
-
     from tqdm import tqdm
 
-    # the workers import torch; this process stays light
+    # the workers measure; this process stays light
     common = dict(channels=args.channels, heads=args.heads, k=args.k, device=args.device,
                   depth_dim=args.depth_dim,
                   exact_knn_max=args.exact_knn_max, threads=args.threads, seed=args.seed)
     jobs = [dict(common, n=n, layer=layer) for n in sorted(set(args.sizes))
             for layer in LAYERS if layer in args.layers]
-    results = []
+    result = {'args': {k: str(v) if isinstance(v, pathlib.Path) else v
+                       for k, v in vars(args).items()}, 'runs': []}
     for job in tqdm(jobs, desc='configurations', file=sys.stderr):
-        job = _plan(job, results, args)
+        job = _plan(job, result['runs'], args)
         if 'skipped' not in job:
             job = _run_worker(job, 1.5 * args.max_memory_gb * 1e9,
                               timeout=max(600.0, 30 * args.max_seconds))
-        results.append(job)
+        result['runs'].append(job)
+        save_json(result, args.out)  # an interrupted run keeps what it measured
 
-    measured = [r for r in results if 'device_name' in r]
-    first = measured[0] if measured else {}
-    device = first.get('device', args.device or '?')
-    device_name = first.get('device_name', '?')
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)  # as in the workers, for the provenance
+    measured = [r for r in result['runs'] if 'device_name' in r]
+    result['provenance'] = provenance(measured[0]['device'] if measured else 'cpu')
+    save_json(result, args.out)
     threads = sorted({r['threads'] for r in measured})
     sources = sorted({r['memory_source'] for r in measured if 'memory_source' in r})
-    command = ' '.join(shlex.quote(a) for a in [
-        *(f'{v}={os.environ[v]}' for v in ('OMP_NUM_THREADS', ) if v in os.environ),
-        'python', 'benchmarks/bench_points.py', *(sys.argv[1:] if argv is None else argv)])
-    title = (f'One pre-norm block on airplane surface samples: C={args.channels}, '
-             f'heads={args.heads}, k={args.k}; {device_name}')
-    text = '\n'.join([
-        f'# {title}', '',
-        f"- device: {device} ({device_name}); torch {first.get('torch', '?')}, "
-        f"PyG {version('torch_geometric')}; torch threads per worker: "
-        f"{', '.join(map(str, threads)) or '?'} ({os.cpu_count()} CPUs)",
-        '- block: LN, attention, residual, LN, FFN (2C, GELU), residual; times: medians '
-        'of `reps` runs; ratios: against HSA at the same N',
-        f'- HSA octree depth: auto_depth(N, {args.depth_dim}); PointTransformerConv: exact '
-        f'kNN up to N = {args.exact_knn_max:,}, approximate (Morton) beyond',
-        f"- memory: peak growth over the memory after setup ({'; '.join(sources) or '-'})",
-        f'- command: `{command}`', '', _table(results, args), ''])
-    print('\n' + text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix('.json').write_text(json.dumps(
-        dict(command=command, device=device, device_name=device_name,
-             pyg=version('torch_geometric'), results=results), indent=1) + '\n')
-    _plot(results, args.plot, title)
-    print(f'table written to {args.out} (and .json), plot to {args.plot}')
+    print(f"\nOne pre-norm block on airplane surface samples: C={args.channels}, "
+          f"heads={args.heads}, k={args.k}; {result['provenance']['machine']['device']}, "
+          f"torch threads per worker {', '.join(map(str, threads)) or '?'}; HSA octree depth "
+          f"auto_depth(N, {args.depth_dim}); exact kNN up to N = {args.exact_knn_max:,}, "
+          f"approximate (Morton) beyond; medians; peak memory: growth over the memory after "
+          f"setup ({'; '.join(sources) or '-'})\n")
+    for table in TABLES:
+        print(report(result, str(args.out), table), end='\n\n')
+    plot(result, args.plot or args.out.with_suffix('.png'))
 
 
 if __name__ == '__main__':

@@ -21,10 +21,16 @@ attention differs): ``hsa`` (octree HSA), ``dense`` (softmax attention over
 all faces of a mesh), ``pointnet`` (none); ``hsa+pt`` and ``pt``
 (PointTransformerConv on the k=16 nearest face centroids) on request.
 
+The result file, ``<out>/results.json``, holds every run (per seed scores
+and curves) and the provenance; ``--report <out>/results.json --table TASK``
+prints a task's table again from it alone: test scores as mean +- standard
+deviation over the seeds, and the median s/epoch.
+
 Example::
 
     python examples/mesh.py                                 # both tasks, 2 seeds
     python examples/mesh.py --task parts --epochs 5 --seeds 1 --models hsa dense
+    python examples/mesh.py --report results/mesh/results.json --table parts
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeRotation
 
+from hsa_geo.experiments import load_result
 from hsa_geo.nn import HSAMeshTransformer
 from hsa_geo.transforms import FlatHierarchy, MeshHierarchy
 from hsa_geo.utils import knn_graph
@@ -107,6 +114,31 @@ def draw_mesh_clusters(path: str, name: str = 'airplane', depth: int = 2) -> str
     return path
 
 
+def report(result: dict, path: str, task: str = None) -> str:
+    r"""The table of one task of a result file (the only one it holds where
+    :obj:`task` is :obj:`None`) and the line saying where it comes from.
+
+    Raises:
+        ValueError: If the file does not hold that task, or holds both and
+            none is named.
+    """
+    from _geometry_report import geometry_table, with_note
+    held = [t for t in TASKS if any(r['task'] == t for r in result['runs'])]
+    if task is None and len(held) == 1:
+        task = held[0]
+    if task not in held:
+        raise ValueError(f'{path} holds the tasks {held}: name one with --table'
+                         if task is None else f'{path} holds no {task!r} runs ({held})')
+    if task == 'classification':
+        scores, name = {'test accuracy': 'accuracy', 'test mIoU': None}, 'primitives'
+    else:
+        scores, name = {'test face accuracy': 'accuracy', 'test mIoU': 'miou'}, \
+            'primitive types'
+    table = geometry_table([r for r in result['runs'] if r['task'] == task], 'task', scores,
+                           ('s/epoch', ), label=lambda t: f"{t} ({result['classes']} {name})")
+    return with_note(table, result, path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description='Mesh classification and part segmentation on synthetic meshes: HSA mesh '
@@ -127,7 +159,19 @@ def main(argv=None):
     parser.add_argument('--figure', default=None,
                         help="PNG of the airplane coloured by octree face cluster; 'none' "
                         "to skip (default: <out>/airplane_clusters.png)")
+    parser.add_argument('--report', metavar='RESULTS_JSON',
+                        help='measure nothing: print a table of the results.json of an '
+                             'earlier run')
+    parser.add_argument('--table', choices=TASKS, default=None,
+                        help='with --report: which task (needed where the file holds both)')
     args = parser.parse_args(argv)
+    if args.report:
+        result = load_result(args.report)
+        try:
+            print(report(result, args.report, args.table))
+        except ValueError as error:
+            parser.error(str(error))
+        return result['runs']
     os.makedirs(args.out, exist_ok=True)
     if args.figure is None:
         args.figure = osp.join(args.out, 'airplane_clusters.png')
@@ -136,7 +180,7 @@ def main(argv=None):
     from hsa_geo.datasets import SYNTHETIC_SHAPES, synthetic_shapes
     classes = len(SYNTHETIC_SHAPES)
     results: list = []
-    texts = []
+    path = osp.join(args.out, 'results.json')
     for task_name in args.task:
         start = time.perf_counter()
         meshes = synthetic_shapes(args.per_class, seed=0, num_points=16,
@@ -158,13 +202,14 @@ def main(argv=None):
                 **geometry_blocks(model_name, args.channels),
                 task='classification' if task_name == 'classification' else 'segmentation')
         run_geometry_models(args, make_model, data, task, 'face', {'task': task_name},
-                            results, osp.join(args.out, 'results.json'),
-                            extra=lambda batch: {'area': batch['face'].area})
-        texts.append(geometry_report([r for r in results if r['task'] == task_name],
-                                     ['task', 'model'], list(task.metrics), args.device,
-                                     f'Synthetic meshes: {task_name}', args.out,
-                                     f'mesh_{task_name}'))
-    print('\n' + '\n'.join(texts))
+                            results, path, extra=lambda batch: {'area': batch['face'].area})
+        # the full table (seeds, parameters, memory) and the curves beside the result file
+        geometry_report([r for r in results if r['task'] == task_name], ['task', 'model'],
+                        list(task.metrics), args.device, f'Synthetic meshes: {task_name}',
+                        args.out, f'mesh_{task_name}')
+    from _geometry_report import save_result
+    result = save_result(args, results, path, classes=classes)
+    print('\n' + '\n\n'.join(report(result, path, task_name) for task_name in args.task))
     return results
 
 

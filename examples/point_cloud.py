@@ -26,21 +26,24 @@ the attention differs; :class:`hsa_geo.nn.HSAPointTransformer`):
 * ``pointnet``: no attention, per-point MLP blocks and pooling.
 
 Random 70/15/15 split (fixed), test accuracy at the best-validation epoch,
-mean +- 95% CI over seeds, s/epoch and peak memory (see the table's note).
+mean +- standard deviation over seeds, s/epoch and peak memory (the
+activation memory saved for backward in one training step).  The result
+file, ``<out>/results.json``, holds every run (per seed scores and curves)
+and the provenance; ``--report <out>/results.json`` prints the table again
+from it alone.
 
 Example::
 
     python examples/point_cloud.py                             # both sets, 3 seeds
     python examples/point_cloud.py --dataset digits --epochs 10 --seeds 2
     python examples/point_cloud.py --figures-only              # the two PNGs only
+    python examples/point_cloud.py --report results/point_cloud/results.json
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import os.path as osp
-import pathlib
 import time
 from typing import List
 
@@ -48,6 +51,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeRotation
 
+from hsa_geo.experiments import load_result
 from hsa_geo.nn import HSAPointTransformer
 from hsa_geo.transforms import FlatHierarchy, VoxelHierarchy
 from hsa_geo.utils import knn_graph
@@ -145,6 +149,17 @@ def draw_figures(out_dir: str, seed: int = 0) -> List[str]:
     return [clusters, attention]
 
 
+# ------------------------------------------------------------------------ report
+def report(result: dict, path: str) -> str:
+    r"""The table of a result file (test accuracy, mean +- standard deviation
+    over the seeds; parameters, median s/epoch, peak MiB) and the line saying
+    where it comes from."""
+    from _geometry_report import geometry_table, with_note
+    table = geometry_table(result['runs'], 'dataset', {'test accuracy': 'accuracy'},
+                           ('params', 's/epoch', 'peak MiB'))
+    return with_note(table, result, path)
+
+
 # ------------------------------------------------------------------------ main
 def main(argv=None):
     parser = argparse.ArgumentParser(
@@ -168,26 +183,23 @@ def main(argv=None):
                         help='folder of the bunny PNGs (default: the --out folder)')
     parser.add_argument('--figures-only', action='store_true',
                         help='draw the bunny PNGs and exit')
-    parser.add_argument('--report', nargs='+', metavar='RESULTS_JSON',
-                        help='only write the table (to --out) from the results.json of '
-                             'earlier runs, e.g. of one run per dataset')
+    parser.add_argument('--report', metavar='RESULTS_JSON',
+                        help='measure nothing: print the table of the results.json of an '
+                             'earlier run')
     args = parser.parse_args(argv)
+    if args.report:
+        result = load_result(args.report)
+        print(report(result, args.report))
+        return result['runs']
     os.makedirs(args.out, exist_ok=True)
     if args.figures is None:
         args.figures = args.out
     if args.figures_only:
         print('\n'.join(draw_figures(args.figures)))
         return []
-    if args.report:
-        results = [r for path in args.report
-                   for r in json.loads(pathlib.Path(path).read_text())]
-        print(geometry_report(results, ['dataset', 'model'], ['accuracy', 'macro_f1'],
-                              args.device, 'Point-cloud classification', args.out,
-                              'point_cloud'))
-        return results
     results: list = []
-    texts = []
     given_lr = args.lr
+    path = osp.join(args.out, 'results.json')
     for dataset in args.dataset:
         dim, features, classes, depth, k, lr = DATASETS[dataset]
         args.lr = given_lr or lr
@@ -208,11 +220,13 @@ def main(argv=None):
                                        args.heads, dim=dim, pool=args.pool,
                                        **geometry_blocks(model_name, args.channels, dim))
         run_geometry_models(args, make_model, data, Task('classification', classes), 'point',
-                            {'dataset': dataset}, results, osp.join(args.out, 'results.json'))
-    texts.append(geometry_report(results, ['dataset', 'model'], ['accuracy', 'macro_f1'],
-                                 args.device, 'Point-cloud classification', args.out,
-                                 'point_cloud'))
-    print('\n' + '\n'.join(texts))
+                            {'dataset': dataset}, results, path)
+    args.lr = given_lr
+    # the full table (macro-F1, seeds) and the curves beside the result file
+    geometry_report(results, ['dataset', 'model'], ['accuracy', 'macro_f1'], args.device,
+                    'Point-cloud classification', args.out, 'point_cloud')
+    from _geometry_report import save_result
+    print('\n' + report(save_result(args, results, path), path))
     if args.figures:
         print('\n'.join(draw_figures(args.figures)))
     return results
