@@ -1,6 +1,7 @@
 r"""What the node-classification examples (``ogbn_node.py`` and
-``ogbn_node_ddp.py``) share: the graph, its hierarchy, their common options
-and the written report.
+``ogbn_node_ddp.py``) share: the graph, its hierarchy, their common options,
+the written report and what their ``--report`` tables read from a result
+file.
 
 Both scripts import this module as ``from _ogbn import ...``: run as
 ``python examples/<script>.py`` or under ``torchrun``, a script has its own
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 import time
-from typing import List
+from typing import Callable, List, Sequence
 
 import torch
 from torch_geometric.data import Data
@@ -101,10 +102,41 @@ def add_common_arguments(parser) -> None:
                         help='where models, graph and hierarchy live')
 
 
+# ----------------------------------------------------------- result-file tables
+def upper_median(values: Sequence[float]) -> float:
+    r"""The middle value, the upper one of an even count (what
+    :func:`hsa_geo.experiments.summarise` takes over seeds)."""
+    return sorted(values)[len(values) // 2]
+
+
+def epoch_seconds(run: dict, median: Callable = upper_median) -> float:
+    r"""A run's seconds per training epoch: the :obj:`median` of its raw
+    per-epoch times (``'seconds'`` in every row of its ``'history'``); a file
+    written before the times were kept gives the ``'seconds_per_epoch'`` it
+    recorded (the same median of the same times)."""
+    history = run.get('history') or []
+    if history and all('seconds' in row for row in history):
+        return median([row['seconds'] for row in history])
+    return run['seconds_per_epoch']
+
+
+def mean_interval_text(mean: float, half: float, seeds: int) -> str:
+    r"""``'mean ± half'`` with three decimals; one seed has no interval."""
+    return f'{mean:.3f} ± {half:.3f}' if seeds > 1 else f'{mean:.3f} (one seed)'
+
+
+def bold_best(cells: List[List[str]], column: int, values: Sequence[float],
+              best: Callable = max) -> None:
+    r"""Sets the cell of the best of :obj:`values` (one per row; the first on
+    a tie) in :obj:`column` in bold, when there are rows to compare."""
+    if len(values) > 1:
+        row = list(values).index(best(values))
+        cells[row][column] = f'**{cells[row][column]}**'
+
+
 def write_report(text: str, results: List[dict], out: str, label: str) -> None:
-    r"""Prints the table, writes it to ``results.md`` and draws the validation
-    curves of the runs (one line per ``name``) to ``curves.png``."""
-    print('\n' + text)
+    r"""Writes the table to ``results.md``, draws the validation curves of the
+    runs (one line per ``name``) to ``curves.png`` and prints the table last."""
     os.makedirs(out, exist_ok=True)
     with open(osp.join(out, 'results.md'), 'w') as f:
         f.write(text + '\n')
@@ -112,3 +144,4 @@ def write_report(text: str, results: List[dict], out: str, label: str) -> None:
                        f'{label}: validation accuracy', series=('valid_accuracy', 'loss'))
     if path:
         print(f'learning curves: {path}')
+    print('\n' + text)

@@ -14,9 +14,16 @@ With no arguments the script trains all three on the offline
 format; scored by OGB's Evaluator) for 3 seeds x 30 epochs, seed-major (the
 three models take turns, so their times per epoch share the machine's load),
 on one CPU thread per process, prints a results table and writes learning
-curves.  The README's table follows OGB's protocol of 10 seeds:
+curves.  The docs' first table follows OGB's protocol of 10 seeds, with the
+HSA model without position vectors (``hsa_nopos``) beside the three:
 
-    python examples/ogbg_mol.py --seeds 10 --epochs 50
+    python examples/ogbg_mol.py --seeds 10 --epochs 50 --model gin gps hsa hsa_nopos
+
+The result file (``--out``/results.json) holds every seed's scores and every
+epoch's time; ``--report`` prints its table again (no training), ``--table
+ratios`` with the times as ratios to the first model only:
+
+    python examples/ogbg_mol.py --report results/ogbg_mol/results.json
 
 Data-parallel on N processes (gloo on CPU, nccl on GPU):
 
@@ -25,7 +32,6 @@ Data-parallel on N processes (gloo on CPU, nccl on GPU):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import os.path as osp
@@ -35,109 +41,33 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
 from torch import Tensor
-from torch.nn import BatchNorm1d, Linear, Module, ModuleList, ReLU, Sequential
 from torch.utils.data.distributed import DistributedSampler
-from torch_geometric.loader import DataLoader
-from torch_geometric.nn import GINEConv, GPSConv, global_add_pool, global_mean_pool
 
 from hsa_geo.datasets import OFFLINE_DATASETS, evaluator, ogb_dataset
-from hsa_geo.experiments import mean_std_text, plot_curves
-from hsa_geo.loader import HierarchyLoader
-from hsa_geo.nn import HSAGPSConv
+from hsa_geo.experiments import (
+    load_result,
+    mean_std,
+    plot_curves,
+    provenance,
+    provenance_note,
+    save_json,
+)
 from hsa_geo.transforms import MoleculeHierarchy
 
 from _experiment import OGBTask, higher_is_better
+from _molecules import MolModel, loader_for
 
-MODELS = ('gin', 'gps', 'hsa')
-MODEL_NAMES = {'gin': 'GIN-VN', 'gps': 'GPS (dense attention)', 'hsa': 'HSA-GPS (junction tree)'}
-
-
-# --------------------------------------------------------------------------- models
-def _gine(channels: int) -> GINEConv:
-    # OGB's GIN: MLP((1 + eps) x_i + sum_j relu(x_j + bond_j)), bonds embedded per layer
-    mlp = Sequential(Linear(channels, 2 * channels), BatchNorm1d(2 * channels), ReLU(),
-                     Linear(2 * channels, channels))
-    return GINEConv(mlp, train_eps=True)
-
-
-class MolModel(Module):
-    r"""Atom encoder -> ``layers`` blocks -> mean pooling -> MLP head.
-
-    ``kind='gin'``: GINE message passing with a virtual node (OGB's GIN-VN);
-    ``kind='gps'``: :class:`torch_geometric.nn.GPSConv` (GINE + dense
-    multi-head attention over each molecule); ``kind='hsa'``:
-    :class:`hsa_geo.nn.HSAGPSConv` (GINE + HSA over the junction tree, with
-    the tree's position vectors).
-    """
-    def __init__(self, kind: str, hidden: int, layers: int, out_channels: int,
-                 heads: int = 4, dropout: float = 0.2, pos_dim: int = 16):
-        super().__init__()
-        if kind not in MODELS:
-            raise ValueError(f"'kind' must be one of {MODELS}, got {kind!r}")
-        self.kind = kind
-        self.atom_encoder = AtomEncoder(hidden)
-        self.bond_encoders = ModuleList([BondEncoder(hidden) for _ in range(layers)])
-        self.dropout = dropout
-        if kind == 'gin':
-            self.convs = ModuleList([_gine(hidden) for _ in range(layers)])
-            self.norms = ModuleList([BatchNorm1d(hidden) for _ in range(layers)])
-            self.virtual_node = torch.nn.Embedding(1, hidden)
-            torch.nn.init.zeros_(self.virtual_node.weight)
-            self.virtual_mlps = ModuleList([
-                Sequential(Linear(hidden, 2 * hidden), BatchNorm1d(2 * hidden), ReLU(),
-                           Linear(2 * hidden, hidden), BatchNorm1d(hidden), ReLU())
-                for _ in range(layers - 1)
-            ])
-        elif kind == 'gps':
-            self.convs = ModuleList([
-                GPSConv(hidden, _gine(hidden), heads=heads, dropout=dropout)
-                for _ in range(layers)
-            ])
-        else:
-            self.use_pos = pos_dim > 0
-            self.convs = ModuleList([
-                HSAGPSConv(hidden, _gine(hidden), heads=heads, dropout=dropout,
-                           attn_kwargs=dict(pos_channels=pos_dim if self.use_pos else None))
-                for _ in range(layers)
-            ])
-        self.head = Sequential(Linear(hidden, hidden), ReLU(), Linear(hidden, out_channels))
-
-    def forward(self, batch) -> Tensor:
-        atom = batch['atom']
-        bonds = batch['atom', 'bond', 'atom']
-        x = self.atom_encoder(atom.x)
-        graph = atom.batch
-        if self.kind == 'gin':
-            vn = self.virtual_node.weight.expand(batch.num_graphs, -1)
-            for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-                x = x + vn[graph]
-                h = norm(conv(x, bonds.edge_index, self.bond_encoders[i](bonds.edge_attr)))
-                if i < len(self.convs) - 1:
-                    h = F.relu(h)
-                    vn = vn + F.dropout(self.virtual_mlps[i](global_add_pool(x, graph) + vn),
-                                        self.dropout, self.training)
-                x = x + F.dropout(h, self.dropout, self.training)
-        elif self.kind == 'gps':
-            for conv, bond_encoder in zip(self.convs, self.bond_encoders, strict=True):
-                x = conv(x, bonds.edge_index, graph,
-                         edge_attr=bond_encoder(bonds.edge_attr))
-        else:
-            hierarchy = batch.hierarchy  # compiled once by the loader, used by every layer
-            pos = ({t: batch[t].hsa_pos for t in ('atom', 'cluster', 'molecule')}
-                   if self.use_pos else None)
-            for conv, bond_encoder in zip(self.convs, self.bond_encoders, strict=True):
-                x = conv(x, bonds.edge_index, graph, hierarchy=hierarchy, pos=pos,
-                         edge_attr=bond_encoder(bonds.edge_attr))
-        return self.head(global_mean_pool(x, graph, size=batch.num_graphs))
-
-
-def loader_for(kind: str):
-    r"""HSA batches carry their compiled hierarchy (``batch.hierarchy``);
-    the baselines do not need one."""
-    return HierarchyLoader if kind == 'hsa' else DataLoader
+#: the models a run can train: ``hsa_nopos`` is the HSA model without the
+#: junction tree's position vectors (``--pos-dim`` for ``hsa`` only)
+MODELS = ('gin', 'gps', 'hsa', 'hsa_nopos')
+MODEL_NAMES = {'gin': 'GIN-VN', 'gps': 'GPS (dense attention)', 'hsa': 'HSA-GPS (junction tree)',
+               'hsa_nopos': 'HSA-GPS, no position vectors'}
+#: the tables of ``--report``: seconds per epoch and their ratio to the first
+#: model, or the ratio alone (one decimal)
+TABLES = ('seconds', 'ratios')
+METRIC_NAMES = {'rmse': 'RMSE', 'mae': 'MAE', 'rocauc': 'ROC-AUC', 'ap': 'AP',
+                'acc': 'accuracy'}
 
 
 # ------------------------------------------------------------------ training helpers
@@ -219,8 +149,9 @@ def run(kind: str, seed: int, dataset, split, task: OGBTask, args, ctx: Distribu
         ogb_evaluator) -> Dict[str, object]:
     from tqdm.auto import tqdm
     torch.manual_seed(seed)
-    model = MolModel(kind, args.hidden, args.layers, task.out_channels, heads=args.heads,
-                     dropout=args.dropout, pos_dim=args.pos_dim).to(ctx.device)
+    model = MolModel('hsa' if kind == 'hsa_nopos' else kind, args.hidden, args.layers,
+                     task.out_channels, heads=args.heads, dropout=args.dropout,
+                     pos_dim=0 if kind == 'hsa_nopos' else args.pos_dim).to(ctx.device)
     num_params = sum(p.numel() for p in model.parameters())
     trained = model
     if ctx.enabled:
@@ -236,11 +167,11 @@ def run(kind: str, seed: int, dataset, split, task: OGBTask, args, ctx: Distribu
     if ctx.enabled:  # equal shards (DDP needs the same number of steps on every rank)
         sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank,
                                      shuffle=True, seed=seed)
-        loader = loader_for(kind)(train_set, batch_size=args.batch_size, sampler=sampler,
-                                  drop_last=drop_last)
+        loader = loader_for(model.kind)(train_set, batch_size=args.batch_size,
+                                        sampler=sampler, drop_last=drop_last)
     else:
-        loader = loader_for(kind)(train_set, batch_size=args.batch_size, shuffle=True,
-                            generator=generator, drop_last=drop_last)
+        loader = loader_for(model.kind)(train_set, batch_size=args.batch_size, shuffle=True,
+                                        generator=generator, drop_last=drop_last)
     metric = ogb_evaluator.eval_metric
     better = higher_is_better(metric)
     history = []
@@ -262,38 +193,64 @@ def run(kind: str, seed: int, dataset, split, task: OGBTask, args, ctx: Distribu
             raise FloatingPointError(f'{kind} seed {seed} epoch {epoch}: loss {loss}, '
                                      f'valid {valid}, test {test}')
         history.append({'epoch': epoch + 1, 'loss': loss, f'valid_{metric}': valid,
-                        f'test_{metric}': test})
+                        f'test_{metric}': test, 'seconds': epoch_times[-1]})
         if best is None or (valid > best[0] if better else valid < best[0]):
             best = (valid, test, epoch + 1)  # epochs count from 1, as printed
         progress.set_postfix(loss=f'{loss:.3f}', valid=f'{valid:.3f}')
     progress.close()
+    # the history keeps every epoch's time; epoch_time is their median
     return dict(model=kind, seed=seed, params=num_params, best_valid=best[0],
-                test=best[1], best_epoch=best[2],
-                epoch_time=sorted(epoch_times)[len(epoch_times) // 2], history=history)
+                test=best[1], best_epoch=best[2], epoch_time=upper_median(epoch_times),
+                history=history)
 
 
 # ------------------------------------------------------------------------ reporting
-def results_table(results: List[dict], metric: str, dataset: str) -> str:
-    r"""Mean ± std over seeds; time per epoch as the median over seeds of
-    each run's median epoch, and as a ratio to the first model of the run
-    (the models take turns, so the ratio is robust to the machine's load
-    where the seconds are not)."""
+def upper_median(values: List[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def report(result: dict, path: str, table: str = 'seconds') -> str:
+    r"""The table of a result file, with the line of its provenance.
+
+    Per model: test and validation metric at the best-validation epoch, mean ±
+    standard deviation over the seeds (the best mean in bold); parameters;
+    time per epoch as the median over seeds of each run's median epoch (from
+    the per-epoch times of the file), with :obj:`table` ``'seconds'`` in
+    seconds and as a ratio to the first model of the run (two decimals), with
+    ``'ratios'`` as the ratio alone (one decimal): the models take turns seed
+    by seed, so the ratio is robust to the machine's load where the seconds
+    are not."""
+    if table not in TABLES:
+        raise ValueError(f"'table' must be one of {TABLES}, got {table!r}")
+    results, args = result['results'], result['args']
+    metric = result.get('metric') or next(
+        k[len('test_'):] for k in results[0]['history'][0] if k.startswith('test_'))
     kinds = [kind for kind in MODELS if any(r['model'] == kind for r in results)]
-    medians = {}
+    runs = {kind: [r for r in results if r['model'] == kind] for kind in kinds}
+    seconds = {kind: upper_median([upper_median([row['seconds'] for row in r['history']])
+                                   for r in runs[kind]]) for kind in kinds}
+    scores = {kind: {key: mean_std([r[key] for r in runs[kind]]) for key in ('test', 'best_valid')}
+              for kind in kinds}
+    base = kinds[0]
+    name = METRIC_NAMES.get(metric, metric)
+    head = [f"model ({args['dataset']})", f'test {name}', f'valid {name}', 'parameters']
+    head += [f'time / epoch vs {MODEL_NAMES[base]}'] if table == 'ratios' else \
+        ['s / epoch (this run)', f'time / {MODEL_NAMES[base]}']
+    best = max if higher_is_better(metric) else min
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for kind in kinds:
-        times = sorted(r['epoch_time'] for r in results if r['model'] == kind)
-        medians[kind] = times[len(times) // 2]
-    base = kinds[0] if kinds else None
-    lines = [f'| model ({dataset}) | test {metric} | valid {metric} | parameters '
-             f'| s / epoch (this run) | time / {MODEL_NAMES.get(base, base)} | seeds |',
-             '|---|---|---|---|---|---|---|']
-    for kind in kinds:
-        rows = [r for r in results if r['model'] == kind]
-        lines.append(f"| {MODEL_NAMES[kind]} | {mean_std_text([r['test'] for r in rows])} | "
-                     f"{mean_std_text([r['best_valid'] for r in rows])} | {rows[0]['params']:,} | "
-                     f"{medians[kind]:.2f} | {medians[kind] / medians[base]:.2f}x | "
-                     f"{len(rows)} |")
-    return '\n'.join(lines)
+        cells = [MODEL_NAMES[kind]]
+        for key in ('test', 'best_valid'):
+            mean, std = scores[kind][key]
+            text = f'{mean:.3f} ± {std:.3f}'
+            winner = best(scores[k][key][0] for k in kinds)
+            cells.append(f'**{text}**' if len(kinds) > 1 and mean == winner else text)
+        cells.append(f"{runs[kind][0]['params']:,}")
+        ratio = seconds[kind] / seconds[base]
+        cells += [f'{ratio:.1f}x'] if table == 'ratios' else \
+            [f'{seconds[kind]:.2f}', f'{ratio:.2f}x']
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n\n' + provenance_note(result, path)
 
 
 # ----------------------------------------------------------------------------- main
@@ -305,8 +262,9 @@ def parse_args(argv=None):
                         + ' (default: %(default)s)')
     parser.add_argument('--split', default=None,
                         help="split type (default: the dataset's own, e.g. scaffold)")
-    parser.add_argument('--model', nargs='+', default=list(MODELS), choices=MODELS,
-                        help='models to train (default: all)')
+    parser.add_argument('--model', nargs='+', default=list(MODELS[:3]), choices=MODELS,
+                        help='models to train, taking turns seed by seed; hsa_nopos: the '
+                        'HSA model without position vectors (default: %(default)s)')
     parser.add_argument('--epochs', type=int, default=30, help='(default: %(default)s)')
     parser.add_argument('--seeds', type=int, default=3,
                         help='seeds 0..N-1 per model; OGB asks for 10 (default: %(default)s)')
@@ -335,11 +293,21 @@ def parse_args(argv=None):
                         '(default: %(default)s)')
     parser.add_argument('--quiet', action='store_true',
                         help='no progress bars (one line per model and seed still)')
+    parser.add_argument('--report', metavar='RESULTS_JSON', default=None,
+                        help='print the table of the results.json of an earlier run, with '
+                        'its provenance, and exit (no training)')
+    parser.add_argument('--table', default='seconds', choices=TABLES,
+                        help='the table printed: seconds per epoch and their ratio to the '
+                        'first model, or the ratio alone (default: %(default)s)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> List[dict]:
     args = parse_args(argv)
+    if args.report:
+        result = load_result(args.report)
+        print(report(result, args.report, args.table))
+        return result['results']
     ctx = Distributed(args.device)
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -363,7 +331,10 @@ def main(argv=None) -> List[dict]:
                   f"{ {k: len(v) for k, v in split.items()} }, {dataset.task_type}, "
                   f'metric {metric}, {ctx.world_size} process(es) on {ctx.device}, '
                   f'{torch.get_num_threads()} thread(s) each')
-        results = []
+        results, path = [], osp.join(args.out, 'results.json')
+        result = dict(args=vars(args), world_size=ctx.world_size, metric=metric,
+                      molecules=len(dataset), split={k: len(v) for k, v in split.items()},
+                      results=results)
         for seed in range(args.seeds):  # seed-major: the models take turns
             for kind in args.model:
                 results.append(run(kind, seed, dataset, split, task, args, ctx,
@@ -379,21 +350,22 @@ def main(argv=None) -> List[dict]:
                     print(f"{MODEL_NAMES[kind]:>24} seed {seed}: test {metric} "
                           f"{r['test']:.4f} (valid {r['best_valid']:.4f}, epoch "
                           f"{r['best_epoch']}), {r['epoch_time']:.2f} s/epoch", flush=True)
+                    save_json(result, path)  # after every run: a stopped run keeps its runs
         if ctx.main:
-            table = results_table(results, metric, args.dataset)
-            print(f'\nbest-validation epoch per seed; test {metric} mean ± std over seeds\n')
-            print(table)
-            os.makedirs(args.out, exist_ok=True)
-            with open(osp.join(args.out, 'results.json'), 'w') as f:
-                json.dump(dict(args=vars(args), world_size=ctx.world_size, results=results),
-                          f, indent=1)
+            result['provenance'] = provenance(ctx.device)
+            if ctx.enabled:  # the command as typed: sys.argv holds no torchrun
+                result['provenance']['command'] = result['provenance']['command'].replace(
+                    'python ', f'torchrun --nproc_per_node={ctx.world_size} ', 1)
+            save_json(result, path)
+            table = report(result, path, args.table)
             with open(osp.join(args.out, 'table.md'), 'w') as f:
                 f.write(table + '\n')
             named = [{**r, 'model': MODEL_NAMES[r['model']]} for r in results]
             plot_curves(named, [], 'model', metric, osp.join(args.out, 'curves.png'),
                         f'{args.dataset} (mean ± std over seeds)',
                         series=('loss', f'valid_{metric}'))
-            print(f"\nwrote {osp.join(args.out, 'results.json')}, table.md, curves.png")
+            print(f'\nwrote {path}, table.md, curves.png\n\nbest-validation epoch per seed; '
+                  f'test {metric} mean ± std over seeds\n\n{table}')
         return results
     finally:
         ctx.close()

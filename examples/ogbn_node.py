@@ -38,6 +38,11 @@ seeds; median seconds per training epoch; peak memory of training (CPU:
 the activation memory of one step).  Models take turns seed by seed, so their
 times share the machine's load.
 
+The result file (``--out``/results.json) holds every seed's scores and
+every epoch's time; ``--report`` prints its table again (no training)::
+
+    python examples/ogbn_node.py --report results/ogbn_node/results.json
+
 Example::
 
     python examples/ogbn_node.py                              # planted, 3 seeds
@@ -58,12 +63,27 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from hsa_geo import Hierarchy
-from hsa_geo.experiments import markdown_table, measurement_note, save_json, summarise
+from hsa_geo.experiments import (
+    load_result,
+    measurement_note,
+    provenance,
+    provenance_note,
+    save_json,
+    summarise,
+)
 from hsa_geo.loader import SubtreeLoader
 from hsa_geo.nn import HSAGraphTransformer
 from hsa_geo.testing import PeakMemory
 
-from _ogbn import add_common_arguments, build_hierarchy, load_graph, write_report
+from _ogbn import (
+    add_common_arguments,
+    bold_best,
+    build_hierarchy,
+    epoch_seconds,
+    load_graph,
+    mean_interval_text,
+    write_report,
+)
 
 MODELS = ('hsa', 'hsa_subtrees', 'sgformer', 'polynormer', 'gps_performer', 'graphsage')
 NAMES = {'hsa': 'HSA (full batch)', 'hsa_subtrees': 'HSA (subtree mini-batches)',
@@ -192,7 +212,8 @@ def train(kind: str, seed: int, data: Data, tree, hierarchy: Hierarchy, loader, 
         row = {'epoch': epoch, 'loss': total / max(len(loader) if kind == 'hsa_subtrees'
                                                    else 1, 1),
                'valid_accuracy': accuracy(logits, data.y, data.val_mask, evaluator),
-               'test_accuracy': accuracy(logits, data.y, data.test_mask, evaluator)}
+               'test_accuracy': accuracy(logits, data.y, data.test_mask, evaluator),
+               'seconds': times[-1]}
         history.append(row)
         # Polynormer's local warm-up epochs are not candidates, as in its recipe
         if epoch > warmup and (best is None or row['valid_accuracy'] > best['valid_accuracy']):
@@ -217,11 +238,18 @@ def parse_args(argv=None):
                         help='top-level subtrees per mini-batch of hsa_subtrees')
     parser.add_argument('--out', default='results/ogbn_node',
                         help='folder for results.json, results.md and curves.png')
+    parser.add_argument('--report', metavar='RESULTS_JSON', default=None,
+                        help='print the table of the results.json of an earlier run, '
+                        'with its provenance, and exit (no training)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> List[dict]:
     args = parse_args(argv)
+    if args.report:
+        result = load_result(args.report)
+        print(report(result, args.report))
+        return result['runs']
     from tqdm import tqdm
     torch.set_num_threads(args.threads)
     data = load_graph(args)
@@ -240,30 +268,47 @@ def main(argv=None) -> List[dict]:
           f'{compile_s:.1f} s: {hierarchy}')
     loader = SubtreeLoader(loader_tree, batch_size=args.subtrees_per_batch, shuffle=True) \
         if 'hsa_subtrees' in args.models else None
-    results = []
+    results, path = [], osp.join(args.out, 'results.json')
     runs = [(seed, kind) for seed in range(args.seeds) for kind in args.models]
     progress = tqdm(runs, disable=args.quiet)
     for seed, kind in progress:
         progress.set_description(f'{kind} seed {seed}')
         results.append(train(kind, seed, data, tree, hierarchy, loader, args, evaluator,
                              num_classes, progress))
-        save_json({'args': vars(args), 'hierarchy_seconds': build_s, 'runs': results},
-                  osp.join(args.out, 'results.json'))
-    report(results, args, build_s)
-    return results
-
-
-def report(results: List[dict], args, build_s: float) -> None:
-    for r in results:
-        r['name'] = NAMES[r['model']]
-    rows = summarise(results, ['name'], ['accuracy'])
+        save_json({'args': vars(args), 'hierarchy_seconds': build_s, 'runs': results}, path)
+    # the provenance at the end of the run: the load and threads it ended with
+    result = {'args': vars(args), 'hierarchy_seconds': build_s, 'runs': results,
+              'provenance': provenance(args.device)}
+    save_json(result, path)
     label = f'{args.dataset} (SYNTHETIC, {args.num_nodes:,} nodes)' \
         if args.dataset == 'planted' else args.dataset
     text = (f'{label}: test accuracy at the best-validation epoch, mean ± 95% interval '
             f'over seeds; {measurement_note(args.device)}; hierarchy built once in '
-            f'{build_s:.1f} s (not in s/epoch).\n\n' + markdown_table(rows, ['name'],
-                                                                      ['accuracy']))
-    write_report(text, results, args.out, label)
+            f'{build_s:.1f} s (not in s/epoch).\n\n' + report(result, path))
+    write_report(text, [dict(r, name=NAMES[r['model']]) for r in results], args.out, label)
+    return results
+
+
+def report(result: dict, path: str) -> str:
+    r"""The table of a result file, with the line of its provenance: per
+    model, the test accuracy at the best-validation epoch (mean ± 95%
+    interval over the seeds), the parameters, the median over seeds of each
+    run's median epoch time, and the largest peak memory of training (on the
+    CPU the activation memory of one step); the best value of a column in
+    bold."""
+    runs = [dict(r, name=NAMES[r['model']], seconds_per_epoch=epoch_seconds(r))
+            for r in result['runs']]
+    rows = summarise(runs, ['name'], ['accuracy'])
+    cpu = torch.device(result['args'].get('device', 'cpu')).type == 'cpu'
+    cells = [[r['name'], mean_interval_text(*r['accuracy'], r['seeds']), f"{r['params']:,}",
+              f"{r['seconds_per_epoch']:.2f}", f"{r['peak_mib']:.0f}"] for r in rows]
+    bold_best(cells, 1, [r['accuracy'][0] for r in rows])
+    bold_best(cells, 3, [r['seconds_per_epoch'] for r in rows], min)
+    bold_best(cells, 4, [r['peak_mib'] for r in rows], min)
+    lines = [f"| model | test accuracy | params | s/epoch | "
+             f"{'activation' if cpu else 'peak'} MiB |", '|---|---|---|---|---|']
+    lines += ['| ' + ' | '.join(row) + ' |' for row in cells]
+    return '\n'.join(lines) + '\n\n' + provenance_note(result, path)
 
 
 if __name__ == '__main__':

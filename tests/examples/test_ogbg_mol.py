@@ -1,6 +1,7 @@
 import json
 import pathlib
 import re
+import statistics
 import subprocess
 import sys
 
@@ -81,9 +82,62 @@ def test_one_epoch_smoke_run(data_root, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     for name in ('GIN-VN', 'GPS (dense attention)', 'HSA-GPS (junction tree)'):
         assert f'| {name} |' in out.stdout
-    results = json.loads((tmp_path / 'results.json').read_text())['results']
+    result = json.loads((tmp_path / 'results.json').read_text())
+    results = result['results']
     assert {r['model'] for r in results} == {'gin', 'gps', 'hsa'}
     assert (tmp_path / 'curves.png').stat().st_size > 0
+    # every epoch's time is kept, with the provenance; --report prints the
+    # table the run printed, from the file
+    assert all(row['seconds'] > 0 for r in results for row in r['history'])
+    assert result['provenance']['machine']['device'] == 'CPU (1 thread)'
+    text = report(str(tmp_path / 'results.json'))
+    assert text.rstrip('\n') in out.stdout
+    assert text.startswith('| model (ogbg-molfreesolv) | test RMSE | valid RMSE | parameters '
+                           '| s / epoch (this run) | time / GIN-VN |\n')
+    gin = next(r for r in results if r['model'] == 'gin')
+    assert f"| {gin['test']:.3f} ± 0.000 |" in text.replace('**', '')
+
+
+def report(path: str, *extra: str) -> str:
+    out = subprocess.run([sys.executable, str(SCRIPT), '--report', path, *extra],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_report_of_a_hand_built_result_file(tmp_path, capsys, example):
+    # the raw format of a run: per model and seed, the scores at the
+    # best-validation epoch and every epoch's seconds
+    runs = []
+    for seed in range(3):
+        for kind, params, base in (('gin', 100, 1.0), ('hsa_nopos', 200, 2.0)):
+            runs.append(dict(model=kind, seed=seed, params=params, best_epoch=2,
+                             test=base + 0.1 * seed, best_valid=base + 0.2 + 0.05 * seed,
+                             history=[{'epoch': e + 1, 'loss': 1.0, 'valid_rmse': 3.0,
+                                       'test_rmse': 3.0, 'seconds': base * (0.1 + e + seed)}
+                                      for e in range(3)]))
+    path = tmp_path / 'results.json'
+    path.write_text(json.dumps(dict(args=dict(dataset='ogbg-molfreesolv'), metric='rmse',
+                                    results=runs)))
+    text = report(str(path))
+    table, note = text.rstrip('\n').split('\n\n')
+    lines = table.split('\n')
+    assert lines[0] == ('| model (ogbg-molfreesolv) | test RMSE | valid RMSE | parameters '
+                        '| s / epoch (this run) | time / GIN-VN |')
+    # GIN-VN: test 1.0, 1.1, 1.2; valid 1.2, 1.25, 1.3; the median over seeds
+    # of each seed's median epoch (1.1, 2.1, 3.1 s): 2.1 s, and twice that for HSA
+    std = statistics.stdev([1.0, 1.1, 1.2])
+    assert lines[2] == (f'| GIN-VN | **1.100 ± {std:.3f}** | **1.250 ± 0.050** | 100 | '
+                        '2.10 | 1.00x |')
+    assert lines[3] == (f'| HSA-GPS, no position vectors | 2.100 ± {std:.3f} | '
+                        '2.250 ± 0.050 | 200 | 4.20 | 2.00x |')
+    assert note == f'*From `{path}` (the file records no provenance).*'
+    example.main(['--report', str(path)])   # in this process: no second start-up
+    assert capsys.readouterr().out == text   # the same file, the same bytes
+    example.main(['--report', str(path), '--table', 'ratios'])
+    ratios = capsys.readouterr().out.split('\n')
+    assert ratios[0].endswith('| parameters | time / epoch vs GIN-VN |')
+    assert ratios[3].endswith('| 200 | 2.0x |')
 
 
 @pytest.mark.slow

@@ -7,6 +7,36 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / 'examples' / 'ogbn_node.py'
+COMMITTED = 'benchmarks/node_results/planted_100k/results.json'
+# the table of docs/experiments/large_graphs.md, from the committed file
+DOCS_ROWS = """\
+| model | test accuracy | params | s/epoch | activation MiB |
+|---|---|---|---|---|
+| HSA (full batch) | 0.983 ± 0.048 | 87,368 | 4.92 | 1048 |
+| HSA (subtree mini-batches) | 0.999 ± 0.000 | 87,368 | 3.93 | 261 |
+| SGFormer | 0.924 ± 0.014 | 62,856 | 6.91 | 1206 |
+| Polynormer | 0.937 ± 0.007 | 43,344 | 3.77 | 728 |
+| GPS + Performer | 0.932 ± 0.004 | 184,264 | 14.31 | 4638 |
+| GraphSAGE | 0.898 ± 0.016 | 5,192 | 1.08 | 150 |"""
+
+
+def report(path: str) -> str:
+    out = subprocess.run([sys.executable, str(SCRIPT), '--report', path], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_report_of_the_committed_file_prints_the_docs_table(capsys, examples_on_path):
+    text = report(COMMITTED)
+    table, note = text.rstrip('\n').split('\n\n')
+    # the numbers of the docs (the best of each column is in bold)
+    assert table.replace('**', '') == DOCS_ROWS
+    assert '| **0.999 ± 0.000** |' in table and '| **1.08** |' in table
+    assert note == f'*From `{COMMITTED}` (the file records no provenance).*'
+    import ogbn_node  # in this process: no second start-up
+    ogbn_node.main(['--report', COMMITTED])
+    assert capsys.readouterr().out == text   # the same file, the same bytes
 
 
 def test_help_and_offline_ogb_message(tmp_path):
@@ -45,3 +75,16 @@ def test_every_model_trains_on_a_small_planted_graph(tmp_path):
     table = (tmp_path / 'results.md').read_text()
     assert '| HSA (subtree mini-batches) |' in table and '(one seed)' in table
     assert (tmp_path / 'curves.png').stat().st_size > 0
+    # the file keeps every epoch's time and its provenance; --report reads them back
+    result = json.loads((tmp_path / 'results.json').read_text())
+    assert result['provenance']['machine']['device'] == 'CPU (1 thread)'
+    path = str(tmp_path / 'results.json')
+    text = report(path)
+    table, note = text.rstrip('\n').split('\n\n')
+    assert table.startswith('| model | test accuracy | params | s/epoch | activation MiB |\n')
+    assert note.startswith(f'*From `{path}`: `python ') and 'CPU (1 thread)' in note
+    sage = by['graphsage']
+    seconds = sorted(row['seconds'] for row in sage['history'])[1]  # upper median of two
+    assert seconds == sage['seconds_per_epoch']
+    assert (f"| GraphSAGE | {sage['test_accuracy']:.3f} (one seed) | {sage['params']:,} | "
+            f'{seconds:.2f} |') in table.replace('**', '')

@@ -19,6 +19,64 @@ def test_help():
     assert '--tasks' in out.stdout and '--cache' in out.stdout
 
 
+def report(path: str, *extra: str) -> str:
+    out = subprocess.run([sys.executable, str(SCRIPT), '--report', path, *extra],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def _config(name: str, accuracy: float, seconds: float, **extra) -> dict:
+    return dict(name=name, accuracy=accuracy, precision=accuracy - 0.1,
+                recall=accuracy + 0.1, seconds=2 * seconds,
+                batch_seconds=[seconds, seconds], **extra)
+
+
+def test_report_of_a_hand_built_result_file(tmp_path, capsys, examples_on_path):
+    t = pytest.importorskip('scipy.stats').t   # mean_ci95's quantile
+    import zero_shot
+    # the raw format: per task and fine-tuning seed, every configuration's
+    # scores and every batch's seconds
+    names = ['Table 3 (2,4,8,16) self=False', 'Table 3 (2,4,8,16) self=True']
+    pair_names = names + ['Table 3 segments (2,4,8,16) self=False',
+                          'Table 3 segments (2,4,8,16) self=True']
+    results = {}
+    for task, table3 in (('rotten_tomatoes', names), ('news_pairs', pair_names)):
+        runs = [dict(seed=seed, configs=[_config('original (softmax)', 0.7 + 0.1 * seed, 1.0)] +
+                     [_config(n, 0.6, 1.0 + 0.5 * seed + 0.25 * i, group='table3')
+                      for i, n in enumerate(table3)]) for seed in range(3)]
+        results[task] = dict(runs=runs, train=800, test=8, classes=2,
+                             flops=dict(avg_length=28, softmax_mflops=12.345,
+                                        hsa_mflops=0.3456, paper_count_mflops=12.0))
+    path = tmp_path / 'results.json'
+    path.write_text(json.dumps(dict(args=dict(no_sweep=True), results=results)))
+    text = report(str(path))
+    table, note = text.rstrip('\n').split('\n\n')
+    lines = table.split('\n')
+    assert lines[0].startswith('| task (avg tokens) | fine-tuned (softmax) | HSA, no self |')
+    # accuracy 0.7, 0.8, 0.9: mean 0.8, 95% interval t(0.975, 2) * 0.1 / sqrt(3)
+    half = t.ppf(0.975, 2) * 0.1 / 3 ** 0.5
+    # time: HSA's seconds over the original's, mean over seeds and both
+    # configurations: (1 + 1.25 + 1.5 + 1.75 + 2 + 2.25) / 6
+    assert lines[2] == (f'| Rotten Tomatoes (28) | 0.800 ± {half:.3f} / 0.700 / 0.900 | '
+                        '0.600 ± 0 / 0.500 / 0.700 | 0.600 ± 0 / 0.500 / 0.700 | '
+                        '12.3 / 0.35 (97% saved) | 1.62x | SST-2: 0.940 → 0.903 |')
+    assert lines[3].startswith('| news sentence pairs (28) | ')
+    assert lines[3].endswith('| 12.3 / 0.35 (97%) | 1.62x | QNLI: 0.927 → 0.507; '
+                             'MRPC: 0.912 → 0.855 |')
+    # the segment-aware forest: (1.5 + 1.75 + 2 + 2.25 + 2.5 + 2.75) / 6
+    assert lines[4] == ('| same, segment-aware forest | | 0.600 ± 0 / 0.500 / 0.700 | '
+                        '0.600 ± 0 / 0.500 / 0.700 | 12.3 / 0.35 | 2.12x | - |')
+    assert note == f'*From `{path}` (the file records no provenance).*'
+    zero_shot.main(['--report', str(path)])   # in this process: no second start-up
+    assert capsys.readouterr().out == text   # the same file, the same bytes
+    zero_shot.main(['--report', str(path), '--table', 'configurations'])
+    configurations = capsys.readouterr().out.split('\n')
+    assert configurations[2] == (f'| rotten_tomatoes (SST-2) | 28 | original | '
+                                 f'0.800 ± {half:.3f} | 0.700 ± {half:.3f} | '
+                                 f'0.900 ± {half:.3f} | 12.345 | 1.00x |')
+
+
 @pytest.mark.slow
 @NEEDS_MINILM
 def test_smoke_run_fine_tunes_once_then_reuses_the_checkpoint(tmp_path):
@@ -41,6 +99,17 @@ def test_smoke_run_fine_tunes_once_then_reuses_the_checkpoint(tmp_path):
                ['configs'])
     assert (tmp_path / 'out' / 'appendix_l.png').stat().st_size > 0
     assert '| rotten_tomatoes (SST-2) |' in (tmp_path / 'out' / 'table3.md').read_text()
+    # every batch's seconds are kept, with the provenance; --report reads them
+    original = result['results']['rotten_tomatoes']['runs'][0]['configs'][0]
+    assert sum(original['batch_seconds']) == pytest.approx(original['seconds'])
+    assert result['provenance']['machine']['device'] == 'CPU (2 threads)'
+    path = str(tmp_path / 'out' / 'results.json')
+    table, note = report(path).rstrip('\n').split('\n\n')
+    assert table.startswith('| task (avg tokens) | fine-tuned (softmax) | HSA, no self |')
+    assert f"| Rotten Tomatoes ({result['results']['rotten_tomatoes']['flops']['avg_length']})" \
+        f" | {original['accuracy']:.3f} (one seed) / " in table
+    assert table.split('\n')[-1].startswith('| same, segment-aware forest | | ')
+    assert note.startswith(f'*From `{path}`: `python ')
     # a second run finds the checkpoints instead of fine-tuning again
     again = subprocess.run(args + ['--no-sweep'], capture_output=True, text=True,
                            timeout=1200)
