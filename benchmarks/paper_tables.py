@@ -52,6 +52,8 @@ TABLE_1_RUNS = [
     ('news_plain', "news articles, the paper's hierarchy (no blank lines: one paragraph "
                    "per article)"),
     ('news_windows', 'news articles, paragraphs of 3 sentences'),
+    ('rtm_matched', 'our defaults, every model at HSA\'s parameter count, early stopping, '
+                    '5 seeds'),
 ]
 TABLE_2_TEXT_RUNS = [
     ('news_fields', 'news records {title, subtitle, body}, body paragraphs of 3 sentences'),
