@@ -38,6 +38,7 @@ import re
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, NamedTuple
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -108,7 +109,16 @@ def regenerate(paths: List[str], root: str = ROOT, check: bool = False,
                only: str = None) -> List[str]:
     r"""Rewrites (or with :obj:`check`, compares) every block of
     :obj:`paths`; returns the differences found, one per stale block."""
-    outputs: Dict[str, str] = {}
+    pages = {}
+    for path in paths:
+        with open(path) as f:
+            pages[path] = find_blocks(f.read().split('\n'), osp.relpath(path, root))
+    commands = sorted({b.command for blocks in pages.values() for b in blocks
+                       if not only or only in b.command})
+    # each command is mostly the start-up of a Python process: run them side by side
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        outputs: Dict[str, str] = dict(zip(commands, pool.map(lambda c: run(c, root), commands),
+                                           strict=True))
     stale = []
     for path in paths:
         with open(path) as f:
@@ -118,8 +128,6 @@ def regenerate(paths: List[str], root: str = ROOT, check: bool = False,
         for block in reversed(blocks):  # from the end: indices stay valid
             if only and only not in block.command:
                 continue
-            if block.command not in outputs:
-                outputs[block.command] = run(block.command, root)
             new = outputs[block.command].split('\n')
             old = lines[block.start:block.stop]
             if old != new:
