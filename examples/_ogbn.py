@@ -23,12 +23,14 @@ from hsa_geo.transforms import GraphHierarchy
 DATASETS = ('planted', 'ogbn-arxiv', 'ogbn-products')
 
 
-def load_graph(args) -> Data:
+def load_graph(args, seed: int = 0, community_labels: bool = True) -> Data:
     r"""The graph with ``x``, ``y`` ``[N]``, ``edge_index`` (undirected) and
-    train / val / test masks."""
+    train / val / test masks; the planted graph is drawn from :obj:`seed`,
+    with classes per community or, as a control, per node."""
     if args.dataset == 'planted':
         from hsa_geo.datasets import planted_node_dataset
-        data = planted_node_dataset(args.num_nodes, seed=0)
+        data = planted_node_dataset(args.num_nodes, seed=seed,
+                                    community_labels=community_labels)
         del data.planted
         return data
     from torch_geometric.utils import to_undirected

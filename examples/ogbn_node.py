@@ -236,12 +236,22 @@ def parse_args(argv=None):
     parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
     parser.add_argument('--subtrees-per-batch', type=int, default=4,
                         help='top-level subtrees per mini-batch of hsa_subtrees')
+    parser.add_argument('--control', action='store_true',
+                        help='planted graph only: every node draws its own class, so the '
+                        'labels do not follow the communities (a control of what the '
+                        "hierarchy's prior contributes)")
+    parser.add_argument('--graph-per-seed', action='store_true',
+                        help='planted graph only: draw the graph, classes, features and '
+                        'split from each seed (else seed 0 for all)')
     parser.add_argument('--out', default='results/ogbn_node',
                         help='folder for results.json, results.md and curves.png')
     parser.add_argument('--report', metavar='RESULTS_JSON', default=None,
                         help='print the table of the results.json of an earlier run, '
                         'with its provenance, and exit (no training)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.dataset != 'planted' and (args.control or args.graph_per_seed):
+        parser.error('--control and --graph-per-seed apply to --dataset planted only')
+    return args
 
 
 def main(argv=None) -> List[dict]:
@@ -252,26 +262,33 @@ def main(argv=None) -> List[dict]:
         return result['runs']
     from tqdm import tqdm
     torch.set_num_threads(args.threads)
-    data = load_graph(args)
+    data = load_graph(args, 0, not args.control)
     num_classes = int(data.y.max()) + 1
     evaluator = None
     if args.dataset != 'planted':
         from ogb.nodeproppred import Evaluator
         evaluator = Evaluator(args.dataset)
-    tree, hierarchy, builder, build_s, compile_s = build_hierarchy(data, args)
-    # the subtree loader cuts the CPU copy; the full-batch models run where --device says
-    loader_tree = tree
-    data, tree, hierarchy = data.to(args.device), tree.to(args.device), hierarchy.to(args.device)
-    print(f'{args.dataset}{" (SYNTHETIC)" if args.dataset == "planted" else ""}: '
-          f'{data.num_nodes:,} nodes, {data.edge_index.size(1) // 2:,} edges, '
-          f'{num_classes} classes; {builder} in {build_s:.1f} s, compiled in '
-          f'{compile_s:.1f} s: {hierarchy}')
-    loader = SubtreeLoader(loader_tree, batch_size=args.subtrees_per_batch, shuffle=True) \
-        if 'hsa_subtrees' in args.models else None
+    def prepare(data):
+        tree, hierarchy, builder, build_s, compile_s = build_hierarchy(data, args)
+        # the subtree loader cuts the CPU copy; the full-batch models run where --device says
+        loader = SubtreeLoader(tree, batch_size=args.subtrees_per_batch, shuffle=True) \
+            if 'hsa_subtrees' in args.models else None
+        data, tree, hierarchy = (data.to(args.device), tree.to(args.device),
+                                 hierarchy.to(args.device))
+        print(f'{args.dataset}{" (SYNTHETIC)" if args.dataset == "planted" else ""}: '
+              f'{data.num_nodes:,} nodes, {data.edge_index.size(1) // 2:,} edges, '
+              f'{num_classes} classes; {builder} in {build_s:.1f} s, compiled in '
+              f'{compile_s:.1f} s: {hierarchy}')
+        return data, tree, hierarchy, loader, build_s
+
+    data, tree, hierarchy, loader, build_s = prepare(data)
     results, path = [], osp.join(args.out, 'results.json')
     runs = [(seed, kind) for seed in range(args.seeds) for kind in args.models]
     progress = tqdm(runs, disable=args.quiet)
     for seed, kind in progress:
+        if args.graph_per_seed and seed > 0 and kind == args.models[0]:
+            data, tree, hierarchy, loader, build_s = prepare(
+                load_graph(args, seed, not args.control))
         progress.set_description(f'{kind} seed {seed}')
         results.append(train(kind, seed, data, tree, hierarchy, loader, args, evaluator,
                              num_classes, progress))
@@ -280,7 +297,9 @@ def main(argv=None) -> List[dict]:
     result = {'args': vars(args), 'hierarchy_seconds': build_s, 'runs': results,
               'provenance': provenance(args.device)}
     save_json(result, path)
-    label = f'{args.dataset} (SYNTHETIC, {args.num_nodes:,} nodes)' \
+    label = f'{args.dataset} (SYNTHETIC, {args.num_nodes:,} nodes' \
+        f"{', labels per node (control)' if args.control else ''}" \
+        f"{', a graph per seed' if args.graph_per_seed else ''})" \
         if args.dataset == 'planted' else args.dataset
     text = (f'{label}: test accuracy at the best-validation epoch, mean ± 95% interval '
             f'over seeds; {measurement_note(args.device)}; hierarchy built once in '

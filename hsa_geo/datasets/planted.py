@@ -90,13 +90,17 @@ def planted_node_dataset(num_nodes: int = 100_000, avg_degree: int = 20,
                          num_parts: Sequence[int] = (16, 16, 16),
                          within: Sequence[float] = (0.5, 0.2, 0.1), label_level: int = 1,
                          num_classes: int = 8, num_features: int = 32, signal: float = 0.6,
-                         split: Sequence[float] = (0.1, 0.1), seed: int = 0):
+                         split: Sequence[float] = (0.1, 0.1), seed: int = 0,
+                         community_labels: bool = True):
     r"""A **SYNTHETIC** node-classification graph with planted nested
     communities (:func:`planted_hierarchy_graph`), for node-level tasks that
     need no download.
 
     Every block at level :obj:`label_level` (0: the finest) draws a class
-    uniformly at random; its nodes carry that class.  A node's features are
+    uniformly at random; its nodes carry that class (with
+    :obj:`community_labels=False` every node draws its own class instead: a
+    control whose labels do not follow the communities, so a model's prior
+    of the communities no longer helps).  A node's features are
     its class's prototype (a random unit vector) times :obj:`signal` plus
     standard Gaussian noise in :obj:`num_features` dimensions, so one node
     alone is a weak witness of its class and the community around it is a
@@ -127,6 +131,9 @@ def planted_node_dataset(num_nodes: int = 100_000, avg_degree: int = 20,
             (default: :obj:`(0.1, 0.1)`)
         seed (int, optional): Seed of the graph, classes, features and split.
             (default: :obj:`0`)
+        community_labels (bool, optional): If :obj:`False`, classes are
+            drawn per node, not per block of :obj:`label_level`.
+            (default: :obj:`True`)
     """
     from torch_geometric.data import Data
     from torch_geometric.utils import to_undirected
@@ -143,7 +150,13 @@ def planted_node_dataset(num_nodes: int = 100_000, avg_degree: int = 20,
                                                   seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
     blocks = planted[label_level]
-    y = torch.randint(num_classes, (int(blocks.max()) + 1, ), generator=gen)[blocks]
+    if not isinstance(community_labels, bool):
+        raise TypeError(f"'community_labels' must be a bool, got "
+                        f"{type(community_labels).__name__}")
+    if community_labels:
+        y = torch.randint(num_classes, (int(blocks.max()) + 1, ), generator=gen)[blocks]
+    else:
+        y = torch.randint(num_classes, (num_nodes, ), generator=gen)
     prototypes = torch.nn.functional.normalize(
         torch.randn(num_classes, num_features, generator=gen), dim=1)
     x = signal * prototypes[y] + torch.randn(num_nodes, num_features, generator=gen)

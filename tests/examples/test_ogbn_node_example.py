@@ -88,3 +88,23 @@ def test_every_model_trains_on_a_small_planted_graph(tmp_path):
     assert seconds == sage['seconds_per_epoch']
     assert (f"| GraphSAGE | {sage['test_accuracy']:.3f} (one seed) | {sage['params']:,} | "
             f'{seconds:.2f} |') in table.replace('**', '')
+
+
+@pytest.mark.slow
+def test_the_control_draws_a_graph_per_seed_with_labels_per_node(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), '--num-nodes', '2000', '--epochs', '1', '--seeds', '2',
+         '--models', 'hsa', 'graphsage', '--control', '--graph-per-seed', '--quiet',
+         '--device', 'cpu', '--out', str(tmp_path)], capture_output=True, text=True,
+        timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # one hierarchy per seed: the graph is drawn again
+    assert out.stdout.count(' edges, 8 classes; ') == 2
+    assert 'labels per node (control), a graph per seed' in out.stdout
+    result = json.loads((tmp_path / 'results.json').read_text())
+    assert result['args']['control'] and result['args']['graph_per_seed']
+    assert [(r['model'], r['seed']) for r in result['runs']] == [
+        ('hsa', 0), ('graphsage', 0), ('hsa', 1), ('graphsage', 1)]
+    out = subprocess.run([sys.executable, str(SCRIPT), '--dataset', 'ogbn-arxiv', '--control'],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and 'apply to --dataset planted only' in out.stderr
