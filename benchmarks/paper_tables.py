@@ -19,6 +19,7 @@ import argparse
 import functools
 import json
 import os.path as osp
+import statistics
 import subprocess
 import sys
 from typing import List, Optional
@@ -185,8 +186,7 @@ def _cell(column: str, model: str, runs: List[dict], names: dict) -> str:
         return f'{mean:.3f} ± {half:.3f}'
 
     def median(key):
-        values = sorted(r[key] for r in runs)
-        return values[len(values) // 2]
+        return statistics.median(r[key] for r in runs)
     if column == 'model':
         return names[model]
     if column in ('test accuracy', 'macro-F1', 'FreeSolv test RMSE'):
@@ -225,7 +225,7 @@ def docs_table(name: str, folder: str = DEFAULT_RESULTS) -> str:
     if name in PAIRED_TABLES:
         source = PAIRED_TABLES[name]
         runs = load_result(osp.join(folder, source, 'results.json'))['runs']
-        rows = [paired_comparison(runs, 'hsa', other, 'accuracy')
+        rows = [paired_comparison(runs, 'hsa', other, 'accuracy', where={'leaves': 'frozen'})
                 for other in ('fsa512', 'fsa', 'deepset')
                 if any(r['model'] == other for r in runs)]
         for row in rows:

@@ -99,7 +99,11 @@ def run(command: str, root: str = ROOT) -> str:
     if argv and argv[0] == 'python':
         argv[0] = sys.executable
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    out = subprocess.run(argv, cwd=root, capture_output=True, text=True, env=env, timeout=600)
+    try:
+        out = subprocess.run(argv, cwd=root, capture_output=True, text=True, env=env,
+                             timeout=600)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f'{command!r} did not finish in 600 s') from None
     if out.returncode != 0:
         raise ValueError(f'{command!r} failed ({out.returncode}):\n{out.stderr[-3000:]}')
     return out.stdout.strip()

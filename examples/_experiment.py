@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os.path as osp
+import statistics
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -269,6 +270,7 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
             out, y = predict(model, loaders[split], forward, task.target)
             row.update({f'{split}_{k}': v for k, v in task.scores(out, y).items()})
             row[f'{split}_loss'] = float(task.loss(out, y))
+        row['seconds'] = epoch_times[-1]
         history.append(row)
         if best is None or task.better(row[f'valid_{task.metric}'],
                                        best[f'valid_{task.metric}']):
@@ -282,13 +284,12 @@ def train_run(model, loaders: Dict[str, object], forward: Callable, task: Task,
         # sit at the majority class for the first epochs while the loss falls)
         if patience is not None and epoch - max(best['epoch'], lowest_loss[0]) >= patience:
             break
-    epoch_times.sort()
     return {
         'history': history, 'best_epoch': best['epoch'], 'epochs_run': len(history),
         **{k: v for k, v in best.items() if k.startswith(('valid_', 'test_'))},
         'params': sum(p.numel() for p in params),
         'device': device_name(device),
-        'seconds_per_epoch': epoch_times[len(epoch_times) // 2],
+        'seconds_per_epoch': statistics.median(epoch_times),
         'peak_mib': peak / 2**20,
     }
 
@@ -362,10 +363,12 @@ def add_training_arguments(parser, seeds: int, epochs: int, batch_size: int, lr,
 
 def run_geometry_models(args, make_model: Callable, data: Dict[bool, dict], task: Task,
                         leaf: str, label: dict, results: list, out_json: str,
-                        extra: Callable = None) -> None:
+                        extra: Callable = None, facts: dict = None) -> None:
     r"""Trains every model of ``args.models`` for every seed
     (``make_model(model_name)`` builds one), appending one result per run to
-    :obj:`results` (written to :obj:`out_json` each time)."""
+    :obj:`results`; after each run :obj:`out_json` holds the arguments, the
+    :obj:`facts` (e.g. the number of classes) and the runs so far, so an
+    interrupted experiment leaves a result file its report can read."""
     from tqdm import tqdm
     runs = [(m, s) for m in args.models for s in range(args.seeds)]
     bar = tqdm(runs, desc=' '.join(str(v) for v in label.values()))
@@ -377,7 +380,7 @@ def run_geometry_models(args, make_model: Callable, data: Dict[bool, dict], task
                            args.epochs, args.lr, args.device, args.weight_decay,
                            progress=bar)
         results.append({**label, 'model': model_name, 'seed': seed, **result})
-        save_json(results, out_json)
+        save_json({'args': vars(args), **(facts or {}), 'runs': results}, out_json)
 
 
 def geometry_report(results: list, keys: List[str], metrics: List[str], device, title: str,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import statistics
 import time
 from typing import Callable, List, Sequence
 
@@ -108,7 +109,7 @@ def add_common_arguments(parser) -> None:
 def upper_median(values: Sequence[float]) -> float:
     r"""The middle value, the upper one of an even count (what
     :func:`hsa_geo.experiments.summarise` takes over seeds)."""
-    return sorted(values)[len(values) // 2]
+    return statistics.median(values)
 
 
 def epoch_seconds(run: dict, median: Callable = upper_median) -> float:

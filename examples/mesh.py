@@ -202,7 +202,8 @@ def main(argv=None):
                 **geometry_blocks(model_name, args.channels),
                 task='classification' if task_name == 'classification' else 'segmentation')
         run_geometry_models(args, make_model, data, task, 'face', {'task': task_name},
-                            results, path, extra=lambda batch: {'area': batch['face'].area})
+                            results, path, extra=lambda batch: {'area': batch['face'].area},
+                            facts={'classes': classes})
         # the full table (seeds, parameters, memory) and the curves beside the result file
         geometry_report([r for r in results if r['task'] == task_name], ['task', 'model'],
                         list(task.metrics), args.device, f'Synthetic meshes: {task_name}',

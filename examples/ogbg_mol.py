@@ -35,6 +35,7 @@ import argparse
 import math
 import os
 import os.path as osp
+import statistics
 import sys
 import time
 from typing import Dict, List, Optional
@@ -206,7 +207,7 @@ def run(kind: str, seed: int, dataset, split, task: OGBTask, args, ctx: Distribu
 
 # ------------------------------------------------------------------------ reporting
 def upper_median(values: List[float]) -> float:
-    return sorted(values)[len(values) // 2]
+    return statistics.median(values)
 
 
 def report(result: dict, path: str, table: str = 'seconds') -> str:

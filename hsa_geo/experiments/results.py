@@ -25,8 +25,12 @@ def save_json(obj, path: str) -> None:
         path (str): The file.
     """
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w') as f:
+    # written beside and renamed over: a process killed while writing leaves
+    # the previous file whole
+    temporary = f'{path}.{os.getpid()}.tmp'
+    with open(temporary, 'w') as f:
         json.dump(obj, f, indent=1)
+    os.replace(temporary, path)
 
 
 def device_name(device) -> str:

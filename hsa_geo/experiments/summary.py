@@ -90,7 +90,7 @@ def summarise(results: List[dict], keys: List[str], metrics: List[str],
         for m in metrics:
             row[m] = SPREADS[spread][0]([r[f'test_{m}'] for r in runs])
         row['params'] = runs[0]['params']
-        row['seconds_per_epoch'] = sorted(r['seconds_per_epoch'] for r in runs)[len(runs) // 2]
+        row['seconds_per_epoch'] = statistics.median(r['seconds_per_epoch'] for r in runs)
         row['peak_mib'] = max(r['peak_mib'] for r in runs)
         for key in extra:  # the same for every seed, e.g. leaves per sample
             row[key] = runs[0][key]

@@ -41,3 +41,15 @@ def test_all_ties_give_no_wilcoxon_p_and_the_table_says_so():
 def test_fewer_than_two_paired_seeds_is_a_clear_error():
     with pytest.raises(ValueError, match="at least two seeds of both 'hsa' and 'fsa'"):
         paired_comparison(_runs([0.7, 0.8], [0.6]), 'hsa', 'fsa', 'accuracy')
+
+
+def test_single_precision_ties_are_ties_and_duplicates_are_refused():
+    # 31/49 - 30/49 and 34/49 - 33/49 in float32: one test item of 49 each, apart
+    # in the eighth decimal
+    a = [0.6326530575752258, 0.6938775777816772, 0.9]
+    b = [0.6122449040412903, 0.6734693646430969, 0.8]
+    assert a[0] - b[0] != a[1] - b[1]
+    out = paired_comparison(_runs(a, b), 'hsa', 'fsa', 'accuracy')
+    assert out['differences'][0] == out['differences'][1]
+    with pytest.raises(ValueError, match="two runs of 'hsa' with seed 0"):
+        paired_comparison(_runs(a, b) + _runs([0.5], [0.5]), 'hsa', 'fsa', 'accuracy')
