@@ -54,7 +54,14 @@ from torch_geometric.data import Data
 
 from hsa_geo import Hierarchy
 from hsa_geo.datasets import published_split, read_molecules, scaffold_split
-from hsa_geo.experiments import markdown_table, measurement_note, plot_curves, save_json, summarise
+from hsa_geo.experiments import (
+    markdown_table,
+    measurement_note,
+    plot_curves,
+    provenance,
+    save_json,
+    summarise,
+)
 from hsa_geo.nn import HTEPredictor
 from hsa_geo.transforms import FlatHierarchy, MoleculeHierarchy, TextHierarchy, nest
 
@@ -260,7 +267,8 @@ def main(argv=None) -> List[dict]:
                             device, args.weight_decay, progress)
             run.update(dataset=dataset, model=kind, seed=seed, metric=task.metric)
             results.append(run)
-            save_json({'args': vars(args), 'runs': results}, osp.join(args.out, 'results.json'))
+            save_json({'args': vars(args), 'provenance': provenance(device), 'runs': results},
+                      osp.join(args.out, 'results.json'))
     report(results, args)
     return results
 

@@ -29,7 +29,11 @@ def test_one_epoch_smoke_run(tmp_path):
          '--quiet', '--device', 'cpu', '--out', str(tmp_path)],
         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    runs = json.loads((tmp_path / 'results.json').read_text())['runs']
+    result = json.loads((tmp_path / 'results.json').read_text())
+    runs = result['runs']
+    # what reproduces the run: the command, the commit and the machine
+    assert 'multimodal.py' in result['provenance']['command']
+    assert {'commit', 'date', 'versions', 'machine'} <= set(result['provenance'])
     assert {(r['dataset'], r['model']) for r in runs} == {
         (d, m) for d in ('freesolv', 'solubility')
         for m in ('hsa', 'fsa', 'deepset', 'graph', 'name')}
