@@ -36,7 +36,8 @@ head is evaluated (accuracy, macro precision, macro recall) with HSA injected
 
 Mean and 95% interval (Student t) over the fine-tuning seeds; the recipe is
 in ``_zero_shot_tasks.py``.  The result file keeps every seed's scores and
-every batch's seconds; ``--report`` prints its table (no fine-tuning).
+every batch's seconds; ``--report`` prints its tables (``_zero_shot_tables.py``;
+no fine-tuning).
 Needs the ``zeroshot`` extra.  Example::
 
     python examples/zero_shot.py                       # 4 tasks x 3 seeds
@@ -46,31 +47,22 @@ Needs the ``zeroshot`` extra.  Example::
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import statistics
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List
 
 import torch
 
-from hsa_geo.experiments import (
-    load_result,
-    mean_ci95,
-    provenance,
-    provenance_note,
-    save_json,
-)
+from hsa_geo.experiments import load_result, provenance, save_json
 from hsa_geo.zero_shot import attention_flops, inject, restore
 from hsa_geo.zero_shot.tokens import SegmentForest
 
 from _experiment import load_minilm
+from _zero_shot_tables import TABLES, plot_sweep, report
 from _zero_shot_tasks import (
-    PAPER_ACCURACY,
-    PAPER_ROW,
     RECIPE,
-    TASK_LABELS,
     TASKS,
     Batches,
     Classifier,
@@ -84,9 +76,6 @@ HIERARCHIES = {'(2,2,2,2)': (2, 2, 2, 2), '(2,4,8,16)': (2, 4, 8, 16),
                '(7,7,7,7)': (7, 7, 7, 7), '(8,4,2)': (8, 4, 2)}
 TABLE3_LAYERS = (3, 5)            # 0-based: layers 4 and 6 of 6
 WIDTH, HEADS, NUM_LAYERS = 384, 12, 6
-#: the tables of ``--report``: the docs' Table 3 (a row per task), or a row
-#: per configuration with the intervals of precision and recall
-TABLES = ('table3', 'configurations')
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -166,149 +155,6 @@ def flops_row(task: str, lengths: torch.Tensor) -> dict:
                 paper_count_mflops=4 * length * length * WIDTH / 1e6)
 
 
-# ------------------------------------------------------------------------ reporting
-def summary(rows: List[dict], key: str) -> Tuple[float, float]:
-    return mean_ci95([r[key] for r in rows])
-
-
-def fmt(rows: List[dict], key: str) -> str:
-    mean, half = summary(rows, key)
-    return f'{mean:.3f} ± {half:.3f}' if len(rows) > 1 else f'{mean:.3f} (one seed)'
-
-
-def config_rows(result: dict, name: str) -> List[dict]:
-    r"""The configuration :obj:`name` of every seed of a task."""
-    return [next(c for c in run['configs'] if c['name'] == name) for run in result['runs']]
-
-
-def time_ratio(result: dict, names: List[str]) -> float:
-    r"""The whole model's seconds with HSA against the original's on the same
-    batches: the mean over the seeds and the configurations :obj:`names` of
-    the sums of the batch times."""
-    def seconds(config):
-        return sum(config['batch_seconds']) if 'batch_seconds' in config else config['seconds']
-    base = config_rows(result, 'original (softmax)')
-    return statistics.fmean(seconds(r) / seconds(b) for name in names
-                            for r, b in zip(config_rows(result, name), base, strict=True))
-
-
-def table3_cell(rows: List[dict]) -> str:
-    r"""Accuracy (mean ± 95% interval) / macro precision / macro recall
-    (means)."""
-    mean, half = summary(rows, 'accuracy')
-    spread = '(one seed)' if len(rows) == 1 else f'± {half:.3f}' if half else '± 0'
-    return (f"{mean:.3f} {spread} / {summary(rows, 'precision')[0]:.3f} / "
-            f"{summary(rows, 'recall')[0]:.3f}")
-
-
-def mflops(value: float) -> str:
-    return f'{value:.1f}' if value >= 10 else f'{value:.2f}'
-
-
-def table3(results: Dict[str, dict]) -> str:
-    r"""A row per task (and one for the pair task's segment-aware forest):
-    the fine-tuned model and HSA in layers 4 and 6 without and with self
-    (:func:`table3_cell`), the attention MFLOPs of one impacted layer at the
-    task's average length, the time ratio (:func:`time_ratio`, both HSA
-    configurations) and the paper's row."""
-    lines = ['| task (avg tokens) | fine-tuned (softmax) | HSA, no self | HSA, with self | '
-             'FL(M) softmax / HSA | time HSA / softmax | paper row: RoBERTa → HSA (acc) |',
-             '|---|---|---|---|---|---|---|']
-    for i, (task, result) in enumerate(results.items()):
-        flops = result['flops']
-        fl = f"{mflops(flops['softmax_mflops'])} / {mflops(flops['hsa_mflops'])}"
-        saved = round(100 * (1 - flops['hsa_mflops'] / flops['softmax_mflops']))
-        label = TASK_LABELS.get(task, task).format(classes=result['classes'])
-        variants = [('', f"{label} ({flops['avg_length']})",
-                     table3_cell(config_rows(result, 'original (softmax)')),
-                     f"{fl} ({saved}%{' saved' if i == 0 else ''})", PAPER_ACCURACY[task])]
-        if task == 'news_pairs':
-            variants.append(('segments ', 'same, segment-aware forest', '', fl, '-'))
-        for infix, name, original, fl_cell, paper in variants:
-            names = [f'Table 3 {infix}(2,4,8,16) self={s}' for s in (False, True)]
-            cells = [name, original] + [table3_cell(config_rows(result, n)) for n in names]
-            cells += [fl_cell, f'{time_ratio(result, names):.2f}x', paper]
-            lines.append(('| ' + ' | '.join(cells) + ' |').replace('|  |', '| |'))
-    return '\n'.join(lines)
-
-
-def configurations_table(results: Dict[str, dict]) -> str:
-    r"""A row per task and Table 3 configuration: accuracy, macro precision
-    and recall with their 95% intervals, the MFLOPs of one impacted layer and
-    the time ratio to the original."""
-    lines = ['| task (paper row) | avg len | model | accuracy | precision | recall | '
-             'FL(M) softmax / HSA | time / original |',
-             '|---|---|---|---|---|---|---|---|']
-    for task, result in results.items():
-        flops = result['flops']
-        names = [c['name'] for c in result['runs'][0]['configs']
-                 if c['name'] == 'original (softmax)' or c.get('group') == 'table3']
-        for name in names:
-            rows = config_rows(result, name)
-            original = name.startswith('original')
-            fl = flops['softmax_mflops'] if original else flops['hsa_mflops']
-            label = 'original' if original else name.replace('Table 3 ', 'HSA ')
-            lines.append(f"| {task} ({PAPER_ROW[task]}) | {flops['avg_length']} | {label} | "
-                         f"{fmt(rows, 'accuracy')} | {fmt(rows, 'precision')} | "
-                         f"{fmt(rows, 'recall')} | {fl:.3f} | "
-                         f'{time_ratio(result, [name]):.2f}x |')
-    return '\n'.join(lines)
-
-
-def report(result: dict, path: str, table: str = 'table3') -> str:
-    r"""The table :obj:`table` (:data:`TABLES`) of a result file, with the
-    line of its provenance."""
-    if table not in TABLES:
-        raise ValueError(f"'table' must be one of {TABLES}, got {table!r}")
-    make = table3 if table == 'table3' else configurations_table
-    return make(result['results']) + '\n\n' + provenance_note(result, path)
-
-
-def plot_sweep(results: Dict[str, dict], path: str) -> Optional[str]:
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    tasks = list(results)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        runs = results[task]['runs']
-        labels = list(dict.fromkeys(c['hierarchy_label'] for c in runs[0]['configs']
-                                    if c.get('group') == 'sweep'))
-        width = 0.8 / (len(labels) + 1)
-        original = [next(c for c in run['configs'] if c['name'] == 'original (softmax)')
-                    for run in runs]
-        mean, half = summary(original, 'accuracy')
-        ax.bar([NUM_LAYERS + 1], [mean], width=0.5, yerr=[half], color='black', label='OR')
-        for j, label in enumerate(labels):
-            means, halves = [], []
-            for sl in range(1, NUM_LAYERS + 1):
-                rows = [next(c for c in run['configs'] if c.get('group') == 'sweep' and
-                             c['hierarchy_label'] == label and c['sl'] == sl) for run in runs]
-                m, h = summary(rows, 'accuracy')
-                means.append(m)
-                halves.append(h)
-            xs = [sl - 0.4 + width * (j + 0.5) for sl in range(1, NUM_LAYERS + 1)]
-            ax.bar(xs, means, width=width, yerr=halves, label=label)
-        ax.set_xticks(list(range(1, NUM_LAYERS + 1)) + [NUM_LAYERS + 1],
-                      [str(i) for i in range(1, NUM_LAYERS + 1)] + ['OR'])
-        ax.set_xlabel('SL (HSA in layer SL and every other layer after it)')
-        ax.set_ylabel('test accuracy')
-        ax.set_title(f'{task} ({len(runs)} seeds, 95% CI)', fontsize=9)
-        ax.set_ylim(0, 1)
-        ax.grid(axis='y', alpha=0.3)
-        if ax is axes[0][0] or len(labels) > len(HIERARCHIES):  # e.g. the pairs' segments
-            ax.legend(fontsize=7, loc='lower left')
-    fig.suptitle('Zero-shot HSA in fine-tuned MiniLM (Appendix L protocol)', fontsize=10)
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 # ----------------------------------------------------------------------------- main
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
@@ -336,8 +182,9 @@ def parse_args(argv=None):
                         help='print a table of the results.json of an earlier run, with its '
                         'provenance, and exit (no fine-tuning, nothing written)')
     parser.add_argument('--table', default='table3', choices=TABLES,
-                        help='the table --report prints: a row per task, or a row per '
-                        'configuration with all intervals (default: %(default)s)')
+                        help='the table --report prints: a row per task, a row per '
+                        'configuration with all intervals, or the per-seed differences to '
+                        'the original model (default: %(default)s)')
     parser.add_argument('--plot', metavar='PNG', default=None,
                         help='with --report: also draw the Appendix L plot of the file there')
     return parser.parse_args(argv)

@@ -75,6 +75,16 @@ def test_report_of_a_hand_built_result_file(tmp_path, capsys, examples_on_path):
     assert configurations[2] == (f'| rotten_tomatoes (SST-2) | 28 | original | '
                                  f'0.800 ± {half:.3f} | 0.700 ± {half:.3f} | '
                                  f'0.900 ± {half:.3f} | 12.345 | 1.00x |')
+    # paired by seed: HSA 0.6 against the original's 0.7, 0.8, 0.9, the
+    # differences -0.1, -0.2, -0.3, HSA behind on every seed
+    zero_shot.main(['--report', str(path), '--table', 'paired'])
+    paired = capsys.readouterr().out.split('\n')
+    p = pytest.importorskip('scipy.stats').ttest_1samp([-0.1, -0.2, -0.3], 0).pvalue
+    assert paired[0].startswith('| task (test examples) | configuration | HSA - original')
+    assert paired[2] == ('| rotten_tomatoes (8) | HSA (2,4,8,16) self=False | '
+                         f'-0.100, -0.200, -0.300 | -0.200 ± {half:.3f} | 0 / 3 / 0 | '
+                         f'{p:.3f} |')
+    assert sum(line.startswith('| news_pairs (8) |') for line in paired) == 4
 
 
 @pytest.mark.slow
@@ -98,7 +108,9 @@ def test_smoke_run_fine_tunes_once_then_reuses_the_checkpoint(tmp_path):
     assert any('segments' in c['name'] for c in result['results']['news_pairs']['runs'][0]
                ['configs'])
     assert (tmp_path / 'out' / 'appendix_l.png').stat().st_size > 0
-    assert '| rotten_tomatoes (SST-2) |' in (tmp_path / 'out' / 'table3.md').read_text()
+    tables = (tmp_path / 'out' / 'table3.md').read_text()
+    assert '| rotten_tomatoes (SST-2) |' in tables
+    assert '| rotten_tomatoes (8) | HSA (2,4,8,16) self=False | one seed: no paired' in tables
     # every batch's seconds are kept, with the provenance; --report reads them
     original = result['results']['rotten_tomatoes']['runs'][0]['configs'][0]
     assert sum(original['batch_seconds']) == pytest.approx(original['seconds'])
