@@ -18,9 +18,10 @@ from hsa_geo.experiments import mean_ci95, paired_comparison, provenance_note
 from _zero_shot_tasks import PAPER_ACCURACY, PAPER_ROW, TASK_LABELS
 
 #: the tables of ``--report``: the docs' Table 3 (a row per task), a row per
-#: configuration with the intervals of precision and recall, or the paired
-#: differences of every HSA configuration to the original model
-TABLES = ('table3', 'configurations', 'paired')
+#: configuration with the intervals of precision and recall, the paired
+#: differences of every HSA configuration to the original model, or the
+#: Appendix L sweep (a row per task and hierarchy, a column per SL)
+TABLES = ('table3', 'configurations', 'paired', 'sweep')
 
 
 def summary(rows: List[dict], key: str) -> Tuple[float, float]:
@@ -112,6 +113,32 @@ def configurations_table(results: Dict[str, dict]) -> str:
 
 
 
+def sweep_table(results: Dict[str, dict]) -> str:
+    r"""Appendix L as a table: a row per task and hierarchy, a column per SL
+    (HSA without self in layer SL and every other layer after it), each cell
+    the accuracy's mean ± 95% interval over the fine-tuning seeds; the first
+    row of a task is the original model.  A run made with ``--no-sweep`` has
+    no sweep, and the report says so in a sentence."""
+    swept = {task: [c for c in result['runs'][0]['configs'] if c.get('group') == 'sweep']
+             for task, result in results.items()}
+    if not any(swept.values()):
+        return 'No Appendix L sweep in this run (it was made with --no-sweep).'
+    num_layers = max(c['sl'] for configs in swept.values() for c in configs)
+    lines = ['| task (test examples) | hierarchy | ' +
+             ' | '.join(f'SL = {sl}' for sl in range(1, num_layers + 1)) + ' |',
+             '|---|---|' + '---|' * num_layers]
+    for task, result in results.items():
+        sweep = swept[task]
+        original = fmt(config_rows(result, 'original (softmax)'), 'accuracy')
+        lines.append(f"| {task} ({result['test']}) | original (softmax) | {original} |" +
+                     ' |' * (num_layers - 1))
+        for label in dict.fromkeys(c['hierarchy_label'] for c in sweep):
+            cells = [fmt(config_rows(result, f'sweep {label} SL={sl}'), 'accuracy')
+                     for sl in range(1, num_layers + 1)]
+            lines.append(f'| | {label} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def paired_rows(result: dict, name: str) -> dict:
     r"""The accuracy of configuration :obj:`name` against the original
     model's, paired by fine-tuning seed (:func:`~hsa_geo.experiments.paired_comparison`):
@@ -156,7 +183,7 @@ def report(result: dict, path: str, table: str = 'table3') -> str:
     if table not in TABLES:
         raise ValueError(f"'table' must be one of {TABLES}, got {table!r}")
     make = {'table3': table3, 'configurations': configurations_table,
-            'paired': paired_table}[table]
+            'paired': paired_table, 'sweep': sweep_table}[table]
     return make(result['results']) + '\n\n' + provenance_note(result, path)
 
 

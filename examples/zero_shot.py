@@ -183,8 +183,8 @@ def parse_args(argv=None):
                         'provenance, and exit (no fine-tuning, nothing written)')
     parser.add_argument('--table', default='table3', choices=TABLES,
                         help='the table --report prints: a row per task, a row per '
-                        'configuration with all intervals, or the per-seed differences to '
-                        'the original model (default: %(default)s)')
+                        'configuration with all intervals, the per-seed differences to the '
+                        'original model, or the Appendix L sweep (default: %(default)s)')
     parser.add_argument('--plot', metavar='PNG', default=None,
                         help='with --report: also draw the Appendix L plot of the file there')
     return parser.parse_args(argv)

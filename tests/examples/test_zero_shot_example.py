@@ -85,6 +85,22 @@ def test_report_of_a_hand_built_result_file(tmp_path, capsys, examples_on_path):
                          f'-0.100, -0.200, -0.300 | -0.200 ± {half:.3f} | 0 / 3 / 0 | '
                          f'{p:.3f} |')
     assert sum(line.startswith('| news_pairs (8) |') for line in paired) == 4
+    # no sweep in this file: the sweep table says so
+    zero_shot.main(['--report', str(path), '--table', 'sweep'])
+    assert capsys.readouterr().out.startswith('No Appendix L sweep in this run')
+    # Appendix L: a row per hierarchy, a column per SL, mean ± interval over seeds
+    for run in results['rotten_tomatoes']['runs']:
+        run['configs'] += [_config(f'sweep (8,4,2) SL={sl}', 0.5 + 0.01 * sl, 1.0,
+                                   group='sweep', hierarchy_label='(8,4,2)', sl=sl)
+                           for sl in (1, 2)]
+    path.write_text(json.dumps(dict(args=dict(no_sweep=False), results=results)))
+    zero_shot.main(['--report', str(path), '--table', 'sweep'])
+    sweep = capsys.readouterr().out.split('\n')
+    assert sweep[:5] == ['| task (test examples) | hierarchy | SL = 1 | SL = 2 |',
+                         '|---|---|---|---|',
+                         f'| rotten_tomatoes (8) | original (softmax) | 0.800 ± {half:.3f} | |',
+                         '| | (8,4,2) | 0.510 ± 0.000 | 0.520 ± 0.000 |',
+                         f'| news_pairs (8) | original (softmax) | 0.800 ± {half:.3f} | |']
 
 
 @pytest.mark.slow
