@@ -141,7 +141,9 @@ def sweep_configs(full: bool) -> List[Tuple[str, List[int], str, bool]]:
     return configs
 
 
-def run_sweep(args, tokenizer, model) -> Dict[str, list]:
+def run_sweep(args, tokenizer, model, done=None) -> Dict[str, list]:
+    r"""Every configuration on every dataset of :obj:`args`; :obj:`done`
+    (if given) is called with the results so far after each dataset."""
     from tqdm.auto import tqdm
     results = {}
     configs = sweep_configs(args.full)
@@ -178,6 +180,8 @@ def run_sweep(args, tokenizer, model) -> Dict[str, list]:
         restore(model)
         results[name] = dict(rows=rows, train=len(index['train']), test=len(index['test']),
                              mean_tokens=float(encoded['test'].lengths.float().mean()))
+        if done is not None:
+            done(results)
     return results
 
 
@@ -326,7 +330,12 @@ def main(argv=None) -> dict:
     lines = [f'Exactness: flat hierarchy, include_self=True, 256 Rotten Tomatoes snippets: '
              f'max |embedding difference| = {error:.2e}', '']
     print(lines[0])
-    results = {} if args.skip_sweep else run_sweep(args, tokenizer, model)
+    path = osp.join(args.out, 'results.json')
+
+    def save_so_far(sweep):   # a stopped run keeps the datasets it finished
+        save_json(dict(args=vars(args), exactness=error, sweep=sweep, timing=[],
+                       attention_alone=[]), path)
+    results = {} if args.skip_sweep else run_sweep(args, tokenizer, model, save_so_far)
     for name, sweep in results.items():
         lines += [sweep_table(name, sweep), '']
     timing, alone = [], []
@@ -337,7 +346,6 @@ def main(argv=None) -> dict:
     device = 'cpu' if args.skip_sweep else args.device
     result = dict(args=vars(args), exactness=error, sweep=results, timing=timing,
                   attention_alone=alone, provenance=provenance(device))
-    path = osp.join(args.out, 'results.json')
     save_json(result, path)
     titles = {'sweep': 'All datasets', 'model': 'Wall-clock, whole model (batch of 8, median '
               'of 5 interleaved rounds, this CPU)', 'attention': 'Attention alone (12 heads '
