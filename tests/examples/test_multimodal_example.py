@@ -10,13 +10,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / 'examples' / 'multimodal.py'
 
 
-def test_help():
-    out = subprocess.run([sys.executable, str(SCRIPT), '--help'], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+def test_help(script_help):
+    text = script_help(SCRIPT)
     for flag in ('--dataset', '--models', '--seeds', '--epochs', '--limit', '--atom-pos',
                  '--shared-pos-projection', '--pool-leaf-types'):
-        assert flag in out.stdout
+        assert flag in text
 
 
 @pytest.mark.slow

@@ -31,13 +31,11 @@ def data_root(tmp_path_factory):
     return root
 
 
-def test_help():
-    out = subprocess.run([sys.executable, str(SCRIPT), '--help'], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+def test_help(script_help):
+    text = script_help(SCRIPT)
     for flag in ('--dataset', '--model', '--epochs', '--seeds', '--device', '--hidden',
                  '--layers'):
-        assert flag in out.stdout
+        assert flag in text
 
 
 @pytest.mark.slow

@@ -38,12 +38,10 @@ def test_report_of_the_committed_files_prints_the_docs_table(capsys, examples_on
     assert capsys.readouterr().out == text   # the same files, the same bytes
 
 
-def test_help():
-    out = subprocess.run([sys.executable, str(SCRIPT), '--help'], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+def test_help(script_help):
+    text = script_help(SCRIPT)
     for flag in ('--dataset', '--num-nodes', '--seeds', '--epochs', '--hierarchy', '--out'):
-        assert flag in out.stdout
+        assert flag in text
 
 
 @pytest.mark.slow

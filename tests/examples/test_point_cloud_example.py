@@ -13,12 +13,10 @@ EXAMPLES = ROOT / 'examples'
     ('point_cloud.py', ('--dataset', '--models', '--seeds', '--epochs', '--figures-only')),
     ('mesh.py', ('--task', '--models', '--seeds', '--faces', '--depth')),
 ])
-def test_help(script, flags):
-    out = subprocess.run([sys.executable, str(EXAMPLES / script), '--help'],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+def test_help(script, flags, script_help):
+    text = script_help(EXAMPLES / script)
     for flag in flags:
-        assert flag in out.stdout
+        assert flag in text
 
 
 def _smoke_run(tmp_path, script, *flags, seeds=1):

