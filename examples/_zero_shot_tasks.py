@@ -47,7 +47,8 @@ TASK_LABELS = {'rotten_tomatoes': 'Rotten Tomatoes',
                'health_tweets': 'health tweets, {classes} accounts',
                'news_pairs': 'news sentence pairs'}
 RECIPE = dict(lr=1e-4, weight_decay=0.01, warmup=0.1, batch_size=16, dropout=0.1,
-              pooling='mean', split_seed=0, passage_sentences=PASSAGE_SENTENCES)
+              pooling='mean', split_seed=0, passage_sentences=PASSAGE_SENTENCES,
+              subsets='random draw')   # (in the cache key: prefixes until 2026-12-05)
 
 
 # ------------------------------------------------------------------ the task model
@@ -69,13 +70,19 @@ class Classifier(torch.nn.Module):
 
 def task_data(task: str, train_size: Optional[int], test_size: Optional[int]):
     r"""``(train, test, classes)``: lists of texts (or sentence pairs) with
-    label tensors, subsets of the fixed split (seed 0) of the task's corpus."""
+    label tensors, random subsets (seed 0) of the parts of the fixed split
+    (seed 0) of the task's corpus; a size at least a part's takes all of it."""
     corpus_name, _, default_train, default_test, _ = TASKS[task]
     corpus = news_sentence_pairs(passage_sentences=PASSAGE_SENTENCES) \
         if corpus_name == 'news_sentence_pairs' else text_corpus(corpus_name)
     split = text_split(corpus.labels, seed=RECIPE['split_seed'])
-    train = split['train'][:train_size or default_train]
-    test = split['test'][:test_size or default_test]
+    # a seeded random draw from each part, not its first items: the corpora
+    # are stored class by class (the first 600 training tweets are all one
+    # account's)
+    generator = torch.Generator().manual_seed(RECIPE['split_seed'])
+    train, test = (part[torch.randperm(len(part), generator=generator)[:size]].sort().values
+                   for part, size in ((split['train'], train_size or default_train),
+                                      (split['test'], test_size or default_test)))
     return corpus.subset(train), corpus.subset(test), corpus.classes
 
 

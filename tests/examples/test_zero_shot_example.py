@@ -142,3 +142,17 @@ def test_smoke_run_fine_tunes_once_then_reuses_the_checkpoint(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / 'cache').iterdir()) == checkpoints
     assert 'fine-tune' not in again.stderr
+
+
+def test_task_subsets_are_drawn_at_random_not_the_first_items(examples_on_path):
+    # the corpora are stored class by class: the first 600 training tweets
+    # are one account's, which made the health-tweet task a one-class task
+    from _zero_shot_tasks import TASKS, task_data
+    for task in TASKS:
+        train, test, classes = task_data(task, None, None)
+        assert set(train.labels.tolist()) == set(range(len(classes))), task
+        assert len(set(test.labels.tolist())) == len(classes), task
+        again, _, _ = task_data(task, None, None)   # fixed: the same draw every time
+        assert again.texts == train.texts
+        whole_train, _, _ = task_data(task, 10 ** 6, 10 ** 6)   # all of the part
+        assert set(train.texts) <= set(whole_train.texts)
